@@ -1,0 +1,168 @@
+// Package model owns flow definitions and the flow-instance state machine.
+//
+// It parses and validates flow files (YAML, the format of DESIGN.md) into compiled
+// Flows, and evaluates an Instance — a set of checkpoint events of one business key —
+// against an injected clock. It does no I/O beyond reading flow files in Load, keeps no
+// global state, and never imports the collector, storage or network packages: everything
+// else builds on it.
+package model
+
+import (
+	"sort"
+	"time"
+)
+
+// Join says how a checkpoint's predecessors combine.
+type Join string
+
+// The joins of the flow format.
+const (
+	JoinAll Join = "all" // every predecessor must be seen (AND-join, the default)
+	JoinAny Join = "any" // one predecessor is enough (OR-join)
+)
+
+// Terminal marks a checkpoint that ends an instance.
+type Terminal string
+
+// The terminal kinds of the flow format.
+const (
+	NotTerminal     Terminal = ""
+	TerminalSuccess Terminal = "success"
+	TerminalFailure Terminal = "failure"
+)
+
+// Span kinds and statuses a match may name.
+var (
+	SpanKinds    = []string{"server", "client", "producer", "consumer", "internal"}
+	SpanStatuses = []string{"ok", "error", "unset"}
+)
+
+// Flow is one compiled, validated version of a flow definition.
+type Flow struct {
+	Name    string
+	Version int
+	// Key is the default attribute holding the business key.
+	Key string
+	// ActiveFrom is when this version starts to apply to new instances; zero means always.
+	ActiveFrom time.Time
+	// Checkpoints in declaration order; Checkpoint.Index is the position here.
+	Checkpoints []*Checkpoint
+	// Starts are the start checkpoints, in declaration order.
+	Starts []*Checkpoint
+	// Source is where the flow was declared.
+	Source Pos
+
+	byName map[string]*Checkpoint
+	// aliases holds every attribute declared in some checkpoint's `aliases`.
+	aliases map[string]bool
+}
+
+// Checkpoint is one step of a flow.
+type Checkpoint struct {
+	Name  string
+	Index int
+	Start bool
+	// After names the predecessors; Preds are the same, resolved.
+	After []string
+	Preds []*Checkpoint
+	// Succs are the checkpoints that name this one in `after`.
+	Succs []*Checkpoint
+	Join  Join
+	// Within is the deadline counted from when the predecessors were satisfied; zero means
+	// the checkpoint is optional and never makes an instance stuck.
+	Within   time.Duration
+	Terminal Terminal
+	// Key is the attribute holding the key on this checkpoint's items (the flow's Key
+	// unless the checkpoint sets its own).
+	Key string
+	// Aliases are attributes whose values also identify the instance from here on.
+	Aliases []string
+	Match   Match
+	OnStuck []Action
+
+	// ancestors are the indexes of every checkpoint this one comes after, transitively.
+	ancestors []int
+}
+
+// Match selects the telemetry items that are this checkpoint. Empty fields match anything.
+type Match struct {
+	// Service is the resource attribute service.name, exact.
+	Service string
+	// Span is a span name pattern ('*' is a wildcard). Set for span checkpoints.
+	Span string
+	// Event is a span event name or a log record's event name, exact. Set for event checkpoints.
+	Event string
+	// Kind is a span kind (server|client|producer|consumer|internal).
+	Kind string
+	// Status is a span status (ok|error|unset).
+	Status string
+	// Attributes must all hold, looked up on the item, then its scope, then its resource.
+	Attributes []AttrMatch
+}
+
+// AttrMatch is one attribute condition. Value is compared with the attribute's string form
+// (an int 201 matches "201"); Present means the value was "*": the attribute must exist.
+type AttrMatch struct {
+	Key     string
+	Value   string
+	Present bool
+}
+
+// Action is an on_stuck action: a command sent to a sink when the checkpoint is overdue.
+type Action struct {
+	// Sink names a sink of the detector's configuration.
+	Sink string
+	// Subject is the sink-specific destination (a NATS subject, a URL path); may be empty.
+	Subject string
+	// Type is the CloudEvents type; DefaultCommandType when empty.
+	Type string
+	// After is the grace period past the deadline before the first attempt.
+	After time.Duration
+	// MaxAttempts bounds the attempts; at least 1.
+	MaxAttempts int
+	// Backoff is the wait between attempts; DefaultActionBackoff when zero.
+	Backoff time.Duration
+	// Payload is passed through to the command's data.
+	Payload map[string]any
+}
+
+// Defaults of the flow format.
+const (
+	DefaultCommandType     = "dev.flowwatch.unblock"
+	DefaultActionBackoff   = time.Minute
+	DefaultMaxAttempts     = 1
+	DefaultTenantAttribute = "tenant.id"
+	DefaultTenant          = "default"
+)
+
+// Checkpoint returns the named checkpoint, or nil.
+func (f *Flow) Checkpoint(name string) *Checkpoint { return f.byName[name] }
+
+// IsAlias reports whether attr is declared as an alias by some checkpoint of the flow, so
+// that a key read from it must be resolved to the instance's key.
+func (f *Flow) IsAlias(attr string) bool { return f.aliases[attr] }
+
+// KeyAttributes returns every attribute that can carry this flow's key: the flow key,
+// checkpoint keys and aliases, sorted and without duplicates.
+func (f *Flow) KeyAttributes() []string {
+	seen := map[string]bool{f.Key: true}
+	for _, c := range f.Checkpoints {
+		seen[c.Key] = true
+		for _, a := range c.Aliases {
+			seen[a] = true
+		}
+	}
+	out := make([]string, 0, len(seen))
+	for k := range seen {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Pos is a place in a flow file.
+type Pos struct {
+	Path string
+	Line int
+	Col  int
+}

@@ -1,0 +1,424 @@
+package model
+
+import (
+	"fmt"
+	"sort"
+	"time"
+)
+
+// Status of a flow instance.
+type Status string
+
+// The statuses of DESIGN.md.
+const (
+	StatusRunning   Status = "running"
+	StatusCompleted Status = "completed"
+	StatusFailed    Status = "failed"
+	StatusStuck     Status = "stuck"
+)
+
+// ViolationKind names a conformance violation.
+type ViolationKind string
+
+// The conformance violations of DESIGN.md.
+const (
+	// ViolationUnexpected: a checkpoint whose predecessors were never seen (or that is not a
+	// checkpoint of the pinned version).
+	ViolationUnexpected ViolationKind = "unexpected"
+	// ViolationOutOfOrder: the predecessors were seen, but only after this checkpoint.
+	ViolationOutOfOrder ViolationKind = "out_of_order"
+	// ViolationDuplicate: the checkpoint was reached again by another event.
+	ViolationDuplicate ViolationKind = "duplicate_checkpoint"
+)
+
+// Event is one observation of an instance: a checkpoint reached, or — when Checkpoint is
+// empty — an error note (an error span, event or log carrying the key but matching no
+// checkpoint), which never advances the flow but is shown in the stuck reason.
+type Event struct {
+	// ID is the deterministic event_id; events with the same ID are the same event.
+	ID         string
+	Checkpoint string
+	Time       time.Time
+	Service    string
+	// Name is the span, span event or log event name the event came from.
+	Name    string
+	TraceID string
+	SpanID  string
+	// Status is ok, error or unset.
+	Status string
+	// Message is the error message, if any.
+	Message string
+}
+
+// IsErrorNote reports whether the event is an error note rather than a checkpoint.
+func (e *Event) IsErrorNote() bool { return e.Checkpoint == "" }
+
+// Instance is one business key's journey through a flow: the events seen so far. It is
+// pure state: no clock, no I/O. Not safe for concurrent use.
+type Instance struct {
+	Tenant string
+	Flow   string
+	Key    string
+
+	versions []*Flow
+	events   []Event // sorted by (Time, ID)
+}
+
+// NewInstance starts an empty instance of the flow whose versions are given (ascending, as
+// Set.Versions returns them). The version is pinned from the events: see Pinned.
+func NewInstance(versions []*Flow, tenant, key string) *Instance {
+	name := ""
+	if len(versions) > 0 {
+		name = versions[0].Name
+	}
+	return &Instance{Tenant: tenant, Flow: name, Key: key, versions: versions}
+}
+
+// Apply adds an event. It returns false, changing nothing, when an event with the same ID
+// was already applied. Events may come in any order.
+func (in *Instance) Apply(e Event) bool {
+	// Instances hold few events: a linear scan beats a map and allocates nothing.
+	for i := range in.events {
+		if in.events[i].ID == e.ID {
+			return false
+		}
+	}
+	n := len(in.events)
+	if n == 0 || !eventLess(&e, &in.events[n-1]) {
+		in.events = append(in.events, e) // the common case: in order
+		return true
+	}
+	i := sort.Search(n, func(i int) bool { return eventLess(&e, &in.events[i]) })
+	in.events = append(in.events, Event{})
+	copy(in.events[i+1:], in.events[i:])
+	in.events[i] = e
+	return true
+}
+
+func eventLess(a, b *Event) bool {
+	if !a.Time.Equal(b.Time) {
+		return a.Time.Before(b.Time)
+	}
+	return a.ID < b.ID
+}
+
+// Events returns the applied events in event-time order. The slice must not be modified.
+func (in *Instance) Events() []Event { return in.events }
+
+// Pinned returns the version this instance is judged by: the one active when its start
+// checkpoint happened (the earliest event that is a start checkpoint of some version, or the
+// earliest event when none is). Newer versions never re-judge older instances.
+func (in *Instance) Pinned() *Flow {
+	if len(in.versions) == 1 {
+		return in.versions[0]
+	}
+	if len(in.events) == 0 {
+		return pinVersion(in.versions, time.Time{})
+	}
+	start := in.events[0].Time
+	for i := range in.events {
+		if in.isStartInAnyVersion(in.events[i].Checkpoint) {
+			start = in.events[i].Time
+			break
+		}
+	}
+	return pinVersion(in.versions, start)
+}
+
+func (in *Instance) isStartInAnyVersion(name string) bool {
+	for _, f := range in.versions {
+		if c := f.byName[name]; c != nil && c.Start {
+			return true
+		}
+	}
+	return false
+}
+
+// State is an instance evaluated at a moment.
+type State struct {
+	Tenant  string
+	Flow    string
+	Version int
+	Key     string
+	Status  Status
+	// StartedAt is the earliest event's time; LastSeen the latest's.
+	StartedAt time.Time
+	LastSeen  time.Time
+	// LastCheckpoint is the latest checkpoint reached, in event time.
+	LastCheckpoint   string
+	LastCheckpointAt time.Time
+	// EndedAt is when the terminal checkpoint was reached (completed and failed only).
+	EndedAt time.Time
+	// Expected are the checkpoints awaited with a deadline, earliest deadline first.
+	Expected []Expected
+	// Reason explains a stuck instance; nil otherwise.
+	Reason     *Reason
+	Violations []Violation
+	// LastError is the latest error note or error-status checkpoint event, if any.
+	LastError *ErrorNote
+	// TraceIDs of the instance's events, in event-time order, without duplicates.
+	TraceIDs []string
+	// NextDeadline is the earliest deadline that has not passed yet: when, with no new
+	// event, the status would next change. Zero when none.
+	NextDeadline time.Time
+}
+
+// Expected is a checkpoint awaited by an instance.
+type Expected struct {
+	Checkpoint string
+	// Since is when its predecessors were satisfied.
+	Since    time.Time
+	Deadline time.Time
+	// Service owns the checkpoint (its match.service).
+	Service string
+	Overdue bool
+}
+
+// Reason says why an instance is stuck.
+type Reason struct {
+	// Checkpoint is the expected checkpoint that is most overdue.
+	Checkpoint string
+	Since      time.Time
+	Deadline   time.Time
+	Overdue    time.Duration
+	Service    string
+	// LastCheckpoint is the latest checkpoint seen.
+	LastCheckpoint   string
+	LastCheckpointAt time.Time
+	LastError        *ErrorNote
+	TraceIDs         []string
+	// Summary is one human sentence.
+	Summary string
+}
+
+// ErrorNote is the last error seen on an instance.
+type ErrorNote struct {
+	Service string
+	Name    string
+	Message string
+	TraceID string
+	SpanID  string
+	Time    time.Time
+}
+
+// Violation is a conformance problem of one event.
+type Violation struct {
+	Kind       ViolationKind
+	Checkpoint string
+	Time       time.Time
+	EventID    string
+	Detail     string
+}
+
+// maxTraceIDs bounds the trace IDs a State carries.
+const maxTraceIDs = 20
+
+// Evaluate judges the instance at now.
+func (in *Instance) Evaluate(now time.Time) State {
+	st := State{Tenant: in.Tenant, Flow: in.Flow, Key: in.Key, Status: StatusRunning}
+	f := in.Pinned()
+	if f == nil || len(in.events) == 0 {
+		return st
+	}
+	st.Version = f.Version
+	st.StartedAt = in.events[0].Time
+	st.LastSeen = in.events[len(in.events)-1].Time
+
+	// Pass 1: when each checkpoint was first reached. first[i].IsZero() means never.
+	var firstBuf [32]time.Time
+	var first []time.Time
+	if len(f.Checkpoints) <= len(firstBuf) {
+		first = firstBuf[:len(f.Checkpoints)]
+	} else {
+		first = make([]time.Time, len(f.Checkpoints))
+	}
+	for i := range in.events {
+		e := &in.events[i]
+		if c := f.byName[e.Checkpoint]; c != nil && first[c.Index].IsZero() {
+			first[c.Index] = e.Time // events are sorted: the first seen is the earliest
+		}
+	}
+
+	// Pass 2: violations, last checkpoint, terminal, last error, trace IDs.
+	var doneBuf [32]bool
+	var done []bool
+	if len(f.Checkpoints) <= len(doneBuf) {
+		done = doneBuf[:len(f.Checkpoints)]
+	} else {
+		done = make([]bool, len(f.Checkpoints))
+	}
+	var terminal *Checkpoint
+	for i := range in.events {
+		e := &in.events[i]
+		st.addTrace(e.TraceID)
+		if e.IsErrorNote() || e.Status == "error" {
+			st.LastError = &ErrorNote{Service: e.Service, Name: e.Name, Message: e.Message,
+				TraceID: e.TraceID, SpanID: e.SpanID, Time: e.Time}
+		}
+		if e.IsErrorNote() {
+			continue
+		}
+		c := f.byName[e.Checkpoint]
+		if c == nil {
+			st.Violations = append(st.Violations, Violation{Kind: ViolationUnexpected,
+				Checkpoint: e.Checkpoint, Time: e.Time, EventID: e.ID,
+				Detail: fmt.Sprintf("%q is not a checkpoint of %s version %d", e.Checkpoint, f.Name, f.Version)})
+			continue
+		}
+		if done[c.Index] {
+			st.Violations = append(st.Violations, Violation{Kind: ViolationDuplicate,
+				Checkpoint: c.Name, Time: e.Time, EventID: e.ID,
+				Detail: fmt.Sprintf("%q already reached at %s", c.Name, first[c.Index].UTC().Format(time.RFC3339Nano))})
+			continue
+		}
+		done[c.Index] = true
+		st.LastCheckpoint, st.LastCheckpointAt = c.Name, e.Time
+		if !c.Start {
+			if v, bad := checkPreds(c, first, e); bad {
+				st.Violations = append(st.Violations, v)
+			}
+		}
+		if c.Terminal != NotTerminal && terminal == nil {
+			terminal = c
+		}
+	}
+
+	if terminal != nil {
+		st.EndedAt = first[terminal.Index]
+		if terminal.Terminal == TerminalSuccess {
+			st.Status = StatusCompleted
+		} else {
+			st.Status = StatusFailed
+		}
+		return st
+	}
+
+	// Expected checkpoints: enabled, not reached, not passed by a later checkpoint, with a
+	// deadline.
+	var passedBuf [32]bool
+	var passed []bool
+	if len(f.Checkpoints) <= len(passedBuf) {
+		passed = passedBuf[:len(f.Checkpoints)]
+	} else {
+		passed = make([]bool, len(f.Checkpoints))
+	}
+	for i, c := range f.Checkpoints {
+		if !first[i].IsZero() {
+			for _, a := range c.ancestors {
+				passed[a] = true
+			}
+		}
+	}
+	for i, c := range f.Checkpoints {
+		if c.Start || c.Within <= 0 || !first[i].IsZero() || passed[i] {
+			continue
+		}
+		since, ok := enabledAt(c, first)
+		if !ok {
+			continue
+		}
+		x := Expected{Checkpoint: c.Name, Since: since, Deadline: since.Add(c.Within),
+			Service: c.Match.Service}
+		x.Overdue = now.After(x.Deadline)
+		if !x.Overdue && (st.NextDeadline.IsZero() || x.Deadline.Before(st.NextDeadline)) {
+			st.NextDeadline = x.Deadline
+		}
+		st.Expected = append(st.Expected, x)
+	}
+	sort.SliceStable(st.Expected, func(i, j int) bool {
+		return st.Expected[i].Deadline.Before(st.Expected[j].Deadline)
+	})
+	if len(st.Expected) > 0 && st.Expected[0].Overdue {
+		st.Status = StatusStuck
+		st.Reason = st.reason(now)
+	}
+	return st
+}
+
+func (st *State) addTrace(id string) {
+	if id == "" || len(st.TraceIDs) >= maxTraceIDs {
+		return
+	}
+	for _, t := range st.TraceIDs {
+		if t == id {
+			return
+		}
+	}
+	st.TraceIDs = append(st.TraceIDs, id)
+}
+
+// checkPreds tells whether event e of checkpoint c came after its predecessors.
+func checkPreds(c *Checkpoint, first []time.Time, e *Event) (Violation, bool) {
+	seenBefore, seenEver := 0, 0
+	for _, p := range c.Preds {
+		t := first[p.Index]
+		if t.IsZero() {
+			continue
+		}
+		seenEver++
+		if !t.After(e.Time) {
+			seenBefore++
+		}
+	}
+	need := len(c.Preds)
+	if c.Join == JoinAny {
+		need = 1
+	}
+	if seenBefore >= need {
+		return Violation{}, false
+	}
+	v := Violation{Checkpoint: c.Name, Time: e.Time, EventID: e.ID}
+	if seenEver >= need {
+		v.Kind = ViolationOutOfOrder
+		v.Detail = fmt.Sprintf("%q happened before its predecessors %v", c.Name, c.After)
+	} else {
+		v.Kind = ViolationUnexpected
+		v.Detail = fmt.Sprintf("%q reached but its predecessors %v were never seen", c.Name, c.After)
+	}
+	return v, true
+}
+
+// enabledAt returns when c's predecessors were satisfied according to its join.
+func enabledAt(c *Checkpoint, first []time.Time) (time.Time, bool) {
+	var at time.Time
+	seen := 0
+	for _, p := range c.Preds {
+		t := first[p.Index]
+		if t.IsZero() {
+			if c.Join == JoinAll {
+				return time.Time{}, false
+			}
+			continue
+		}
+		seen++
+		if c.Join == JoinAny {
+			if at.IsZero() || t.Before(at) {
+				at = t
+			}
+		} else if t.After(at) {
+			at = t
+		}
+	}
+	return at, seen > 0
+}
+
+func (st *State) reason(now time.Time) *Reason {
+	x := st.Expected[0]
+	r := &Reason{
+		Checkpoint: x.Checkpoint, Since: x.Since, Deadline: x.Deadline,
+		Overdue: now.Sub(x.Deadline), Service: x.Service,
+		LastCheckpoint: st.LastCheckpoint, LastCheckpointAt: st.LastCheckpointAt,
+		LastError: st.LastError, TraceIDs: st.TraceIDs,
+	}
+	owner := r.Service
+	if owner == "" {
+		owner = "an unknown service"
+	}
+	r.Summary = fmt.Sprintf("%s %s: %q expected from %s by %s, overdue by %s; last checkpoint %q",
+		st.Flow, st.Key, x.Checkpoint, owner, x.Deadline.UTC().Format(time.RFC3339),
+		r.Overdue.Round(time.Second), st.LastCheckpoint)
+	if r.LastError != nil {
+		r.Summary += fmt.Sprintf("; last error in %s %q: %s", r.LastError.Service, r.LastError.Name, r.LastError.Message)
+	}
+	return r
+}

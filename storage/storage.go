@@ -1,0 +1,196 @@
+// Package storage is the one place that speaks SQL. It owns the ClickHouse schema (embedded
+// .sql files and their migrations), and the writer and reader over two transports with one
+// dialect: the native server protocol (clickhouse-go) and the embedded engine (chDB).
+//
+// It knows rows, not flow semantics: it never evaluates an instance (model/ does) and never
+// decides what is stuck (detector/ does).
+package storage
+
+import (
+	"context"
+	"time"
+)
+
+// CheckpointEvent is one row of the checkpoint events table: a telemetry item that reached a
+// checkpoint of a flow, or — when Checkpoint is empty — an error note on an instance.
+type CheckpointEvent struct {
+	// EventID is deterministic from the item (see EventID); rows with the same EventID are
+	// the same event, however often they are written.
+	EventID    string
+	Tenant     string
+	Flow       string
+	Checkpoint string
+	// Key is the business key as read from KeyAttr. When KeyAttr is an alias of the flow
+	// (model.Flow.IsAlias), Key must be resolved through the aliases table.
+	Key     string
+	KeyAttr string
+	// Time is the event time (nanoseconds); IngestTime when the row was written.
+	Time       time.Time
+	IngestTime time.Time
+	TraceID    string // hex, may be empty (logs)
+	SpanID     string // hex, may be empty
+	Service    string
+	// Name is the span name, span event name or log event name.
+	Name string
+	// Status is ok, error or unset.
+	Status  string
+	Message string
+	// Attributes are the item's own attributes, as strings.
+	Attributes map[string]string
+}
+
+// Alias says that, in a flow of a tenant, the value Value of attribute Attr identifies the
+// instance whose key is Key.
+type Alias struct {
+	Tenant string
+	Flow   string
+	Attr   string
+	Value  string
+	Key    string
+	Time   time.Time
+}
+
+// InstanceState is the detector's latest verdict on one instance. A newer UpdatedAt replaces
+// an older row for the same (Tenant, Flow, Key).
+type InstanceState struct {
+	Tenant         string
+	Flow           string
+	Version        int
+	Key            string
+	Status         string
+	StartedAt      time.Time
+	LastSeen       time.Time
+	LastCheckpoint string
+	// Expected, Reason and Violations are JSON documents (the API's shapes).
+	Expected   string
+	Reason     string
+	Violations string
+	// Shard is the detector shard that owns the instance.
+	Shard     int
+	UpdatedAt time.Time
+}
+
+// AlertRecord is the audit record of one alert notification.
+type AlertRecord struct {
+	Time        time.Time
+	Tenant      string
+	Flow        string
+	Version     int
+	Key         string // empty when grouped per checkpoint
+	Checkpoint  string
+	State       string // firing | resolved
+	Sink        string
+	Fingerprint string
+	Summary     string
+	Error       string // empty when delivered
+}
+
+// CommandRecord is the audit record of one unblock command and its outcome.
+type CommandRecord struct {
+	ID         string // the CloudEvent id, deterministic
+	Time       time.Time
+	Tenant     string
+	Flow       string
+	Version    int
+	Key        string
+	Checkpoint string
+	Attempt    int
+	Sink       string
+	Subject    string
+	// Outcome: sent | dry_run | failed | succeeded | no_effect. A later row for the same ID
+	// replaces an earlier one.
+	Outcome string
+	Error   string
+	Payload string // the CloudEvent JSON
+}
+
+// Writer appends rows. Every method is idempotent: writing the same rows twice (a retried
+// batch, a replayed queue) leaves the store as if they were written once, as seen by Reader.
+// A method returns only after the rows are durable in the store, or an error.
+type Writer interface {
+	WriteEvents(ctx context.Context, events []CheckpointEvent) error
+	WriteAliases(ctx context.Context, aliases []Alias) error
+	WriteStates(ctx context.Context, states []InstanceState) error
+	WriteAlerts(ctx context.Context, alerts []AlertRecord) error
+	WriteCommands(ctx context.Context, commands []CommandRecord) error
+}
+
+// InstanceFilter selects instance states. Empty fields select everything.
+type InstanceFilter struct {
+	Tenant     string
+	Flow       string
+	Status     string
+	Checkpoint string // last checkpoint, or an expected one
+	Key        string
+	Limit      int    // 0 means 100
+	Cursor     string // opaque, from a previous page
+	// Shard/Shards select the instances of one detector shard (Shards 0 means all).
+	Shard, Shards int
+}
+
+// Transition is a declared edge of a flow with what was observed on it.
+type Transition struct {
+	Source string
+	Target string
+	Count  uint64
+	P50    time.Duration
+	P95    time.Duration
+}
+
+// CheckpointCount is how many instances reached a checkpoint, and how many are stuck
+// expecting it.
+type CheckpointCount struct {
+	Checkpoint string
+	Count      uint64
+	Stuck      uint64
+}
+
+// Point is one value of a series at a time.
+type Point struct {
+	Time  time.Time
+	Value float64
+}
+
+// Series is a named time series.
+type Series struct {
+	Name   string
+	Points []Point
+}
+
+// Reader answers the detector's and the API's questions. Methods return empty results, not
+// errors, when nothing matches. Results never contain two rows with the same EventID (or
+// the same instance).
+type Reader interface {
+	// EventsSince returns events with IngestTime >= since, ordered by IngestTime, at most
+	// limit. Callers keep a cursor with an overlap window and dedup by EventID.
+	EventsSince(ctx context.Context, since time.Time, limit int) ([]CheckpointEvent, error)
+	// InstanceEvents returns the events of one instance (by its resolved key), in event time.
+	InstanceEvents(ctx context.Context, tenant, flow, key string) ([]CheckpointEvent, error)
+	// ResolveAliases maps alias values of attr to instance keys; unknown values are absent.
+	ResolveAliases(ctx context.Context, tenant, flow, attr string, values []string) (map[string]string, error)
+	// Instances lists instance states, newest first, one page at a time.
+	Instances(ctx context.Context, f InstanceFilter) (states []InstanceState, next string, err error)
+	// Instance returns one instance state, or nil when unknown.
+	Instance(ctx context.Context, tenant, flow, key string) (*InstanceState, error)
+	// CheckpointCounts counts, per checkpoint of a flow, the instances that reached it in
+	// [from, to), and the stuck instances expecting it.
+	CheckpointCounts(ctx context.Context, tenant, flow string, from, to time.Time) ([]CheckpointCount, error)
+	// Transitions measures the given edges (source→target) of a flow over instances that
+	// reached the source in [from, to): count and p50/p95 of the time between them.
+	Transitions(ctx context.Context, tenant, flow string, edges [][2]string, from, to time.Time) ([]Transition, error)
+	// Series counts events per step in [from, to), by "checkpoint" (one series per
+	// checkpoint) or "status" (instances by their current status, by last_seen).
+	Series(ctx context.Context, tenant, flow, by string, from, to time.Time, step time.Duration) ([]Series, error)
+	// Alerts and Commands return the newest audit records first, at most limit.
+	Alerts(ctx context.Context, tenant, flow string, limit int) ([]AlertRecord, error)
+	Commands(ctx context.Context, tenant, flow string, limit int) ([]CommandRecord, error)
+}
+
+// Store is a transport's writer and reader, with its schema management.
+type Store interface {
+	Writer
+	Reader
+	// Migrate applies the schema migrations not applied yet; applying twice is a no-op.
+	Migrate(ctx context.Context) error
+	Close() error
+}
