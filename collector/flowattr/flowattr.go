@@ -1,0 +1,255 @@
+// Package flowattr owns the annotation contract between the flow processor and the flow
+// exporter: the attributes the processor writes on a matched span, span event or log record,
+// and how they are read back.
+//
+// One match is written as plain strings, so that any trace backend shows it as is:
+//
+//	flow.name       = "order-fulfilment"
+//	flow.checkpoint = "paid"
+//	flow.key        = "o-42"
+//	flow.key_attr   = "payment.order_id"
+//	flow.tenant     = "acme"
+//	flow.aliases    = ["payment.id=p-7"]          (a string slice; absent when there are none)
+//
+// An item that matches several checkpoints (of different flows) gets string slices in parallel
+// instead: element i of flow.name, flow.checkpoint, flow.key, flow.key_attr and flow.tenant
+// belong to match i. flow.aliases then stays one flat string slice whose elements carry the
+// index of their match as a decimal prefix: "1:payment.id=p-7" is an alias of match 1.
+//
+// In an alias element the attribute name ends at the first '='; a '%' or '=' inside the
+// attribute name is written as "%25" or "%3D" so that every name round-trips. Values are
+// written as they are.
+//
+// A Match with an empty Checkpoint is an error note: an error-status item carrying one of the
+// flow's key attributes that matched no checkpoint of that flow.
+//
+// The package only encodes and decodes; it does no matching and keeps no state.
+package flowattr
+
+import (
+	"strconv"
+	"strings"
+
+	"go.opentelemetry.io/collector/pdata/pcommon"
+)
+
+// The attribute names of the contract.
+const (
+	AttrName       = "flow.name"
+	AttrCheckpoint = "flow.checkpoint"
+	AttrKey        = "flow.key"
+	AttrKeyAttr    = "flow.key_attr"
+	AttrTenant     = "flow.tenant"
+	AttrAliases    = "flow.aliases"
+)
+
+// Match is one checkpoint (or error note) an item was matched to.
+type Match struct {
+	// Flow is the flow name. The version is decided later, per instance.
+	Flow string
+	// Checkpoint is the checkpoint name; empty for an error note.
+	Checkpoint string
+	// Key is the business key read from the item.
+	Key string
+	// KeyAttr is the attribute the key was read from.
+	KeyAttr string
+	// Tenant is the tenant of the item's resource.
+	Tenant string
+	// Aliases are the checkpoint's alias attributes present on the item.
+	Aliases []Alias
+}
+
+// IsErrorNote reports whether the match is an error note rather than a checkpoint.
+func (m *Match) IsErrorNote() bool { return m.Checkpoint == "" }
+
+// Alias is one alias attribute and its value on the item.
+type Alias struct {
+	Attr, Value string
+}
+
+// Put writes ms on attrs, replacing any annotation already there. With no matches it removes
+// the annotation.
+func Put(attrs pcommon.Map, ms []Match) {
+	switch len(ms) {
+	case 0:
+		Remove(attrs)
+	case 1:
+		m := &ms[0]
+		attrs.PutStr(AttrName, m.Flow)
+		attrs.PutStr(AttrCheckpoint, m.Checkpoint)
+		attrs.PutStr(AttrKey, m.Key)
+		attrs.PutStr(AttrKeyAttr, m.KeyAttr)
+		attrs.PutStr(AttrTenant, m.Tenant)
+		if len(m.Aliases) == 0 {
+			attrs.Remove(AttrAliases)
+			return
+		}
+		s := attrs.PutEmptySlice(AttrAliases)
+		s.EnsureCapacity(len(m.Aliases))
+		for _, a := range m.Aliases {
+			s.AppendEmpty().SetStr(encodeAlias("", a))
+		}
+	default:
+		putSlice(attrs, AttrName, ms, func(m *Match) string { return m.Flow })
+		putSlice(attrs, AttrCheckpoint, ms, func(m *Match) string { return m.Checkpoint })
+		putSlice(attrs, AttrKey, ms, func(m *Match) string { return m.Key })
+		putSlice(attrs, AttrKeyAttr, ms, func(m *Match) string { return m.KeyAttr })
+		putSlice(attrs, AttrTenant, ms, func(m *Match) string { return m.Tenant })
+		n := 0
+		for i := range ms {
+			n += len(ms[i].Aliases)
+		}
+		if n == 0 {
+			attrs.Remove(AttrAliases)
+			return
+		}
+		s := attrs.PutEmptySlice(AttrAliases)
+		s.EnsureCapacity(n)
+		for i := range ms {
+			prefix := strconv.Itoa(i) + ":"
+			for _, a := range ms[i].Aliases {
+				s.AppendEmpty().SetStr(encodeAlias(prefix, a))
+			}
+		}
+	}
+}
+
+func putSlice(attrs pcommon.Map, name string, ms []Match, field func(*Match) string) {
+	s := attrs.PutEmptySlice(name)
+	s.EnsureCapacity(len(ms))
+	for i := range ms {
+		s.AppendEmpty().SetStr(field(&ms[i]))
+	}
+}
+
+// Remove deletes every annotation attribute from attrs.
+func Remove(attrs pcommon.Map) {
+	attrs.RemoveIf(func(k string, _ pcommon.Value) bool {
+		switch k {
+		case AttrName, AttrCheckpoint, AttrKey, AttrKeyAttr, AttrTenant, AttrAliases:
+			return true
+		}
+		return false
+	})
+}
+
+// Has reports whether attrs carry an annotation.
+func Has(attrs pcommon.Map) bool {
+	_, ok := attrs.Get(AttrName)
+	return ok
+}
+
+// Get reads the annotation of attrs and appends its matches to dst. Items without an
+// annotation leave dst unchanged. A malformed annotation (slices of different lengths, an
+// alias with a bad index) is read as far as it is consistent: missing fields are empty and
+// aliases that name no match are skipped.
+func Get(attrs pcommon.Map, dst []Match) []Match {
+	name, ok := attrs.Get(AttrName)
+	if !ok {
+		return dst
+	}
+	if name.Type() != pcommon.ValueTypeSlice {
+		m := Match{
+			Flow:       name.AsString(),
+			Checkpoint: getStr(attrs, AttrCheckpoint),
+			Key:        getStr(attrs, AttrKey),
+			KeyAttr:    getStr(attrs, AttrKeyAttr),
+			Tenant:     getStr(attrs, AttrTenant),
+		}
+		if v, ok := attrs.Get(AttrAliases); ok && v.Type() == pcommon.ValueTypeSlice {
+			s := v.Slice()
+			m.Aliases = make([]Alias, 0, s.Len())
+			for i := 0; i < s.Len(); i++ {
+				if a, ok := decodeAlias(s.At(i).Str()); ok {
+					m.Aliases = append(m.Aliases, a)
+				}
+			}
+		}
+		return append(dst, m)
+	}
+	names := name.Slice()
+	base := len(dst)
+	for i := 0; i < names.Len(); i++ {
+		dst = append(dst, Match{
+			Flow:       names.At(i).AsString(),
+			Checkpoint: getAt(attrs, AttrCheckpoint, i),
+			Key:        getAt(attrs, AttrKey, i),
+			KeyAttr:    getAt(attrs, AttrKeyAttr, i),
+			Tenant:     getAt(attrs, AttrTenant, i),
+		})
+	}
+	if v, ok := attrs.Get(AttrAliases); ok && v.Type() == pcommon.ValueTypeSlice {
+		s := v.Slice()
+		for i := 0; i < s.Len(); i++ {
+			e := s.At(i).Str()
+			colon := strings.IndexByte(e, ':')
+			if colon < 0 {
+				continue
+			}
+			idx, err := strconv.Atoi(e[:colon])
+			if err != nil || idx < 0 || idx >= names.Len() {
+				continue
+			}
+			if a, ok := decodeAlias(e[colon+1:]); ok {
+				m := &dst[base+idx]
+				m.Aliases = append(m.Aliases, a)
+			}
+		}
+	}
+	return dst
+}
+
+func getStr(attrs pcommon.Map, name string) string {
+	v, ok := attrs.Get(name)
+	if !ok {
+		return ""
+	}
+	return v.AsString()
+}
+
+func getAt(attrs pcommon.Map, name string, i int) string {
+	v, ok := attrs.Get(name)
+	if !ok || v.Type() != pcommon.ValueTypeSlice || i >= v.Slice().Len() {
+		return ""
+	}
+	return v.Slice().At(i).AsString()
+}
+
+var attrEscaper = strings.NewReplacer("%", "%25", "=", "%3D")
+
+func encodeAlias(prefix string, a Alias) string {
+	attr := a.Attr
+	if strings.ContainsAny(attr, "%=") {
+		attr = attrEscaper.Replace(attr)
+	}
+	return prefix + attr + "=" + a.Value
+}
+
+func decodeAlias(s string) (Alias, bool) {
+	eq := strings.IndexByte(s, '=')
+	if eq < 0 {
+		return Alias{}, false
+	}
+	attr := s[:eq]
+	if strings.IndexByte(attr, '%') >= 0 {
+		attr = unescapeAttr(attr)
+	}
+	return Alias{Attr: attr, Value: s[eq+1:]}, true
+}
+
+func unescapeAttr(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		switch {
+		case strings.HasPrefix(s[i:], "%25"):
+			b.WriteByte('%')
+			i += 2
+		case strings.HasPrefix(s[i:], "%3D"):
+			b.WriteByte('=')
+			i += 2
+		default:
+			b.WriteByte(s[i])
+		}
+	}
+	return b.String()
+}
