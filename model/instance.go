@@ -84,6 +84,9 @@ func (in *Instance) Apply(e Event) bool {
 		}
 	}
 	n := len(in.events)
+	if in.events == nil {
+		in.events = make([]Event, 0, 8) // most instances hold fewer than 8 events
+	}
 	if n == 0 || !eventLess(&e, &in.events[n-1]) {
 		in.events = append(in.events, e) // the common case: in order
 		return true
@@ -207,7 +210,27 @@ type Violation struct {
 	Checkpoint string
 	Time       time.Time
 	EventID    string
-	Detail     string
+	// After are the checkpoint's predecessors (unexpected, out_of_order); FirstAt when it was
+	// first reached (duplicate_checkpoint); Version the pinned version.
+	After   []string
+	FirstAt time.Time
+	Version int
+}
+
+// Detail describes the violation in one sentence.
+func (v Violation) Detail() string {
+	switch v.Kind {
+	case ViolationDuplicate:
+		return fmt.Sprintf("%q already reached at %s", v.Checkpoint, v.FirstAt.UTC().Format(time.RFC3339Nano))
+	case ViolationOutOfOrder:
+		return fmt.Sprintf("%q happened before its predecessors %v", v.Checkpoint, v.After)
+	case ViolationUnexpected:
+		if v.After == nil {
+			return fmt.Sprintf("%q is not a checkpoint of version %d", v.Checkpoint, v.Version)
+		}
+		return fmt.Sprintf("%q reached but its predecessors %v were never seen", v.Checkpoint, v.After)
+	}
+	return string(v.Kind)
 }
 
 // maxTraceIDs bounds the trace IDs a State carries.
@@ -250,7 +273,7 @@ func (in *Instance) Evaluate(now time.Time) State {
 	var terminal *Checkpoint
 	for i := range in.events {
 		e := &in.events[i]
-		st.addTrace(e.TraceID)
+		st.addTrace(e.TraceID, len(in.events))
 		if e.IsErrorNote() || e.Status == "error" {
 			st.LastError = &ErrorNote{Service: e.Service, Name: e.Name, Message: e.Message,
 				TraceID: e.TraceID, SpanID: e.SpanID, Time: e.Time}
@@ -261,20 +284,19 @@ func (in *Instance) Evaluate(now time.Time) State {
 		c := f.byName[e.Checkpoint]
 		if c == nil {
 			st.Violations = append(st.Violations, Violation{Kind: ViolationUnexpected,
-				Checkpoint: e.Checkpoint, Time: e.Time, EventID: e.ID,
-				Detail: fmt.Sprintf("%q is not a checkpoint of %s version %d", e.Checkpoint, f.Name, f.Version)})
+				Checkpoint: e.Checkpoint, Time: e.Time, EventID: e.ID, Version: f.Version})
 			continue
 		}
 		if done[c.Index] {
 			st.Violations = append(st.Violations, Violation{Kind: ViolationDuplicate,
-				Checkpoint: c.Name, Time: e.Time, EventID: e.ID,
-				Detail: fmt.Sprintf("%q already reached at %s", c.Name, first[c.Index].UTC().Format(time.RFC3339Nano))})
+				Checkpoint: c.Name, Time: e.Time, EventID: e.ID, FirstAt: first[c.Index], Version: f.Version})
 			continue
 		}
 		done[c.Index] = true
 		st.LastCheckpoint, st.LastCheckpointAt = c.Name, e.Time
 		if !c.Start {
 			if v, bad := checkPreds(c, first, e); bad {
+				v.Version = f.Version
 				st.Violations = append(st.Violations, v)
 			}
 		}
@@ -335,9 +357,12 @@ func (in *Instance) Evaluate(now time.Time) State {
 	return st
 }
 
-func (st *State) addTrace(id string) {
+func (st *State) addTrace(id string, hint int) {
 	if id == "" || len(st.TraceIDs) >= maxTraceIDs {
 		return
+	}
+	if st.TraceIDs == nil {
+		st.TraceIDs = make([]string, 0, min(hint, maxTraceIDs))
 	}
 	for _, t := range st.TraceIDs {
 		if t == id {
@@ -367,13 +392,9 @@ func checkPreds(c *Checkpoint, first []time.Time, e *Event) (Violation, bool) {
 	if seenBefore >= need {
 		return Violation{}, false
 	}
-	v := Violation{Checkpoint: c.Name, Time: e.Time, EventID: e.ID}
+	v := Violation{Kind: ViolationUnexpected, Checkpoint: c.Name, Time: e.Time, EventID: e.ID, After: c.After}
 	if seenEver >= need {
 		v.Kind = ViolationOutOfOrder
-		v.Detail = fmt.Sprintf("%q happened before its predecessors %v", c.Name, c.After)
-	} else {
-		v.Kind = ViolationUnexpected
-		v.Detail = fmt.Sprintf("%q reached but its predecessors %v were never seen", c.Name, c.After)
 	}
 	return v, true
 }
