@@ -1,0 +1,252 @@
+// Package api owns the flowwatch query API v1 (DESIGN.md "Query API v1"): the JSON documents
+// it serves, and the HTTP handler that serves them from a storage.Reader.
+//
+// It is stateless over the store: it never evaluates instances (the detector does, with
+// model/) and never speaks SQL (storage/ does). The documents of this file are also the ones
+// the detector stores in storage.InstanceState's JSON columns (see StateDocs), so the API
+// serves exactly what the detector decided.
+package api
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/flowwatch/flowwatch/model"
+	"github.com/flowwatch/flowwatch/storage"
+)
+
+// Instance is one flow instance as the API serves it.
+type Instance struct {
+	Tenant         string      `json:"tenant"`
+	Flow           string      `json:"flow"`
+	Version        int         `json:"version"`
+	Key            string      `json:"key"`
+	Status         string      `json:"status"`
+	StartedAt      time.Time   `json:"started_at"`
+	LastSeen       time.Time   `json:"last_seen"`
+	LastCheckpoint string      `json:"last_checkpoint"`
+	Expected       []Expected  `json:"expected"`
+	Reason         *Reason     `json:"reason"`
+	Events         []Event     `json:"events,omitempty"`
+	Violations     []Violation `json:"violations,omitempty"`
+}
+
+// Expected is a checkpoint an instance awaits, with its deadline.
+type Expected struct {
+	Checkpoint string    `json:"checkpoint"`
+	Deadline   time.Time `json:"deadline"`
+	// Since is when the checkpoint's predecessors were satisfied.
+	Since   time.Time `json:"since"`
+	Service string    `json:"service"`
+	// Overdue tells whether the deadline had passed when the state was evaluated.
+	Overdue bool `json:"overdue"`
+}
+
+// Reason explains why an instance is stuck.
+type Reason struct {
+	Checkpoint string    `json:"checkpoint"`
+	Since      time.Time `json:"since"`
+	Deadline   time.Time `json:"deadline"`
+	// Overdue is a Go duration string ("3m0s"); OverdueSeconds the same in seconds.
+	Overdue          Duration   `json:"overdue"`
+	OverdueSeconds   float64    `json:"overdue_seconds"`
+	Service          string     `json:"service"`
+	LastCheckpoint   string     `json:"last_checkpoint"`
+	LastCheckpointAt time.Time  `json:"last_checkpoint_at,omitzero"`
+	LastError        *ErrorNote `json:"last_error,omitempty"`
+	TraceIDs         []string   `json:"trace_ids"`
+	Summary          string     `json:"summary"`
+}
+
+// ErrorNote is the last error seen on an instance.
+type ErrorNote struct {
+	Service string    `json:"service"`
+	Name    string    `json:"name"`
+	Message string    `json:"message"`
+	TraceID string    `json:"trace_id"`
+	SpanID  string    `json:"span_id"`
+	Time    time.Time `json:"time"`
+}
+
+// Event is one stored checkpoint event (or error note, with an empty checkpoint) of an
+// instance.
+type Event struct {
+	Checkpoint string    `json:"checkpoint"`
+	Time       time.Time `json:"time"`
+	Service    string    `json:"service"`
+	Name       string    `json:"name"`
+	TraceID    string    `json:"trace_id"`
+	SpanID     string    `json:"span_id"`
+	Status     string    `json:"status"`
+	Message    string    `json:"message"`
+}
+
+// Violation is a conformance problem of one event of an instance.
+type Violation struct {
+	Kind       string    `json:"kind"`
+	Checkpoint string    `json:"checkpoint"`
+	Time       time.Time `json:"time"`
+	EventID    string    `json:"event_id"`
+	Detail     string    `json:"detail"`
+}
+
+// Duration is a time.Duration that is JSON as a Go duration string ("1h2m3s").
+type Duration time.Duration
+
+// MarshalJSON writes the duration as a Go duration string.
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return json.Marshal(time.Duration(d).String())
+}
+
+// UnmarshalJSON reads a Go duration string.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration must be a string like \"3m0s\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Empty documents of the JSON columns, as StateDocs writes them. InstanceFromState also
+// accepts an empty string for each.
+const (
+	EmptyExpected   = "[]"
+	EmptyReason     = "null"
+	EmptyViolations = "[]"
+)
+
+// utc returns t in UTC, keeping the zero time zero.
+func utc(t time.Time) time.Time {
+	if t.IsZero() {
+		return time.Time{}
+	}
+	return t.UTC()
+}
+
+// ExpectedFromModel converts the model's expected checkpoints; never nil.
+func ExpectedFromModel(xs []model.Expected) []Expected {
+	out := make([]Expected, 0, len(xs))
+	for _, x := range xs {
+		out = append(out, Expected{Checkpoint: x.Checkpoint, Deadline: utc(x.Deadline),
+			Since: utc(x.Since), Service: x.Service, Overdue: x.Overdue})
+	}
+	return out
+}
+
+// ReasonFromModel converts a stuck reason; nil stays nil.
+func ReasonFromModel(r *model.Reason) *Reason {
+	if r == nil {
+		return nil
+	}
+	out := &Reason{
+		Checkpoint: r.Checkpoint, Since: utc(r.Since), Deadline: utc(r.Deadline),
+		Overdue: Duration(r.Overdue), OverdueSeconds: r.Overdue.Seconds(), Service: r.Service,
+		LastCheckpoint: r.LastCheckpoint, LastCheckpointAt: utc(r.LastCheckpointAt),
+		TraceIDs: append(make([]string, 0, len(r.TraceIDs)), r.TraceIDs...),
+		Summary:  r.Summary,
+	}
+	if e := r.LastError; e != nil {
+		out.LastError = &ErrorNote{Service: e.Service, Name: e.Name, Message: e.Message,
+			TraceID: e.TraceID, SpanID: e.SpanID, Time: utc(e.Time)}
+	}
+	return out
+}
+
+// ViolationsFromModel converts conformance violations; never nil.
+func ViolationsFromModel(vs []model.Violation) []Violation {
+	out := make([]Violation, 0, len(vs))
+	for _, v := range vs {
+		out = append(out, Violation{Kind: string(v.Kind), Checkpoint: v.Checkpoint,
+			Time: utc(v.Time), EventID: v.EventID, Detail: v.Detail()})
+	}
+	return out
+}
+
+// EventFromStorage converts a stored checkpoint event.
+func EventFromStorage(e storage.CheckpointEvent) Event {
+	return Event{Checkpoint: e.Checkpoint, Time: utc(e.Time), Service: e.Service, Name: e.Name,
+		TraceID: e.TraceID, SpanID: e.SpanID, Status: e.Status, Message: e.Message}
+}
+
+// InstanceFromModel converts an evaluated state to the API document (without events; the
+// violations are included when there are any).
+func InstanceFromModel(st model.State) Instance {
+	return Instance{
+		Tenant: st.Tenant, Flow: st.Flow, Version: st.Version, Key: st.Key,
+		Status: string(st.Status), StartedAt: utc(st.StartedAt), LastSeen: utc(st.LastSeen),
+		LastCheckpoint: st.LastCheckpoint, Expected: ExpectedFromModel(st.Expected),
+		Reason: ReasonFromModel(st.Reason), Violations: nonEmpty(ViolationsFromModel(st.Violations)),
+	}
+}
+
+func nonEmpty[T any](s []T) []T {
+	if len(s) == 0 {
+		return nil
+	}
+	return s
+}
+
+// StateDocs returns the JSON documents of an evaluated state's expected checkpoints, stuck
+// reason and violations, for storage.InstanceState's Expected, Reason and Violations columns.
+// Empties are EmptyExpected ("[]"), EmptyReason ("null") and EmptyViolations ("[]").
+func StateDocs(st model.State) (expected, reason, violations string) {
+	return mustJSON(ExpectedFromModel(st.Expected)), mustJSON(ReasonFromModel(st.Reason)),
+		mustJSON(ViolationsFromModel(st.Violations))
+}
+
+// StateRow builds the storage row of an evaluated state, with its JSON documents. The caller
+// sets Shard and UpdatedAt.
+func StateRow(st model.State) storage.InstanceState {
+	x, r, v := StateDocs(st)
+	return storage.InstanceState{
+		Tenant: st.Tenant, Flow: st.Flow, Version: st.Version, Key: st.Key,
+		Status: string(st.Status), StartedAt: st.StartedAt, LastSeen: st.LastSeen,
+		LastCheckpoint: st.LastCheckpoint, Expected: x, Reason: r, Violations: v,
+	}
+}
+
+// mustJSON marshals documents made only of strings, numbers, bools, times and slices of
+// them, which cannot fail to marshal.
+func mustJSON(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("api: marshal %T: %v", v, err))
+	}
+	return string(b)
+}
+
+// InstanceFromState parses a stored instance state back into the API document. Violations
+// are included (nil when there are none); events are not.
+func InstanceFromState(s storage.InstanceState) (Instance, error) {
+	in := Instance{
+		Tenant: s.Tenant, Flow: s.Flow, Version: s.Version, Key: s.Key, Status: s.Status,
+		StartedAt: utc(s.StartedAt), LastSeen: utc(s.LastSeen), LastCheckpoint: s.LastCheckpoint,
+		Expected: []Expected{},
+	}
+	if s.Expected != "" {
+		if err := json.Unmarshal([]byte(s.Expected), &in.Expected); err != nil {
+			return Instance{}, fmt.Errorf("parse expected of %s/%s/%s: %w", s.Tenant, s.Flow, s.Key, err)
+		}
+		if in.Expected == nil { // "null"
+			in.Expected = []Expected{}
+		}
+	}
+	if s.Reason != "" {
+		if err := json.Unmarshal([]byte(s.Reason), &in.Reason); err != nil {
+			return Instance{}, fmt.Errorf("parse reason of %s/%s/%s: %w", s.Tenant, s.Flow, s.Key, err)
+		}
+	}
+	if s.Violations != "" {
+		if err := json.Unmarshal([]byte(s.Violations), &in.Violations); err != nil {
+			return Instance{}, fmt.Errorf("parse violations of %s/%s/%s: %w", s.Tenant, s.Flow, s.Key, err)
+		}
+		in.Violations = nonEmpty(in.Violations)
+	}
+	return in, nil
+}
