@@ -270,7 +270,6 @@ func (in *Instance) Evaluate(now time.Time) State {
 	} else {
 		done = make([]bool, len(f.Checkpoints))
 	}
-	var terminal *Checkpoint
 	for i := range in.events {
 		e := &in.events[i]
 		st.addTrace(e.TraceID, len(in.events))
@@ -300,21 +299,45 @@ func (in *Instance) Evaluate(now time.Time) State {
 				st.Violations = append(st.Violations, v)
 			}
 		}
-		if c.Terminal != NotTerminal && terminal == nil {
-			terminal = c
-		}
 	}
 
-	if terminal != nil {
-		st.EndedAt = first[terminal.Index]
-		if terminal.Terminal == TerminalSuccess {
-			st.Status = StatusCompleted
-		} else {
-			st.Status = StatusFailed
-		}
-		return st
+	v := f.Judge(first, now)
+	st.Status, st.EndedAt, st.Expected, st.NextDeadline = v.Status, v.EndedAt, v.Expected, v.NextDeadline
+	if st.Status == StatusStuck {
+		st.Reason = st.reason(now)
 	}
+	return st
+}
 
+// Verdict is what an instance's progress means at a moment.
+type Verdict struct {
+	Status Status
+	// Terminal is the terminal checkpoint reached first, and EndedAt when; nil if none.
+	Terminal *Checkpoint
+	EndedAt  time.Time
+	// Expected are the checkpoints awaited with a deadline, earliest deadline first.
+	Expected []Expected
+	// NextDeadline is the earliest deadline not passed yet; zero when none.
+	NextDeadline time.Time
+}
+
+// Judge evaluates an instance's progress at now. first[i] is when f.Checkpoints[i] was first
+// reached, zero when never. It is the one place that decides status and deadlines: Evaluate
+// uses it, and so does the detector on its compact per-instance state.
+func (f *Flow) Judge(first []time.Time, now time.Time) Verdict {
+	v := Verdict{Status: StatusRunning}
+	for i, c := range f.Checkpoints {
+		if c.Terminal != NotTerminal && !first[i].IsZero() && (v.Terminal == nil || first[i].Before(v.EndedAt)) {
+			v.Terminal, v.EndedAt = c, first[i]
+		}
+	}
+	if v.Terminal != nil {
+		v.Status = StatusCompleted
+		if v.Terminal.Terminal == TerminalFailure {
+			v.Status = StatusFailed
+		}
+		return v
+	}
 	// Expected checkpoints: enabled, not reached, not passed by a later checkpoint, with a
 	// deadline.
 	var passedBuf [32]bool
@@ -342,19 +365,18 @@ func (in *Instance) Evaluate(now time.Time) State {
 		x := Expected{Checkpoint: c.Name, Since: since, Deadline: since.Add(c.Within),
 			Service: c.Match.Service}
 		x.Overdue = now.After(x.Deadline)
-		if !x.Overdue && (st.NextDeadline.IsZero() || x.Deadline.Before(st.NextDeadline)) {
-			st.NextDeadline = x.Deadline
+		if !x.Overdue && (v.NextDeadline.IsZero() || x.Deadline.Before(v.NextDeadline)) {
+			v.NextDeadline = x.Deadline
 		}
-		st.Expected = append(st.Expected, x)
+		v.Expected = append(v.Expected, x)
 	}
-	sort.SliceStable(st.Expected, func(i, j int) bool {
-		return st.Expected[i].Deadline.Before(st.Expected[j].Deadline)
+	sort.SliceStable(v.Expected, func(i, j int) bool {
+		return v.Expected[i].Deadline.Before(v.Expected[j].Deadline)
 	})
-	if len(st.Expected) > 0 && st.Expected[0].Overdue {
-		st.Status = StatusStuck
-		st.Reason = st.reason(now)
+	if len(v.Expected) > 0 && v.Expected[0].Overdue {
+		v.Status = StatusStuck
 	}
-	return st
+	return v
 }
 
 func (st *State) addTrace(id string, hint int) {
