@@ -90,11 +90,13 @@ func Put(attrs pcommon.Map, ms []Match) {
 			s.AppendEmpty().SetStr(encodeAlias("", a))
 		}
 	default:
-		putSlice(attrs, AttrName, ms, func(m *Match) string { return m.Flow })
-		putSlice(attrs, AttrCheckpoint, ms, func(m *Match) string { return m.Checkpoint })
-		putSlice(attrs, AttrKey, ms, func(m *Match) string { return m.Key })
-		putSlice(attrs, AttrKeyAttr, ms, func(m *Match) string { return m.KeyAttr })
-		putSlice(attrs, AttrTenant, ms, func(m *Match) string { return m.Tenant })
+		for f, name := range fieldNames {
+			s := attrs.PutEmptySlice(name)
+			s.EnsureCapacity(len(ms))
+			for i := range ms {
+				s.AppendEmpty().SetStr(ms[i].field(f))
+			}
+		}
 		n := 0
 		for i := range ms {
 			n += len(ms[i].Aliases)
@@ -114,11 +116,21 @@ func Put(attrs pcommon.Map, ms []Match) {
 	}
 }
 
-func putSlice(attrs pcommon.Map, name string, ms []Match, field func(*Match) string) {
-	s := attrs.PutEmptySlice(name)
-	s.EnsureCapacity(len(ms))
-	for i := range ms {
-		s.AppendEmpty().SetStr(field(&ms[i]))
+// fieldNames are the attributes of the string fields, in the order of Match.field.
+var fieldNames = [...]string{AttrName, AttrCheckpoint, AttrKey, AttrKeyAttr, AttrTenant}
+
+func (m *Match) field(f int) string {
+	switch f {
+	case 0:
+		return m.Flow
+	case 1:
+		return m.Checkpoint
+	case 2:
+		return m.Key
+	case 3:
+		return m.KeyAttr
+	default:
+		return m.Tenant
 	}
 }
 
