@@ -1,0 +1,342 @@
+package plugin
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/grafana/grafana-plugin-sdk-go/data"
+)
+
+// DrillDownDashboardUID is the provisioned instance drill-down dashboard that instance keys
+// link to.
+const DrillDownDashboardUID = "flowwatch-instance"
+
+// Node colours of the flow graph: reached without stuck instances, with stuck ones, and
+// checkpoints no instance reached in the time range.
+const (
+	colorOK     = "green"
+	colorStuck  = "red"
+	colorUnseen = "gray"
+)
+
+// links builds the data links of trace IDs and instance keys.
+type links struct {
+	traceURL      string
+	tracingDSUID  string
+	drillDownBase string
+}
+
+func newLinks(s Settings) links {
+	return links{traceURL: s.TraceURL, tracingDSUID: s.TracingDatasourceUID,
+		drillDownBase: "/d/" + DrillDownDashboardUID}
+}
+
+// trace is the field config of a trace ID column: an external link from the template and
+// an Explore link into the tracing data source, each when configured.
+func (l links) trace() *data.FieldConfig {
+	var ls []data.DataLink
+	if l.traceURL != "" {
+		ls = append(ls, data.DataLink{Title: "Open trace ${__value.raw}", TargetBlank: true,
+			URL: strings.ReplaceAll(l.traceURL, TraceIDPlaceholder, "${__value.raw}")})
+	}
+	if l.tracingDSUID != "" {
+		ls = append(ls, data.DataLink{Title: "Open trace in Explore",
+			Internal: &data.InternalDataLink{DatasourceUID: l.tracingDSUID,
+				Query: map[string]any{"query": "${__value.raw}"}}})
+	}
+	return &data.FieldConfig{DisplayName: "trace", Links: ls}
+}
+
+// key is the field config of an instance key column: a link to the drill-down dashboard.
+func (l links) key() *data.FieldConfig {
+	return &data.FieldConfig{Links: []data.DataLink{{Title: "Open instance ${__value.raw}",
+		URL: l.drillDownBase + "?var-flow=${__data.fields.flow}&var-key=${__value.raw}&var-tenant=${__data.fields.tenant}&${__url_time_range}"}}}
+}
+
+// statusMappings colour statuses the same everywhere.
+func statusConfig() *data.FieldConfig {
+	return &data.FieldConfig{Mappings: data.ValueMappings{data.ValueMapper{
+		"running":   {Text: "running", Color: "blue"},
+		"completed": {Text: "completed", Color: "green"},
+		"failed":    {Text: "failed", Color: "orange"},
+		"stuck":     {Text: "stuck", Color: "red"},
+	}}}
+}
+
+func nullableTime(t Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	v := t.UTC()
+	return &v
+}
+
+// instancesFrame is the instances table, one row an instance, key first (dashboards use
+// the first column for variables).
+func instancesFrame(name string, insts []Instance, l links) *data.Frame {
+	n := len(insts)
+	var (
+		key, flow, tenant, status, lastCP, expected, stuckCP, service, summary, lastErr, trace = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		version                                                                                = make([]int64, n)
+		started, seen, deadline                                                                = make([]*time.Time, n), make([]*time.Time, n), make([]*time.Time, n)
+		overdue                                                                                = make([]*float64, n)
+	)
+	for i, in := range insts {
+		key[i], flow[i], tenant[i], status[i] = in.Key, in.Flow, in.Tenant, in.Status
+		version[i] = int64(in.Version)
+		started[i], seen[i] = nullableTime(in.StartedAt), nullableTime(in.LastSeen)
+		lastCP[i] = in.LastCheckpoint
+		names := make([]string, len(in.Expected))
+		for j, x := range in.Expected {
+			names[j] = x.Checkpoint
+			if d := nullableTime(x.Deadline); d != nil && (deadline[i] == nil || d.Before(*deadline[i])) {
+				deadline[i] = d
+			}
+		}
+		expected[i] = strings.Join(names, ", ")
+		if r := in.Reason; r != nil {
+			stuckCP[i], service[i], summary[i] = r.Checkpoint, r.Service, r.Summary
+			o := r.OverdueSeconds
+			overdue[i] = &o
+			if len(r.TraceIDs) > 0 {
+				trace[i] = r.TraceIDs[0]
+			}
+			if e := r.LastError; e != nil {
+				lastErr[i] = errorText(e)
+				if trace[i] == "" {
+					trace[i] = e.TraceID
+				}
+			}
+		}
+	}
+	f := data.NewFrame(name,
+		data.NewField("key", nil, key).SetConfig(l.key()),
+		data.NewField("flow", nil, flow),
+		data.NewField("version", nil, version),
+		data.NewField("tenant", nil, tenant),
+		data.NewField("status", nil, status).SetConfig(statusConfig()),
+		data.NewField("started_at", nil, started),
+		data.NewField("last_seen", nil, seen),
+		data.NewField("last_checkpoint", nil, lastCP),
+		data.NewField("expected", nil, expected),
+		data.NewField("deadline", nil, deadline),
+		data.NewField("stuck_at", nil, stuckCP).SetConfig(&data.FieldConfig{DisplayName: "overdue checkpoint"}),
+		data.NewField("overdue", nil, overdue).SetConfig(&data.FieldConfig{Unit: "s"}),
+		data.NewField("service", nil, service),
+		data.NewField("last_error", nil, lastErr),
+		data.NewField("summary", nil, summary),
+		data.NewField("trace_id", nil, trace).SetConfig(l.trace()),
+	)
+	f.Meta = &data.FrameMeta{PreferredVisualization: data.VisTypeTable}
+	return f
+}
+
+func errorText(e *ErrorNote) string {
+	s := e.Service
+	if e.Name != "" {
+		s += " " + e.Name
+	}
+	if e.Message != "" {
+		s += ": " + e.Message
+	}
+	return strings.TrimSpace(s)
+}
+
+// Kinds of the timeline rows.
+const (
+	rowCheckpoint = "checkpoint"
+	rowError      = "error"
+	rowExpected   = "expected"
+)
+
+// timelineFrames are one instance's frames: "timeline" (checkpoints, error notes and
+// expected checkpoints at their deadline, in time order), "violations" and "instance" (the
+// instance as one row of the instances table). A stuck reason is also a notice on the
+// timeline frame.
+func timelineFrames(in *Instance, now time.Time, l links) data.Frames {
+	type row struct {
+		t                                                   time.Time
+		kind, checkpoint, service, status, trace, span, det string
+	}
+	rows := make([]row, 0, len(in.Events)+len(in.Expected))
+	for _, e := range in.Events {
+		r := row{t: e.Time.UTC(), kind: rowCheckpoint, checkpoint: e.Checkpoint, service: e.Service,
+			status: e.Status, trace: e.TraceID, span: e.SpanID}
+		if e.Checkpoint == "" {
+			r.kind = rowError
+		}
+		rows = append(rows, r)
+	}
+	for _, x := range in.Expected {
+		st, det := "pending", "expected by "+x.Deadline.UTC().Format(time.RFC3339)
+		if now.After(x.Deadline.Time) {
+			st = "overdue"
+			det = fmt.Sprintf("overdue by %s", now.Sub(x.Deadline.Time).Round(time.Second))
+		}
+		r := row{t: x.Deadline.UTC(), kind: rowExpected, checkpoint: x.Checkpoint, status: st, det: det}
+		if in.Reason != nil && in.Reason.Checkpoint == x.Checkpoint {
+			r.service = in.Reason.Service
+		}
+		rows = append(rows, r)
+	}
+	if in.Reason != nil && in.Reason.LastError != nil {
+		// the error note that explains the reason, with its message
+		for i := range rows {
+			if rows[i].kind == rowError && rows[i].t.Equal(in.Reason.LastError.Time.UTC()) {
+				rows[i].det = errorText(in.Reason.LastError)
+			}
+		}
+	}
+	sort.SliceStable(rows, func(i, j int) bool { return rows[i].t.Before(rows[j].t) })
+
+	n := len(rows)
+	ts := make([]time.Time, n)
+	kind, cp, svc, st, trace, span, det := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	for i, r := range rows {
+		ts[i], kind[i], cp[i], svc[i], st[i], trace[i], span[i], det[i] = r.t, r.kind, r.checkpoint, r.service, r.status, r.trace, r.span, r.det
+	}
+	tl := data.NewFrame("timeline",
+		data.NewField("time", nil, ts),
+		data.NewField("kind", nil, kind),
+		data.NewField("checkpoint", nil, cp),
+		data.NewField("service", nil, svc),
+		data.NewField("status", nil, st),
+		data.NewField("detail", nil, det),
+		data.NewField("trace_id", nil, trace).SetConfig(l.trace()),
+		data.NewField("span_id", nil, span),
+	)
+	tl.Meta = &data.FrameMeta{PreferredVisualization: data.VisTypeTable}
+	if r := in.Reason; r != nil && r.Summary != "" {
+		tl.Meta.Notices = []data.Notice{{Severity: data.NoticeSeverityWarning, Text: "stuck: " + r.Summary}}
+	}
+
+	vn := len(in.Violations)
+	vt := make([]time.Time, vn)
+	vk, vc, vd := make([]string, vn), make([]string, vn), make([]string, vn)
+	for i, v := range in.Violations {
+		vt[i], vk[i], vc[i], vd[i] = v.Time.UTC(), v.Kind, v.Checkpoint, v.Detail
+	}
+	vf := data.NewFrame("violations",
+		data.NewField("time", nil, vt),
+		data.NewField("kind", nil, vk),
+		data.NewField("checkpoint", nil, vc),
+		data.NewField("detail", nil, vd),
+	)
+	vf.Meta = &data.FrameMeta{PreferredVisualization: data.VisTypeTable}
+
+	return data.Frames{tl, vf, instancesFrame("instance", []Instance{*in}, l)}
+}
+
+// graphFrames are the Node Graph frames of a flow. Each node's arc__ fields sum to 1:
+// the share of instances that reached it and moved on or are still fine (ok), the share
+// stuck expecting it (stuck), or unseen when none reached it in the range.
+func graphFrames(g *Graph) data.Frames {
+	n := len(g.Nodes)
+	id, title, color := make([]string, n), make([]string, n), make([]string, n)
+	reached, stuck := make([]int64, n), make([]int64, n)
+	arcOK, arcStuck, arcUnseen := make([]float64, n), make([]float64, n), make([]float64, n)
+	for i, nd := range g.Nodes {
+		id[i], title[i] = nd.ID, nd.ID
+		reached[i], stuck[i] = int64(nd.Count), int64(nd.Stuck)
+		total := float64(nd.Count)
+		if s := float64(nd.Stuck); s > total {
+			total = s // stuck expecting a checkpoint they never reached
+		}
+		switch {
+		case total == 0:
+			arcUnseen[i], color[i] = 1, colorUnseen
+		default:
+			arcStuck[i] = round4(float64(nd.Stuck) / total)
+			arcOK[i] = round4(1 - arcStuck[i])
+			color[i] = colorOK
+			if nd.Stuck > 0 {
+				color[i] = colorStuck
+			}
+		}
+	}
+	arc := func(name, col string, v []float64) *data.Field {
+		return data.NewField(name, nil, v).SetConfig(&data.FieldConfig{DisplayName: strings.TrimPrefix(name, "arc__"),
+			Color: map[string]any{"mode": "fixed", "fixedColor": col}})
+	}
+	nodes := data.NewFrame("nodes",
+		data.NewField("id", nil, id),
+		data.NewField("title", nil, title),
+		data.NewField("mainstat", nil, reached).SetConfig(&data.FieldConfig{DisplayName: "reached"}),
+		data.NewField("secondarystat", nil, stuck).SetConfig(&data.FieldConfig{DisplayName: "stuck"}),
+		arc("arc__ok", colorOK, arcOK),
+		arc("arc__stuck", colorStuck, arcStuck),
+		arc("arc__unseen", colorUnseen, arcUnseen),
+		data.NewField("color", nil, color),
+	)
+	nodes.Meta = &data.FrameMeta{PreferredVisualization: data.VisTypeNodeGraph}
+
+	m := len(g.Edges)
+	eid, src, dst := make([]string, m), make([]string, m), make([]string, m)
+	count := make([]int64, m)
+	p50, p95 := make([]float64, m), make([]float64, m)
+	for i, e := range g.Edges {
+		eid[i], src[i], dst[i] = e.Source+"->"+e.Target, e.Source, e.Target
+		count[i], p50[i], p95[i] = int64(e.Count), e.P50MS, e.P95MS
+	}
+	edges := data.NewFrame("edges",
+		data.NewField("id", nil, eid),
+		data.NewField("source", nil, src),
+		data.NewField("target", nil, dst),
+		data.NewField("mainstat", nil, count).SetConfig(&data.FieldConfig{DisplayName: "instances"}),
+		data.NewField("secondarystat", nil, p95).SetConfig(&data.FieldConfig{DisplayName: "p95", Unit: "ms"}),
+		data.NewField("detail__p50", nil, p50).SetConfig(&data.FieldConfig{DisplayName: "p50", Unit: "ms"}),
+		data.NewField("detail__p95", nil, p95).SetConfig(&data.FieldConfig{DisplayName: "p95", Unit: "ms"}),
+	)
+	edges.Meta = &data.FrameMeta{PreferredVisualization: data.VisTypeNodeGraph}
+	return data.Frames{nodes, edges}
+}
+
+func round4(v float64) float64 { return math.Round(v*1e4) / 1e4 }
+
+// seriesFrames are counts over time in the multi-frame time series format: one frame a
+// series, a time and a "count" field labelled flow and by=name, so alert rules get one
+// dimension a status (or checkpoint).
+func seriesFrames(flow, by string, ss []Series) data.Frames {
+	frames := make(data.Frames, 0, len(ss))
+	for _, s := range ss {
+		ts := make([]time.Time, len(s.Points))
+		vs := make([]float64, len(s.Points))
+		for i, p := range s.Points {
+			ts[i] = time.UnixMilli(int64(p[0])).UTC()
+			vs[i] = p[1]
+		}
+		f := data.NewFrame(s.Name,
+			data.NewField("time", nil, ts),
+			data.NewField("count", data.Labels{"flow": flow, by: s.Name}, vs).
+				SetConfig(&data.FieldConfig{DisplayNameFromDS: s.Name}),
+		)
+		f.Meta = &data.FrameMeta{Type: data.FrameTypeTimeSeriesMulti, TypeVersion: data.FrameTypeVersion{0, 1}}
+		frames = append(frames, f)
+	}
+	return frames
+}
+
+// flowsFrame lists flow versions, name first (for variables).
+func flowsFrame(fs []Flow) *data.Frame {
+	n := len(fs)
+	name, cps := make([]string, n), make([]string, n)
+	version := make([]int64, n)
+	for i, f := range fs {
+		name[i], version[i] = f.Name, int64(f.Version)
+		parts := make([]string, len(f.Checkpoints))
+		for j, c := range f.Checkpoints {
+			parts[j] = c.Name
+		}
+		cps[i] = strings.Join(parts, ", ")
+	}
+	f := data.NewFrame("flows",
+		data.NewField("flow", nil, name),
+		data.NewField("version", nil, version),
+		data.NewField("checkpoints", nil, cps),
+	)
+	f.Meta = &data.FrameMeta{PreferredVisualization: data.VisTypeTable}
+	return f
+}
