@@ -1,0 +1,801 @@
+package storage
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Options configure a Store on either transport.
+type Options struct {
+	// Database, Cluster, RetentionDays and Legacy shape the schema (see SchemaOptions).
+	// The database and cluster of a server DSN are used when these are empty.
+	Database      string
+	Cluster       string
+	RetentionDays int
+	Legacy        bool
+	// Server transport only.
+	Username string
+	Password string
+	// TLS enables TLS; InsecureSkipVerify is for tests only.
+	TLS                bool
+	InsecureSkipVerify bool
+	// DialTimeout and ReadTimeout bound connecting and every read from the server; a read
+	// timeout is always set (default 30 s), so a stuck server fails a call instead of hanging.
+	DialTimeout time.Duration
+	ReadTimeout time.Duration
+	// Logger receives debug lines per batch; default discards.
+	Logger *slog.Logger
+	// Now is the clock used for ingest times; default time.Now.
+	Now func() time.Time
+}
+
+// ErrUnsupported is returned by reader methods the legacy tables cannot serve.
+var ErrUnsupported = errors.New("not supported by the legacy (ClickHouse 18.16) tables")
+
+// backend is what a transport provides: statements, queries and batch inserts.
+type backend interface {
+	exec(ctx context.Context, sql string) error
+	query(ctx context.Context, sql string) (rows, error)
+	// insertEvents writes one batch of checkpoint events; ids are their parsed event ids.
+	insertEvents(ctx context.Context, table string, events []CheckpointEvent, ids []uint64) error
+	// insert writes rows of plain values (string, uint32, time.Time, ...) into cols.
+	insert(ctx context.Context, table string, cols []string, rows [][]any) error
+	close() error
+}
+
+// store implements Store over a backend; the SQL is the same on both transports.
+type store struct {
+	b      backend
+	schema SchemaOptions
+	db     string
+	d      dialect
+	log    *slog.Logger
+	now    func() time.Time
+}
+
+func newStore(b backend, o Options) (*store, error) {
+	so, err := SchemaOptions{Database: o.Database, Cluster: o.Cluster, RetentionDays: o.RetentionDays, Legacy: o.Legacy}.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	s := &store{b: b, schema: so, db: so.Database, d: dialect{legacy: so.Legacy}, log: o.Logger, now: o.Now}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	return s, nil
+}
+
+func (s *store) table(name string) string { return s.db + "." + name }
+
+func (s *store) Close() error { return s.b.close() }
+
+// Migrate creates the database and migrations table, then applies each migration whose
+// version is not recorded yet. Every statement is IF NOT EXISTS, so a migration interrupted
+// half-way is simply applied again.
+func (s *store) Migrate(ctx context.Context) error {
+	for _, st := range bootstrapStatements(s.schema) {
+		if err := s.b.exec(ctx, st); err != nil {
+			return fmt.Errorf("migrate: bootstrap %q: %w", firstLine(st), err)
+		}
+	}
+	ms, err := Migrations(s.schema)
+	if err != nil {
+		return err
+	}
+	applied, err := s.appliedVersions(ctx)
+	if err != nil {
+		return err
+	}
+	for _, m := range ms {
+		if applied[m.Version] {
+			continue
+		}
+		for _, st := range m.Statements {
+			if err := s.b.exec(ctx, st); err != nil {
+				return fmt.Errorf("migrate %03d_%s: %q: %w", m.Version, m.Name, firstLine(stripComments(st)), err)
+			}
+		}
+		err := s.b.insert(ctx, s.table("schema_migrations"), []string{"version", "name", "applied_at"},
+			[][]any{{uint32(m.Version), m.Name, s.now().UTC().Truncate(time.Second)}})
+		if err != nil {
+			return fmt.Errorf("migrate %03d_%s: record: %w", m.Version, m.Name, err)
+		}
+		s.log.Info("schema migration applied", "version", m.Version, "name", m.Name)
+	}
+	return nil
+}
+
+// AppliedMigrations returns the versions recorded in the migrations table, ascending.
+func (s *store) appliedVersions(ctx context.Context) (map[int]bool, error) {
+	r, err := s.b.query(ctx, "SELECT DISTINCT version FROM "+s.table("schema_migrations"))
+	if err != nil {
+		return nil, fmt.Errorf("migrate: read applied versions: %w", err)
+	}
+	defer r.Close()
+	out := map[int]bool{}
+	for r.Next() {
+		var v uint32
+		if err := r.Scan(&v); err != nil {
+			return nil, fmt.Errorf("migrate: read applied versions: %w", err)
+		}
+		out[int(v)] = true
+	}
+	return out, r.Err()
+}
+
+func firstLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+// ---- Writer ----
+
+func (s *store) WriteEvents(ctx context.Context, events []CheckpointEvent) error {
+	if len(events) == 0 {
+		return nil
+	}
+	ids := make([]uint64, len(events))
+	var errs []error
+	now := s.now()
+	for i := range events {
+		e := &events[i]
+		id, err := eventIDOf(e)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("event %d: %w", i, err))
+			continue
+		}
+		ids[i] = id
+		if e.Tenant == "" || e.Flow == "" {
+			errs = append(errs, fmt.Errorf("event %d (%s): tenant and flow are required", i, e.EventID))
+		}
+		if e.Time.IsZero() {
+			errs = append(errs, fmt.Errorf("event %d (%s): time is required", i, e.EventID))
+		}
+		if e.IngestTime.IsZero() {
+			e.IngestTime = now
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("write events: %w", errors.Join(errs...))
+	}
+	start := time.Now()
+	if err := s.b.insertEvents(ctx, s.table("checkpoint_events"), events, ids); err != nil {
+		return fmt.Errorf("write %d events: %w", len(events), err)
+	}
+	s.log.Debug("events written", "rows", len(events), "took", time.Since(start))
+	return nil
+}
+
+func (s *store) WriteAliases(ctx context.Context, aliases []Alias) error {
+	if len(aliases) == 0 {
+		return nil
+	}
+	rs := make([][]any, len(aliases))
+	for i, a := range aliases {
+		if a.Tenant == "" || a.Flow == "" || a.Attr == "" || a.Key == "" {
+			return fmt.Errorf("write aliases: alias %d: tenant, flow, attr and key are required", i)
+		}
+		rs[i] = []any{a.Tenant, a.Flow, a.Attr, a.Value, a.Key, s.timeValue(a.Time)}
+	}
+	if err := s.b.insert(ctx, s.table("aliases"), []string{"tenant", "flow", "attr", "value", "key", "time"}, rs); err != nil {
+		return fmt.Errorf("write %d aliases: %w", len(aliases), err)
+	}
+	return nil
+}
+
+// timeValue is t as the time columns of the dialect store it; the zero time is stored as
+// the epoch (and read back as the zero time).
+func (s *store) timeValue(t time.Time) any {
+	if t.IsZero() {
+		t = unixNano(0)
+	}
+	if s.d.legacy {
+		return t.UnixNano()
+	}
+	return t
+}
+
+func (s *store) legacyUnsupported(what string) error {
+	if s.d.legacy {
+		return fmt.Errorf("%s: %w", what, ErrUnsupported)
+	}
+	return nil
+}
+
+func (s *store) WriteStates(ctx context.Context, states []InstanceState) error {
+	if err := s.legacyUnsupported("write states"); err != nil || len(states) == 0 {
+		return err
+	}
+	rs := make([][]any, len(states))
+	for i, st := range states {
+		if st.Tenant == "" || st.Flow == "" || st.Key == "" {
+			return fmt.Errorf("write states: state %d: tenant, flow and key are required", i)
+		}
+		if st.Version < 0 || st.Shard < 0 {
+			return fmt.Errorf("write states: state %d: negative version or shard", i)
+		}
+		upd := st.UpdatedAt
+		if upd.IsZero() {
+			upd = s.now()
+		}
+		rs[i] = []any{st.Tenant, st.Flow, uint32(st.Version), st.Key, st.Status, s.timeValue(st.StartedAt), s.timeValue(st.LastSeen),
+			st.LastCheckpoint, jsonOr(st.Expected, "[]"), jsonOr(st.Reason, "{}"), jsonOr(st.Violations, "[]"), uint32(st.Shard), upd}
+	}
+	cols := []string{"tenant", "flow", "version", "key", "status", "started_at", "last_seen", "last_checkpoint",
+		"expected", "reason", "violations", "shard", "updated_at"}
+	if err := s.b.insert(ctx, s.table("instance_states"), cols, rs); err != nil {
+		return fmt.Errorf("write %d states: %w", len(states), err)
+	}
+	return nil
+}
+
+func jsonOr(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+func (s *store) WriteAlerts(ctx context.Context, alerts []AlertRecord) error {
+	if err := s.legacyUnsupported("write alerts"); err != nil || len(alerts) == 0 {
+		return err
+	}
+	rs := make([][]any, len(alerts))
+	for i, a := range alerts {
+		if a.Version < 0 {
+			return fmt.Errorf("write alerts: alert %d: negative version", i)
+		}
+		rs[i] = []any{s.timeValue(a.Time), a.Tenant, a.Flow, uint32(a.Version), a.Key, a.Checkpoint, a.State, a.Sink, a.Fingerprint, a.Summary, a.Error}
+	}
+	cols := []string{"time", "tenant", "flow", "version", "key", "checkpoint", "state", "sink", "fingerprint", "summary", "error"}
+	if err := s.b.insert(ctx, s.table("alerts"), cols, rs); err != nil {
+		return fmt.Errorf("write %d alerts: %w", len(alerts), err)
+	}
+	return nil
+}
+
+func (s *store) WriteCommands(ctx context.Context, commands []CommandRecord) error {
+	if err := s.legacyUnsupported("write commands"); err != nil || len(commands) == 0 {
+		return err
+	}
+	rs := make([][]any, len(commands))
+	for i, c := range commands {
+		if c.ID == "" {
+			return fmt.Errorf("write commands: command %d: id is required", i)
+		}
+		if c.Version < 0 || c.Attempt < 0 {
+			return fmt.Errorf("write commands: command %d: negative version or attempt", i)
+		}
+		rs[i] = []any{c.ID, s.timeValue(c.Time), c.Tenant, c.Flow, uint32(c.Version), c.Key, c.Checkpoint, uint32(c.Attempt), c.Sink, c.Subject, c.Outcome, c.Error, c.Payload}
+	}
+	cols := []string{"id", "time", "tenant", "flow", "version", "key", "checkpoint", "attempt", "sink", "subject", "outcome", "error", "payload"}
+	if err := s.b.insert(ctx, s.table("commands"), cols, rs); err != nil {
+		return fmt.Errorf("write %d commands: %w", len(commands), err)
+	}
+	return nil
+}
+
+// ---- Reader ----
+
+func (s *store) eventColumns() string {
+	attrs := "attributes"
+	if s.d.legacy {
+		attrs = "attributes.k, attributes.v"
+	}
+	return "event_id, tenant, flow, checkpoint, key, key_attr, " + s.d.ns("time") + ", " + s.d.ns("ingest_time") +
+		", trace_id, span_id, service, name, status, message, " + attrs
+}
+
+func (s *store) scanEvents(r rows) ([]CheckpointEvent, error) {
+	defer r.Close()
+	var out []CheckpointEvent
+	for r.Next() {
+		var (
+			e        CheckpointEvent
+			id       uint64
+			t, it    int64
+			keys, vs []string
+		)
+		dest := []any{&id, &e.Tenant, &e.Flow, &e.Checkpoint, &e.Key, &e.KeyAttr, &t, &it, &e.TraceID, &e.SpanID, &e.Service, &e.Name, &e.Status, &e.Message}
+		if s.d.legacy {
+			dest = append(dest, &keys, &vs)
+		} else {
+			dest = append(dest, &e.Attributes)
+		}
+		if err := r.Scan(dest...); err != nil {
+			return nil, err
+		}
+		if s.d.legacy && len(keys) > 0 {
+			e.Attributes = make(map[string]string, len(keys))
+			for i, k := range keys {
+				if i < len(vs) {
+					e.Attributes[k] = vs[i]
+				}
+			}
+		}
+		if len(e.Attributes) == 0 {
+			e.Attributes = nil
+		}
+		e.EventID = formatEventID(id)
+		e.Time = unixNano(t)
+		e.IngestTime = unixNano(it)
+		out = append(out, e)
+	}
+	return out, r.Err()
+}
+
+func (s *store) EventsSince(ctx context.Context, since time.Time, limit int) ([]CheckpointEvent, error) {
+	if limit <= 0 {
+		limit = 1000
+	}
+	// LIMIT 1 BY after ORDER BY keeps each event's first ingestion: a replayed duplicate not
+	// merged yet never shows twice in one answer.
+	q := "SELECT " + s.eventColumns() + " FROM " + s.table("checkpoint_events") +
+		" WHERE ingest_time >= " + s.d.ts(since) +
+		" ORDER BY ingest_time, event_id LIMIT 1 BY event_id LIMIT " + strconv.Itoa(limit)
+	r, err := s.b.query(ctx, q)
+	if err != nil {
+		return nil, fmt.Errorf("events since %s: %w", since.Format(time.RFC3339Nano), err)
+	}
+	evs, err := s.scanEvents(r)
+	if err != nil {
+		return nil, fmt.Errorf("events since %s: %w", since.Format(time.RFC3339Nano), err)
+	}
+	return evs, nil
+}
+
+func (s *store) InstanceEvents(ctx context.Context, tenant, flow, key string) ([]CheckpointEvent, error) {
+	where := "tenant = " + quote(tenant) + " AND flow = " + quote(flow)
+	var cond string
+	if s.d.legacy {
+		cond = where + " AND key = " + quote(key)
+	} else {
+		// The instance's own rows, and the rows keyed by one of its aliases.
+		aliases := "SELECT attr, value FROM " + s.table("aliases") + " WHERE " + where + " AND key = " + quote(key)
+		cond = where + " AND (key = " + quote(key) + " OR (key_attr, key) IN (" + aliases + "))"
+	}
+	q := "SELECT " + s.eventColumns() + " FROM " + s.table("checkpoint_events") + " WHERE " + cond +
+		" ORDER BY time, event_id LIMIT 1 BY event_id"
+	r, err := s.b.query(ctx, q)
+	if err != nil {
+		return nil, fmt.Errorf("events of %s/%s/%s: %w", tenant, flow, key, err)
+	}
+	evs, err := s.scanEvents(r)
+	if err != nil {
+		return nil, fmt.Errorf("events of %s/%s/%s: %w", tenant, flow, key, err)
+	}
+	return evs, nil
+}
+
+func (s *store) ResolveAliases(ctx context.Context, tenant, flow, attr string, values []string) (map[string]string, error) {
+	out := map[string]string{}
+	if len(values) == 0 {
+		return out, nil
+	}
+	// The first mapping of a value wins; later conflicting ones are ignored.
+	q := "SELECT value, argMin(key, time) FROM " + s.table("aliases") +
+		" WHERE tenant = " + quote(tenant) + " AND flow = " + quote(flow) + " AND attr = " + quote(attr) +
+		" AND value IN (" + quoteList(values) + ") GROUP BY value"
+	r, err := s.b.query(ctx, q)
+	if err != nil {
+		return nil, fmt.Errorf("resolve %d aliases of %s: %w", len(values), attr, err)
+	}
+	defer r.Close()
+	for r.Next() {
+		var v, k string
+		if err := r.Scan(&v, &k); err != nil {
+			return nil, fmt.Errorf("resolve aliases of %s: %w", attr, err)
+		}
+		out[v] = k
+	}
+	if err := r.Err(); err != nil {
+		return nil, fmt.Errorf("resolve aliases of %s: %w", attr, err)
+	}
+	return out, nil
+}
+
+const stateColumns = "tenant, flow, toUInt64(version), key, status, toUnixTimestamp64Nano(started_at), toUnixTimestamp64Nano(last_seen), " +
+	"last_checkpoint, expected, reason, violations, toUInt64(shard), toUnixTimestamp64Nano(updated_at)"
+
+func scanStates(r rows) ([]InstanceState, error) {
+	defer r.Close()
+	var out []InstanceState
+	for r.Next() {
+		var (
+			st                     InstanceState
+			version, shard         uint64
+			started, seen, updated int64
+		)
+		if err := r.Scan(&st.Tenant, &st.Flow, &version, &st.Key, &st.Status, &started, &seen, &st.LastCheckpoint,
+			&st.Expected, &st.Reason, &st.Violations, &shard, &updated); err != nil {
+			return nil, err
+		}
+		st.Version, st.Shard = int(version), int(shard)
+		st.StartedAt, st.LastSeen, st.UpdatedAt = unixNano(started), unixNano(seen), unixNano(updated)
+		out = append(out, st)
+	}
+	return out, r.Err()
+}
+
+// instanceCursor is the position after the last instance of a page: listings are ordered by
+// last_seen descending, then (tenant, flow, key) ascending.
+type instanceCursor struct {
+	LastSeen int64  `json:"t"`
+	Tenant   string `json:"n"`
+	Flow     string `json:"f"`
+	Key      string `json:"k"`
+}
+
+func (c instanceCursor) encode() string {
+	b, _ := json.Marshal(c)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func decodeInstanceCursor(s string) (instanceCursor, error) {
+	var c instanceCursor
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err == nil {
+		err = json.Unmarshal(b, &c)
+	}
+	if err != nil {
+		return c, fmt.Errorf("invalid cursor %q", s)
+	}
+	return c, nil
+}
+
+func (s *store) Instances(ctx context.Context, f InstanceFilter) ([]InstanceState, string, error) {
+	if err := s.legacyUnsupported("list instances"); err != nil {
+		return nil, "", err
+	}
+	limit := f.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	if f.Shards < 0 || f.Shard < 0 || (f.Shards > 0 && f.Shard >= f.Shards) {
+		return nil, "", fmt.Errorf("list instances: shard %d of %d is out of range", f.Shard, f.Shards)
+	}
+	var conds []string
+	for _, c := range [][2]string{{"tenant", f.Tenant}, {"flow", f.Flow}, {"status", f.Status}, {"key", f.Key}} {
+		if c[1] != "" {
+			conds = append(conds, c[0]+" = "+quote(c[1]))
+		}
+	}
+	if f.Checkpoint != "" {
+		conds = append(conds, "(last_checkpoint = "+quote(f.Checkpoint)+" OR has(expected_checkpoints, "+quote(f.Checkpoint)+"))")
+	}
+	if f.Shards > 0 {
+		conds = append(conds, "shard % "+strconv.Itoa(f.Shards)+" = "+strconv.Itoa(f.Shard))
+	}
+	if f.Cursor != "" {
+		c, err := decodeInstanceCursor(f.Cursor)
+		if err != nil {
+			return nil, "", fmt.Errorf("list instances: %w", err)
+		}
+		ls := "toUnixTimestamp64Nano(last_seen)"
+		n := strconv.FormatInt(c.LastSeen, 10)
+		conds = append(conds, "("+ls+" < "+n+" OR ("+ls+" = "+n+" AND (tenant, flow, key) > ("+
+			quote(c.Tenant)+", "+quote(c.Flow)+", "+quote(c.Key)+")))")
+	}
+	q := "SELECT " + stateColumns + " FROM " + s.table("instance_states") + " FINAL"
+	if len(conds) > 0 {
+		q += " WHERE " + strings.Join(conds, " AND ")
+	}
+	q += " ORDER BY last_seen DESC, tenant, flow, key LIMIT " + strconv.Itoa(limit+1)
+	r, err := s.b.query(ctx, q)
+	if err != nil {
+		return nil, "", fmt.Errorf("list instances: %w", err)
+	}
+	states, err := scanStates(r)
+	if err != nil {
+		return nil, "", fmt.Errorf("list instances: %w", err)
+	}
+	next := ""
+	if len(states) > limit {
+		states = states[:limit]
+		last := states[limit-1]
+		next = instanceCursor{LastSeen: last.LastSeen.UnixNano(), Tenant: last.Tenant, Flow: last.Flow, Key: last.Key}.encode()
+	}
+	return states, next, nil
+}
+
+func (s *store) Instance(ctx context.Context, tenant, flow, key string) (*InstanceState, error) {
+	if err := s.legacyUnsupported("read instance"); err != nil {
+		return nil, err
+	}
+	q := "SELECT " + stateColumns + " FROM " + s.table("instance_states") + " FINAL WHERE tenant = " + quote(tenant) +
+		" AND flow = " + quote(flow) + " AND key = " + quote(key) + " LIMIT 1"
+	r, err := s.b.query(ctx, q)
+	if err != nil {
+		return nil, fmt.Errorf("read instance %s/%s/%s: %w", tenant, flow, key, err)
+	}
+	states, err := scanStates(r)
+	if err != nil {
+		return nil, fmt.Errorf("read instance %s/%s/%s: %w", tenant, flow, key, err)
+	}
+	if len(states) == 0 {
+		return nil, nil
+	}
+	return &states[0], nil
+}
+
+func (s *store) flowWhere(tenant, flow string) string {
+	w := "flow = " + quote(flow)
+	if tenant != "" {
+		w = "tenant = " + quote(tenant) + " AND " + w
+	}
+	return w
+}
+
+func (s *store) CheckpointCounts(ctx context.Context, tenant, flow string, from, to time.Time) ([]CheckpointCount, error) {
+	if err := s.legacyUnsupported("checkpoint counts"); err != nil {
+		return nil, err
+	}
+	byCP := map[string]*CheckpointCount{}
+	get := func(cp string) *CheckpointCount {
+		c := byCP[cp]
+		if c == nil {
+			c = &CheckpointCount{Checkpoint: cp}
+			byCP[cp] = c
+		}
+		return c
+	}
+	// Instances, not events: a checkpoint reached twice by one instance counts once.
+	q := "SELECT checkpoint, toUInt64(uniqExact(tenant, key)) FROM " + s.table("checkpoint_events") +
+		" WHERE " + s.flowWhere(tenant, flow) + " AND checkpoint != '' AND time >= " + s.d.ts(from) + " AND time < " + s.d.ts(to) +
+		" GROUP BY checkpoint"
+	if err := s.each(ctx, q, func(r rows) error {
+		var cp string
+		var n uint64
+		if err := r.Scan(&cp, &n); err != nil {
+			return err
+		}
+		get(cp).Count = n
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("checkpoint counts of %s: %w", flow, err)
+	}
+	q = "SELECT cp, count() FROM " + s.table("instance_states") + " FINAL ARRAY JOIN expected_checkpoints AS cp" +
+		" WHERE " + s.flowWhere(tenant, flow) + " AND status = 'stuck' GROUP BY cp"
+	if err := s.each(ctx, q, func(r rows) error {
+		var cp string
+		var n uint64
+		if err := r.Scan(&cp, &n); err != nil {
+			return err
+		}
+		get(cp).Stuck = n
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("stuck counts of %s: %w", flow, err)
+	}
+	out := make([]CheckpointCount, 0, len(byCP))
+	for _, c := range byCP {
+		out = append(out, *c)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Checkpoint < out[j].Checkpoint })
+	return out, nil
+}
+
+// each runs q and calls fn for every row.
+func (s *store) each(ctx context.Context, q string, fn func(rows) error) error {
+	r, err := s.b.query(ctx, q)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	for r.Next() {
+		if err := fn(r); err != nil {
+			return err
+		}
+	}
+	return r.Err()
+}
+
+func (s *store) Transitions(ctx context.Context, tenant, flow string, edges [][2]string, from, to time.Time) ([]Transition, error) {
+	if err := s.legacyUnsupported("transitions"); err != nil {
+		return nil, err
+	}
+	if len(edges) == 0 {
+		return nil, nil
+	}
+	var edgeLits, cps []string
+	seen := map[string]bool{}
+	for _, e := range edges {
+		edgeLits = append(edgeLits, "("+quote(e[0])+", "+quote(e[1])+")")
+		for _, c := range e {
+			if !seen[c] {
+				seen[c] = true
+				cps = append(cps, c)
+			}
+		}
+	}
+	// Per instance (alias-keyed rows resolved to their instance's key), the first time it
+	// reached each checkpoint; then, per edge, the instances that reached the source in
+	// [from, to) and the target afterwards.
+	events := "SELECT e.tenant AS tenant, if(a.key != '', a.key, e.key) AS ikey, e.checkpoint AS checkpoint, e.time AS time" +
+		" FROM " + s.table("checkpoint_events") + " AS e LEFT JOIN (SELECT tenant, attr, value, argMin(key, time) AS key FROM " +
+		s.table("aliases") + " WHERE " + s.flowWhere(tenant, flow) + " GROUP BY tenant, attr, value) AS a" +
+		" ON e.tenant = a.tenant AND e.key_attr = a.attr AND e.key = a.value" +
+		" WHERE e." + strings.ReplaceAll(s.flowWhere(tenant, flow), " AND ", " AND e.") +
+		" AND e.checkpoint IN (" + quoteList(cps) + ") AND e.time >= " + s.d.ts(from)
+	firsts := "SELECT tenant, ikey, checkpoint, min(time) AS t FROM (" + events + ") GROUP BY tenant, ikey, checkpoint"
+	perInstance := "SELECT groupArray(checkpoint) AS cps, groupArray(toUnixTimestamp64Nano(t)) AS ts FROM (" + firsts + ") GROUP BY tenant, ikey"
+	q := "SELECT edge.1, edge.2, count(), quantile(0.5)(ts[indexOf(cps, edge.2)] - ts[indexOf(cps, edge.1)]), " +
+		"quantile(0.95)(ts[indexOf(cps, edge.2)] - ts[indexOf(cps, edge.1)])" +
+		" FROM (" + perInstance + ") ARRAY JOIN [" + strings.Join(edgeLits, ", ") + "] AS edge" +
+		" WHERE has(cps, edge.1) AND has(cps, edge.2)" +
+		" AND ts[indexOf(cps, edge.1)] >= " + strconv.FormatInt(from.UnixNano(), 10) +
+		" AND ts[indexOf(cps, edge.1)] < " + strconv.FormatInt(to.UnixNano(), 10) +
+		" AND ts[indexOf(cps, edge.2)] >= ts[indexOf(cps, edge.1)]" +
+		" GROUP BY edge.1, edge.2"
+	got := map[[2]string]Transition{}
+	if err := s.each(ctx, q, func(r rows) error {
+		var t Transition
+		var p50, p95 float64
+		if err := r.Scan(&t.Source, &t.Target, &t.Count, &p50, &p95); err != nil {
+			return err
+		}
+		t.P50, t.P95 = time.Duration(p50), time.Duration(p95)
+		got[[2]string{t.Source, t.Target}] = t
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("transitions of %s: %w", flow, err)
+	}
+	out := make([]Transition, len(edges))
+	for i, e := range edges {
+		t, ok := got[e]
+		if !ok {
+			t = Transition{Source: e[0], Target: e[1]}
+		}
+		out[i] = t
+	}
+	return out, nil
+}
+
+func (s *store) Series(ctx context.Context, tenant, flow, by string, from, to time.Time, step time.Duration) ([]Series, error) {
+	if err := s.legacyUnsupported("series"); err != nil {
+		return nil, err
+	}
+	if step < time.Millisecond {
+		return nil, fmt.Errorf("series of %s: step must be at least 1ms, got %s", flow, step)
+	}
+	if !to.After(from) {
+		return nil, fmt.Errorf("series of %s: 'to' must be after 'from'", flow)
+	}
+	buckets := int((to.Sub(from) + step - 1) / step)
+	if buckets > 11000 {
+		return nil, fmt.Errorf("series of %s: %d points is too many (at most 11000); use a larger step", flow, buckets)
+	}
+	fromMs := strconv.FormatInt(from.UnixMilli(), 10)
+	stepMs := strconv.FormatInt(step.Milliseconds(), 10)
+	var q string
+	switch by {
+	case "checkpoint":
+		q = "SELECT checkpoint, toInt64(intDiv(toUnixTimestamp64Milli(time) - " + fromMs + ", " + stepMs + ")) AS b, toUInt64(uniqExact(event_id))" +
+			" FROM " + s.table("checkpoint_events") + " WHERE " + s.flowWhere(tenant, flow) + " AND checkpoint != ''" +
+			" AND time >= " + s.d.ts(from) + " AND time < " + s.d.ts(to) + " GROUP BY checkpoint, b"
+	case "status":
+		q = "SELECT status, toInt64(intDiv(toUnixTimestamp64Milli(last_seen) - " + fromMs + ", " + stepMs + ")) AS b, count()" +
+			" FROM " + s.table("instance_states") + " FINAL WHERE " + s.flowWhere(tenant, flow) +
+			" AND last_seen >= " + s.d.ts(from) + " AND last_seen < " + s.d.ts(to) + " GROUP BY status, b"
+	default:
+		return nil, fmt.Errorf("series of %s: 'by' must be checkpoint or status, got %q", flow, by)
+	}
+	byName := map[string][]Point{}
+	if err := s.each(ctx, q, func(r rows) error {
+		var name string
+		var b int64
+		var n uint64
+		if err := r.Scan(&name, &b, &n); err != nil {
+			return err
+		}
+		pts := byName[name]
+		if pts == nil {
+			pts = make([]Point, buckets)
+			for i := range pts {
+				pts[i].Time = from.Add(time.Duration(i) * step).UTC()
+			}
+			byName[name] = pts
+		}
+		if b >= 0 && int(b) < buckets {
+			pts[b].Value = float64(n)
+		}
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("series of %s by %s: %w", flow, by, err)
+	}
+	out := make([]Series, 0, len(byName))
+	for n, pts := range byName {
+		out = append(out, Series{Name: n, Points: pts})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+func auditWhere(tenant, flow string) string {
+	var conds []string
+	if tenant != "" {
+		conds = append(conds, "tenant = "+quote(tenant))
+	}
+	if flow != "" {
+		conds = append(conds, "flow = "+quote(flow))
+	}
+	if len(conds) == 0 {
+		return ""
+	}
+	return " WHERE " + strings.Join(conds, " AND ")
+}
+
+func (s *store) Alerts(ctx context.Context, tenant, flow string, limit int) ([]AlertRecord, error) {
+	if err := s.legacyUnsupported("alerts"); err != nil {
+		return nil, err
+	}
+	if limit <= 0 {
+		limit = 100
+	}
+	q := "SELECT toUnixTimestamp64Nano(time), tenant, flow, toUInt64(version), key, checkpoint, state, sink, fingerprint, summary, error FROM " +
+		s.table("alerts") + auditWhere(tenant, flow) +
+		" ORDER BY time DESC, tenant, flow, fingerprint LIMIT 1 BY tenant, flow, time, fingerprint, state, sink LIMIT " + strconv.Itoa(limit)
+	var out []AlertRecord
+	if err := s.each(ctx, q, func(r rows) error {
+		var a AlertRecord
+		var t int64
+		var v uint64
+		if err := r.Scan(&t, &a.Tenant, &a.Flow, &v, &a.Key, &a.Checkpoint, &a.State, &a.Sink, &a.Fingerprint, &a.Summary, &a.Error); err != nil {
+			return err
+		}
+		a.Time, a.Version = unixNano(t), int(v)
+		out = append(out, a)
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("read alerts: %w", err)
+	}
+	return out, nil
+}
+
+func (s *store) Commands(ctx context.Context, tenant, flow string, limit int) ([]CommandRecord, error) {
+	if err := s.legacyUnsupported("commands"); err != nil {
+		return nil, err
+	}
+	if limit <= 0 {
+		limit = 100
+	}
+	q := "SELECT id, toUnixTimestamp64Nano(time), tenant, flow, toUInt64(version), key, checkpoint, toUInt64(attempt), sink, subject, outcome, error, payload FROM " +
+		s.table("commands") + " FINAL" + auditWhere(tenant, flow) + " ORDER BY time DESC, id LIMIT " + strconv.Itoa(limit)
+	var out []CommandRecord
+	if err := s.each(ctx, q, func(r rows) error {
+		var c CommandRecord
+		var t int64
+		var v, a uint64
+		if err := r.Scan(&c.ID, &t, &c.Tenant, &c.Flow, &v, &c.Key, &c.Checkpoint, &a, &c.Sink, &c.Subject, &c.Outcome, &c.Error, &c.Payload); err != nil {
+			return err
+		}
+		c.Time, c.Version, c.Attempt = unixNano(t), int(v), int(a)
+		out = append(out, c)
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("read commands: %w", err)
+	}
+	return out, nil
+}
+
+// unixNano is the inverse of timeValue: the epoch reads back as the zero time.
+func unixNano(ns int64) time.Time {
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns).UTC()
+}

@@ -1,0 +1,362 @@
+package storage
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The storage suite runs against any Store that speaks the production schema: chDB always,
+// a modern server when FLOWWATCH_CLICKHOUSE_DSN is set. open returns a fresh, migrated store
+// on its own database.
+type opener func(t *testing.T, db string) Store
+
+var t0 = time.Date(2026, 11, 20, 10, 0, 0, 123456789, time.UTC)
+
+// fixtureEvents is one tenant's order flow: k1 goes placed → paid (recording alias p1) →
+// settled (keyed by the alias) → shipped; k2 placed → paid plus an error note; k3 placed an
+// hour later; and another tenant's k1.
+func fixtureEvents() []CheckpointEvent {
+	ev := func(tenant, key, keyAttr, cp string, at time.Duration, trace, name, status string, attrs map[string]string) CheckpointEvent {
+		return CheckpointEvent{Tenant: tenant, Flow: "order", Checkpoint: cp, Key: key, KeyAttr: keyAttr, Time: t0.Add(at),
+			TraceID: trace, SpanID: fmt.Sprintf("%016x", int64(at)+int64(len(cp))), Service: "svc-" + cp, Name: name, Status: status, Attributes: attrs}
+	}
+	return []CheckpointEvent{
+		ev("acme", "k1", "order.id", "placed", 0, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa1", "POST /orders", "ok", map[string]string{"http.response.status_code": "201", "quote": `it's "quoted"` + "\n\\"}),
+		ev("acme", "k1", "order.id", "paid", time.Minute, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa1", "payment.authorized", "ok", map[string]string{"payment.id": "p1"}),
+		ev("acme", "p1", "payment.id", "settled", 3*time.Minute, "", "payment.settled", "unset", nil),
+		ev("acme", "k1", "order.id", "shipped", 10*time.Minute, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa2", "ship parcel", "ok", nil),
+		ev("acme", "k2", "order.id", "placed", 30*time.Second, "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb1", "POST /orders", "ok", nil),
+		ev("acme", "k2", "order.id", "paid", 3*time.Minute, "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb1", "payment.authorized", "ok", nil),
+		{Tenant: "acme", Flow: "order", Key: "k2", KeyAttr: "order.id", Time: t0.Add(4 * time.Minute), TraceID: "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb2",
+			SpanID: "00000000000000e1", Service: "ledger", Name: "POST /ledger", Status: "error", Message: "ledger: timeout — ünïcode"},
+		ev("acme", "k3", "order.id", "placed", time.Hour, "ccccccccccccccccccccccccccccccc1", "POST /orders", "ok", nil),
+		ev("globex", "k1", "order.id", "placed", 0, "ddddddddddddddddddddddddddddddd1", "POST /orders", "ok", nil),
+	}
+}
+
+func runSuite(t *testing.T, open opener) {
+	ctx := context.Background()
+
+	t.Run("MigrateTwice", func(t *testing.T) {
+		s := open(t, "suite_migrate")
+		if err := s.Migrate(ctx); err != nil {
+			t.Fatalf("second migrate: %v", err)
+		}
+		st := s.(*store)
+		applied, err := st.appliedVersions(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ms, _ := Migrations(st.schema)
+		if len(applied) != len(ms) {
+			t.Fatalf("applied %v, want %d migrations", applied, len(ms))
+		}
+		var n uint64
+		if err := st.each(ctx, "SELECT count() FROM "+st.table("schema_migrations"), func(r rows) error { return r.Scan(&n) }); err != nil {
+			t.Fatal(err)
+		}
+		if n != uint64(len(ms)) {
+			t.Fatalf("schema_migrations has %d rows after two migrations, want %d", n, len(ms))
+		}
+	})
+
+	t.Run("Events", func(t *testing.T) {
+		s := open(t, "suite_events")
+		evs := fixtureEvents()
+		ingest0 := time.Now().Add(-time.Second)
+		if err := s.WriteEvents(ctx, evs); err != nil {
+			t.Fatal(err)
+		}
+		// A replayed batch: same items, later ingest time.
+		replay := fixtureEvents()
+		for i := range replay {
+			replay[i].IngestTime = time.Now().Add(time.Minute)
+		}
+		if err := s.WriteEvents(ctx, replay); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.EventsSince(ctx, ingest0, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(evs) {
+			t.Fatalf("EventsSince: %d events, want %d (each once)", len(got), len(evs))
+		}
+		ids := map[string]bool{}
+		for i, e := range got {
+			if ids[e.EventID] {
+				t.Fatalf("EventsSince: event %s twice", e.EventID)
+			}
+			ids[e.EventID] = true
+			if i > 0 && e.IngestTime.Before(got[i-1].IngestTime) {
+				t.Fatalf("EventsSince: not ordered by ingest time at %d", i)
+			}
+		}
+		for _, e := range evs {
+			if !ids[e.EventID] {
+				t.Fatalf("EventsSince: missing %s (%s)", e.EventID, e.Checkpoint)
+			}
+		}
+		limited, err := s.EventsSince(ctx, ingest0, 3)
+		if err != nil || len(limited) != 3 {
+			t.Fatalf("EventsSince limit 3: %d events, %v", len(limited), err)
+		}
+		none, err := s.EventsSince(ctx, time.Now().Add(time.Hour), 10)
+		if err != nil || len(none) != 0 {
+			t.Fatalf("EventsSince future: %v, %v", none, err)
+		}
+
+		if err := s.WriteAliases(ctx, []Alias{
+			{Tenant: "acme", Flow: "order", Attr: "payment.id", Value: "p1", Key: "k1", Time: t0.Add(time.Minute)},
+			{Tenant: "acme", Flow: "order", Attr: "payment.id", Value: "p1", Key: "k1", Time: t0.Add(time.Minute)},
+			{Tenant: "acme", Flow: "order", Attr: "payment.id", Value: "p1", Key: "k9", Time: t0.Add(time.Hour)}, // later conflict loses
+			{Tenant: "acme", Flow: "order", Attr: "payment.id", Value: "p2", Key: "k2", Time: t0.Add(3 * time.Minute)},
+		}); err != nil {
+			t.Fatal(err)
+		}
+		res, err := s.ResolveAliases(ctx, "acme", "order", "payment.id", []string{"p1", "p2", "nope"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res) != 2 || res["p1"] != "k1" || res["p2"] != "k2" {
+			t.Fatalf("ResolveAliases = %v", res)
+		}
+		if res, err := s.ResolveAliases(ctx, "globex", "order", "payment.id", []string{"p1"}); err != nil || len(res) != 0 {
+			t.Fatalf("ResolveAliases other tenant = %v, %v", res, err)
+		}
+
+		inst, err := s.InstanceEvents(ctx, "acme", "order", "k1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var cps []string
+		for _, e := range inst {
+			cps = append(cps, e.Checkpoint)
+		}
+		if strings.Join(cps, ",") != "placed,paid,settled,shipped" {
+			t.Fatalf("InstanceEvents(k1) checkpoints = %v", cps)
+		}
+		want := evs[0]
+		g := inst[0]
+		if g.EventID != want.EventID || !g.Time.Equal(want.Time) || g.TraceID != want.TraceID || g.SpanID != want.SpanID ||
+			g.Service != want.Service || g.Name != want.Name || g.Status != want.Status || g.KeyAttr != want.KeyAttr ||
+			len(g.Attributes) != 2 || g.Attributes["quote"] != want.Attributes["quote"] {
+			t.Fatalf("InstanceEvents(k1)[0] = %+v\nwant %+v", g, want)
+		}
+		if g.Time.Nanosecond() != 123456789 {
+			t.Fatalf("event time lost its nanoseconds: %v", g.Time)
+		}
+		k2, err := s.InstanceEvents(ctx, "acme", "order", "k2")
+		if err != nil || len(k2) != 3 || k2[2].Checkpoint != "" || k2[2].Message != evs[6].Message {
+			t.Fatalf("InstanceEvents(k2) = %+v, %v", k2, err)
+		}
+		if none, err := s.InstanceEvents(ctx, "acme", "order", "nope"); err != nil || len(none) != 0 {
+			t.Fatalf("InstanceEvents(unknown) = %v, %v", none, err)
+		}
+
+		counts, err := s.CheckpointCounts(ctx, "acme", "order", t0, t0.Add(30*time.Minute))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fmt.Sprint(counts); got != "[{paid 2 0} {placed 2 0} {settled 1 0} {shipped 1 0}]" {
+			t.Fatalf("CheckpointCounts = %s", got)
+		}
+
+		tr, err := s.Transitions(ctx, "acme", "order", [][2]string{{"placed", "paid"}, {"paid", "settled"}, {"settled", "shipped"}, {"shipped", "delivered"}}, t0, t0.Add(30*time.Minute))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(tr) != 4 || tr[0].Count != 2 || tr[1].Count != 1 || tr[2].Count != 1 || tr[3].Count != 0 {
+			t.Fatalf("Transitions = %+v", tr)
+		}
+		if tr[0].P50 < time.Minute || tr[0].P50 > 150*time.Second || tr[0].P95 < tr[0].P50 || tr[0].P95 > 150*time.Second {
+			t.Fatalf("Transitions placed→paid p50 %v p95 %v, want within [1m, 2m30s]", tr[0].P50, tr[0].P95)
+		}
+		if tr[1].P50 != 2*time.Minute || tr[2].P50 != 7*time.Minute {
+			t.Fatalf("Transitions through the alias: paid→settled %v, settled→shipped %v; want 2m, 7m", tr[1].P50, tr[2].P50)
+		}
+
+		series, err := s.Series(ctx, "acme", "order", "checkpoint", t0, t0.Add(15*time.Minute), time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		byName := map[string][]Point{}
+		for _, sr := range series {
+			byName[sr.Name] = sr.Points
+		}
+		if len(series) != 4 || len(byName["placed"]) != 15 || byName["placed"][0].Value != 2 || byName["paid"][1].Value != 1 ||
+			byName["paid"][3].Value != 1 || byName["shipped"][10].Value != 1 || !byName["placed"][2].Time.Equal(t0.Add(2*time.Minute)) {
+			t.Fatalf("Series by checkpoint = %+v", series)
+		}
+		if _, err := s.Series(ctx, "acme", "order", "colour", t0, t0.Add(time.Hour), time.Minute); err == nil || !strings.Contains(err.Error(), "'by'") {
+			t.Fatalf("Series with a bad 'by': %v", err)
+		}
+	})
+
+	t.Run("BadEventLosesNothingElse", func(t *testing.T) {
+		s := open(t, "suite_bad")
+		evs := fixtureEvents()[:3]
+		evs[1].EventID = "not-an-id"
+		err := s.WriteEvents(ctx, evs)
+		if err == nil || !strings.Contains(err.Error(), "event 1") || !strings.Contains(err.Error(), "16 hex digits") {
+			t.Fatalf("WriteEvents with a bad id: %v", err)
+		}
+		// The caller fixes the bad row and writes the batch again: each event once.
+		evs[1].EventID = ""
+		if err := s.WriteEvents(ctx, evs); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.EventsSince(ctx, time.Time{}, 100)
+		if err != nil || len(got) != 3 {
+			t.Fatalf("after the fix: %d events, %v", len(got), err)
+		}
+	})
+
+	t.Run("States", func(t *testing.T) {
+		s := open(t, "suite_states")
+		u := t0.Add(time.Hour)
+		st := func(key, status, last, expected string, seen time.Duration, updated time.Duration, shard int) InstanceState {
+			return InstanceState{Tenant: "acme", Flow: "order", Version: 2, Key: key, Status: status, StartedAt: t0, LastSeen: t0.Add(seen),
+				LastCheckpoint: last, Expected: expected, Reason: `{"checkpoint":"paid"}`, Shard: shard, UpdatedAt: u.Add(updated)}
+		}
+		if err := s.WriteStates(ctx, []InstanceState{
+			st("k1", "running", "placed", `[{"checkpoint":"paid","deadline":"2026-11-20T10:15:00Z"}]`, time.Minute, 0, 0),
+			st("k2", "running", "placed", `[]`, 2*time.Minute, 0, 1),
+			st("k3", "completed", "delivered", `[]`, 3*time.Minute, 0, 0),
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.WriteStates(ctx, []InstanceState{st("k1", "stuck", "placed", `[{"checkpoint":"paid","deadline":"2026-11-20T10:15:00Z"}]`, time.Minute, time.Minute, 0)}); err != nil {
+			t.Fatal(err)
+		}
+		// An older verdict arriving late changes nothing.
+		if err := s.WriteStates(ctx, []InstanceState{st("k1", "running", "placed", `[]`, time.Minute, -time.Minute, 0)}); err != nil {
+			t.Fatal(err)
+		}
+		one, err := s.Instance(ctx, "acme", "order", "k1")
+		if err != nil || one == nil || one.Status != "stuck" || one.Version != 2 || !one.StartedAt.Equal(t0) || one.Reason != `{"checkpoint":"paid"}` {
+			t.Fatalf("Instance(k1) = %+v, %v", one, err)
+		}
+		if none, err := s.Instance(ctx, "acme", "order", "nope"); err != nil || none != nil {
+			t.Fatalf("Instance(unknown) = %+v, %v", none, err)
+		}
+		var keys []string
+		cursor := ""
+		for page := 0; page < 5; page++ {
+			states, next, err := s.Instances(ctx, InstanceFilter{Tenant: "acme", Flow: "order", Limit: 2, Cursor: cursor})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, x := range states {
+				keys = append(keys, x.Key)
+			}
+			if next == "" {
+				break
+			}
+			cursor = next
+		}
+		if strings.Join(keys, ",") != "k3,k2,k1" {
+			t.Fatalf("Instances pages = %v, want newest last_seen first, each once", keys)
+		}
+		for _, c := range []struct {
+			f    InstanceFilter
+			want string
+		}{
+			{InstanceFilter{Status: "stuck"}, "k1"},
+			{InstanceFilter{Checkpoint: "paid"}, "k1"},
+			{InstanceFilter{Checkpoint: "delivered"}, "k3"},
+			{InstanceFilter{Shard: 1, Shards: 2}, "k2"},
+			{InstanceFilter{Key: "k2"}, "k2"},
+			{InstanceFilter{Tenant: "globex"}, ""},
+		} {
+			states, _, err := s.Instances(ctx, c.f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var ks []string
+			for _, x := range states {
+				ks = append(ks, x.Key)
+			}
+			if strings.Join(ks, ",") != c.want {
+				t.Errorf("Instances(%+v) = %v, want %s", c.f, ks, c.want)
+			}
+		}
+		if _, _, err := s.Instances(ctx, InstanceFilter{Cursor: "%%%"}); err == nil || !strings.Contains(err.Error(), "cursor") {
+			t.Fatalf("Instances with a bad cursor: %v", err)
+		}
+		counts, err := s.CheckpointCounts(ctx, "acme", "order", t0, t0.Add(time.Hour))
+		if err != nil || fmt.Sprint(counts) != "[{paid 0 1}]" {
+			t.Fatalf("CheckpointCounts stuck = %v, %v", counts, err)
+		}
+		series, err := s.Series(ctx, "acme", "order", "status", t0, t0.Add(5*time.Minute), time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fmt.Sprint(seriesValues(series)); got != "map[completed:[0 0 0 1 0] running:[0 0 1 0 0] stuck:[0 1 0 0 0]]" {
+			t.Fatalf("Series by status = %s", got)
+		}
+	})
+
+	t.Run("Audit", func(t *testing.T) {
+		s := open(t, "suite_audit")
+		alerts := []AlertRecord{
+			{Time: t0, Tenant: "acme", Flow: "order", Version: 1, Key: "k1", Checkpoint: "paid", State: "firing", Sink: "am", Fingerprint: "f1", Summary: "k1 stuck"},
+			{Time: t0.Add(time.Minute), Tenant: "acme", Flow: "order", Version: 1, Key: "k1", Checkpoint: "paid", State: "resolved", Sink: "am", Fingerprint: "f1"},
+			{Time: t0.Add(2 * time.Minute), Tenant: "acme", Flow: "other", Checkpoint: "x", State: "firing", Sink: "hook", Fingerprint: "f2", Error: "503"},
+		}
+		for i := 0; i < 2; i++ { // a retried write
+			if err := s.WriteAlerts(ctx, alerts); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got, err := s.Alerts(ctx, "acme", "order", 10)
+		if err != nil || len(got) != 2 || got[0].State != "resolved" || got[1].Summary != "k1 stuck" || !got[1].Time.Equal(t0) {
+			t.Fatalf("Alerts = %+v, %v", got, err)
+		}
+		if all, err := s.Alerts(ctx, "", "", 10); err != nil || len(all) != 3 || all[0].Error != "503" {
+			t.Fatalf("Alerts(all) = %+v, %v", all, err)
+		}
+		if lim, err := s.Alerts(ctx, "", "", 1); err != nil || len(lim) != 1 {
+			t.Fatalf("Alerts(limit 1) = %+v, %v", lim, err)
+		}
+		cmd := CommandRecord{ID: "c1", Time: t0, Tenant: "acme", Flow: "order", Version: 1, Key: "k1", Checkpoint: "paid", Attempt: 1,
+			Sink: "nats", Subject: "payments.retry", Outcome: "sent", Payload: `{"id":"c1"}`}
+		later := cmd
+		later.Time, later.Outcome = t0.Add(time.Minute), "succeeded"
+		other := cmd
+		other.ID, other.Attempt, other.Time = "c2", 2, t0.Add(30*time.Second)
+		if err := s.WriteCommands(ctx, []CommandRecord{cmd, other}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.WriteCommands(ctx, []CommandRecord{later, cmd}); err != nil {
+			t.Fatal(err)
+		}
+		cmds, err := s.Commands(ctx, "acme", "order", 10)
+		if err != nil || len(cmds) != 2 || cmds[0].ID != "c1" || cmds[0].Outcome != "succeeded" || cmds[1].Attempt != 2 || cmds[0].Payload != `{"id":"c1"}` {
+			t.Fatalf("Commands = %+v, %v", cmds, err)
+		}
+	})
+}
+
+func seriesValues(ss []Series) map[string][]float64 {
+	out := map[string][]float64{}
+	for _, s := range ss {
+		for _, p := range s.Points {
+			out[s.Name] = append(out[s.Name], p.Value)
+		}
+	}
+	return out
+}
+
+func sortedKeys(m map[string]bool) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
