@@ -43,6 +43,8 @@ type flowProcessor struct {
 	stop   chan struct{}
 	done   chan struct{}
 	ticker func(time.Duration) (<-chan time.Time, func())
+	// reloaded, when set (tests), is called after each reload of the loop.
+	reloaded func(error)
 }
 
 func newFlowProcessor(set processor.Settings, cfg *Config) (*flowProcessor, error) {
@@ -104,7 +106,10 @@ func (p *flowProcessor) reloadLoop(stop <-chan struct{}, done chan<- struct{}) {
 		case <-stop:
 			return
 		case <-tick:
-			_ = p.reload(context.Background())
+			err := p.reload(context.Background())
+			if p.reloaded != nil {
+				p.reloaded(err)
+			}
 		}
 	}
 }
