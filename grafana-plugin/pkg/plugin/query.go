@@ -71,7 +71,9 @@ type userError struct{ msg string }
 
 func (e *userError) Error() string { return e.msg }
 
-func userErrorf(format string, args ...any) error { return &userError{msg: fmt.Sprintf(format, args...)} }
+func userErrorf(format string, args ...any) error {
+	return &userError{msg: fmt.Sprintf(format, args...)}
+}
 
 // ParseQuery reads a query's JSON; queryType, when set by Grafana outside the JSON, wins.
 func ParseQuery(queryType string, raw json.RawMessage) (Query, error) {
