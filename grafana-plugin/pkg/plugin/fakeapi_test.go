@@ -91,7 +91,9 @@ func fakeAPI(token string) http.Handler {
 			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "bad step: " + err.Error()})
 			return
 		}
-		p := func(i int, v float64) [2]float64 { return [2]float64{float64(from.Add(time.Duration(i) * step).UnixMilli()), v} }
+		p := func(i int, v float64) [2]float64 {
+			return [2]float64{float64(from.Add(time.Duration(i) * step).UnixMilli()), v}
+		}
 		names := []string{"running", "stuck"}
 		if r.URL.Query().Get("by") == "checkpoint" {
 			names = []string{"placed", "paid"}
