@@ -1,0 +1,462 @@
+// Package apitest holds an in-memory storage.Writer and storage.Reader for tests of the code
+// that reads the store (the query API, replay). It follows the storage contract's documented
+// semantics closely enough for handler tests, with none of its performance; integration
+// tests use the real store.
+package apitest
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/flowwatch/flowwatch/storage"
+)
+
+// Store is an in-memory storage.Writer and storage.Reader. The zero value is ready to use;
+// it is safe for concurrent use.
+type Store struct {
+	// Fail, when set, is called with the method name before every Reader method; a non-nil
+	// error is returned from the method.
+	Fail func(method string) error
+
+	mu       sync.Mutex
+	events   map[string]storage.CheckpointEvent
+	aliases  map[aliasKey]string
+	states   map[instKey]storage.InstanceState
+	alerts   []storage.AlertRecord
+	commands []storage.CommandRecord
+}
+
+type aliasKey struct{ tenant, flow, attr, value string }
+type instKey struct{ tenant, flow, key string }
+
+var (
+	_ storage.Reader = (*Store)(nil)
+	_ storage.Writer = (*Store)(nil)
+)
+
+func (s *Store) fail(method string) error {
+	if s.Fail != nil {
+		return s.Fail(method)
+	}
+	return nil
+}
+
+// WriteEvents stores events; an EventID already stored is ignored.
+func (s *Store) WriteEvents(_ context.Context, events []storage.CheckpointEvent) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.events == nil {
+		s.events = map[string]storage.CheckpointEvent{}
+	}
+	for _, e := range events {
+		if _, ok := s.events[e.EventID]; !ok {
+			s.events[e.EventID] = e
+		}
+	}
+	return nil
+}
+
+// WriteAliases stores aliases; the earliest alias of a value wins.
+func (s *Store) WriteAliases(_ context.Context, aliases []storage.Alias) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.aliases == nil {
+		s.aliases = map[aliasKey]string{}
+	}
+	for _, a := range aliases {
+		k := aliasKey{a.Tenant, a.Flow, a.Attr, a.Value}
+		if _, ok := s.aliases[k]; !ok {
+			s.aliases[k] = a.Key
+		}
+	}
+	return nil
+}
+
+// WriteStates stores states; a state replaces one with an older or equal UpdatedAt.
+func (s *Store) WriteStates(_ context.Context, states []storage.InstanceState) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.states == nil {
+		s.states = map[instKey]storage.InstanceState{}
+	}
+	for _, st := range states {
+		k := instKey{st.Tenant, st.Flow, st.Key}
+		if old, ok := s.states[k]; ok && old.UpdatedAt.After(st.UpdatedAt) {
+			continue
+		}
+		s.states[k] = st
+	}
+	return nil
+}
+
+// WriteAlerts appends alert records; an identical record is stored once.
+func (s *Store) WriteAlerts(_ context.Context, alerts []storage.AlertRecord) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+next:
+	for _, a := range alerts {
+		for _, old := range s.alerts {
+			if old == a {
+				continue next
+			}
+		}
+		s.alerts = append(s.alerts, a)
+	}
+	return nil
+}
+
+// WriteCommands appends command records; a record replaces an older one with the same ID.
+func (s *Store) WriteCommands(_ context.Context, commands []storage.CommandRecord) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+next:
+	for _, c := range commands {
+		for i, old := range s.commands {
+			if old.ID == c.ID {
+				if !old.Time.After(c.Time) {
+					s.commands[i] = c
+				}
+				continue next
+			}
+		}
+		s.commands = append(s.commands, c)
+	}
+	return nil
+}
+
+func (s *Store) sortedEvents(keep func(*storage.CheckpointEvent) bool) []storage.CheckpointEvent {
+	var out []storage.CheckpointEvent
+	for _, e := range s.events {
+		if keep(&e) {
+			out = append(out, e)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].Time.Equal(out[j].Time) {
+			return out[i].Time.Before(out[j].Time)
+		}
+		return out[i].EventID < out[j].EventID
+	})
+	return out
+}
+
+// EventsSince returns events ingested at or after since, by ingest time, at most limit.
+func (s *Store) EventsSince(_ context.Context, since time.Time, limit int) ([]storage.CheckpointEvent, error) {
+	if err := s.fail("EventsSince"); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := s.sortedEvents(func(e *storage.CheckpointEvent) bool { return !e.IngestTime.Before(since) })
+	sort.SliceStable(out, func(i, j int) bool { return out[i].IngestTime.Before(out[j].IngestTime) })
+	if limit > 0 && len(out) > limit {
+		out = out[:limit]
+	}
+	return out, nil
+}
+
+// resolve returns the instance key of an event: its Key, or the key its alias maps to.
+func (s *Store) resolve(e *storage.CheckpointEvent) string {
+	if k, ok := s.aliases[aliasKey{e.Tenant, e.Flow, e.KeyAttr, e.Key}]; ok {
+		return k
+	}
+	return e.Key
+}
+
+// InstanceEvents returns the events of one instance — keyed by key, or by an alias value
+// that resolves to key — in event time.
+func (s *Store) InstanceEvents(_ context.Context, tenant, flow, key string) ([]storage.CheckpointEvent, error) {
+	if err := s.fail("InstanceEvents"); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sortedEvents(func(e *storage.CheckpointEvent) bool {
+		return e.Tenant == tenant && e.Flow == flow && s.resolve(e) == key
+	}), nil
+}
+
+// ResolveAliases maps alias values to instance keys.
+func (s *Store) ResolveAliases(_ context.Context, tenant, flow, attr string, values []string) (map[string]string, error) {
+	if err := s.fail("ResolveAliases"); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]string{}
+	for _, v := range values {
+		if k, ok := s.aliases[aliasKey{tenant, flow, attr, v}]; ok {
+			out[v] = k
+		}
+	}
+	return out, nil
+}
+
+// expectedDoc is the part of the API's expected document the fake filters on.
+type expectedDoc struct {
+	Checkpoint string `json:"checkpoint"`
+	Overdue    bool   `json:"overdue"`
+}
+
+func expects(st *storage.InstanceState, checkpoint string, overdueOnly bool) bool {
+	var xs []expectedDoc
+	_ = json.Unmarshal([]byte(st.Expected), &xs)
+	for _, x := range xs {
+		if x.Checkpoint == checkpoint && (x.Overdue || !overdueOnly) {
+			return true
+		}
+	}
+	return false
+}
+
+// Instances lists states newest (LastSeen) first; the cursor is "o" and an offset.
+func (s *Store) Instances(_ context.Context, f storage.InstanceFilter) ([]storage.InstanceState, string, error) {
+	if err := s.fail("Instances"); err != nil {
+		return nil, "", err
+	}
+	off := 0
+	if f.Cursor != "" {
+		n, err := strconv.Atoi(strings.TrimPrefix(f.Cursor, "o"))
+		if !strings.HasPrefix(f.Cursor, "o") || err != nil || n < 0 {
+			return nil, "", fmt.Errorf("bad cursor %q", f.Cursor)
+		}
+		off = n
+	}
+	limit := f.Limit
+	if limit == 0 {
+		limit = 100
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var all []storage.InstanceState
+	for _, st := range s.states {
+		switch {
+		case f.Tenant != "" && st.Tenant != f.Tenant,
+			f.Flow != "" && st.Flow != f.Flow,
+			f.Status != "" && st.Status != f.Status,
+			f.Key != "" && st.Key != f.Key,
+			f.Checkpoint != "" && st.LastCheckpoint != f.Checkpoint && !expects(&st, f.Checkpoint, false):
+			continue
+		}
+		all = append(all, st)
+	}
+	sort.Slice(all, func(i, j int) bool {
+		a, b := all[i], all[j]
+		if !a.LastSeen.Equal(b.LastSeen) {
+			return a.LastSeen.After(b.LastSeen)
+		}
+		return a.Tenant+"\x00"+a.Flow+"\x00"+a.Key < b.Tenant+"\x00"+b.Flow+"\x00"+b.Key
+	})
+	if off > len(all) {
+		off = len(all)
+	}
+	page := all[off:]
+	next := ""
+	if len(page) > limit {
+		page = page[:limit]
+		next = "o" + strconv.Itoa(off+limit)
+	}
+	return page, next, nil
+}
+
+// Instance returns one state, or nil.
+func (s *Store) Instance(_ context.Context, tenant, flow, key string) (*storage.InstanceState, error) {
+	if err := s.fail("Instance"); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st, ok := s.states[instKey{tenant, flow, key}]
+	if !ok {
+		return nil, nil
+	}
+	return &st, nil
+}
+
+// firstReached returns, per instance, when each checkpoint was first reached.
+func (s *Store) firstReached(tenant, flow string) map[instKey]map[string]time.Time {
+	out := map[instKey]map[string]time.Time{}
+	for _, e := range s.sortedEvents(func(e *storage.CheckpointEvent) bool {
+		return (tenant == "" || e.Tenant == tenant) && e.Flow == flow && e.Checkpoint != ""
+	}) {
+		k := instKey{e.Tenant, e.Flow, s.resolve(&e)}
+		if out[k] == nil {
+			out[k] = map[string]time.Time{}
+		}
+		if _, ok := out[k][e.Checkpoint]; !ok {
+			out[k][e.Checkpoint] = e.Time
+		}
+	}
+	return out
+}
+
+// CheckpointCounts counts instances that reached each checkpoint in [from, to), and stuck
+// instances whose overdue expected checkpoints include it.
+func (s *Store) CheckpointCounts(_ context.Context, tenant, flow string, from, to time.Time) ([]storage.CheckpointCount, error) {
+	if err := s.fail("CheckpointCounts"); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	counts := map[string]*storage.CheckpointCount{}
+	get := func(cp string) *storage.CheckpointCount {
+		if counts[cp] == nil {
+			counts[cp] = &storage.CheckpointCount{Checkpoint: cp}
+		}
+		return counts[cp]
+	}
+	for _, cps := range s.firstReached(tenant, flow) {
+		for cp, t := range cps {
+			if !t.Before(from) && t.Before(to) {
+				get(cp).Count++
+			}
+		}
+	}
+	for _, st := range s.states {
+		if (tenant != "" && st.Tenant != tenant) || st.Flow != flow || st.Status != "stuck" {
+			continue
+		}
+		var xs []expectedDoc
+		_ = json.Unmarshal([]byte(st.Expected), &xs)
+		for _, x := range xs {
+			if x.Overdue {
+				get(x.Checkpoint).Stuck++
+			}
+		}
+	}
+	out := make([]storage.CheckpointCount, 0, len(counts))
+	for _, c := range counts {
+		out = append(out, *c)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Checkpoint < out[j].Checkpoint })
+	return out, nil
+}
+
+// Transitions measures edges over instances that reached the source in [from, to).
+func (s *Store) Transitions(_ context.Context, tenant, flow string, edges [][2]string, from, to time.Time) ([]storage.Transition, error) {
+	if err := s.fail("Transitions"); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	reached := s.firstReached(tenant, flow)
+	out := make([]storage.Transition, 0, len(edges))
+	for _, e := range edges {
+		var ds []time.Duration
+		for _, cps := range reached {
+			src, ok1 := cps[e[0]]
+			dst, ok2 := cps[e[1]]
+			if ok1 && ok2 && !src.Before(from) && src.Before(to) {
+				ds = append(ds, dst.Sub(src))
+			}
+		}
+		t := storage.Transition{Source: e[0], Target: e[1], Count: uint64(len(ds))}
+		if len(ds) > 0 {
+			sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+			t.P50, t.P95 = rank(ds, 0.5), rank(ds, 0.95)
+		}
+		out = append(out, t)
+	}
+	return out, nil
+}
+
+// rank is the nearest-rank quantile of sorted durations.
+func rank(ds []time.Duration, q float64) time.Duration {
+	i := int(math.Ceil(q*float64(len(ds)))) - 1
+	return ds[max(i, 0)]
+}
+
+// Series counts, per step aligned on the unix epoch, events by checkpoint or instances by
+// status (at their LastSeen). Only non-empty buckets are returned.
+func (s *Store) Series(_ context.Context, tenant, flow, by string, from, to time.Time, step time.Duration) ([]storage.Series, error) {
+	if err := s.fail("Series"); err != nil {
+		return nil, err
+	}
+	if by != "status" && by != "checkpoint" {
+		return nil, fmt.Errorf("series by %q: want status or checkpoint", by)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	buckets := map[string]map[int64]float64{}
+	add := func(name string, t time.Time) {
+		if t.Before(from) || !t.Before(to) {
+			return
+		}
+		ms := t.UnixMilli() / step.Milliseconds() * step.Milliseconds()
+		if buckets[name] == nil {
+			buckets[name] = map[int64]float64{}
+		}
+		buckets[name][ms]++
+	}
+	if by == "checkpoint" {
+		for _, e := range s.events {
+			if (tenant == "" || e.Tenant == tenant) && e.Flow == flow && e.Checkpoint != "" {
+				add(e.Checkpoint, e.Time)
+			}
+		}
+	} else {
+		for _, st := range s.states {
+			if (tenant == "" || st.Tenant == tenant) && st.Flow == flow {
+				add(st.Status, st.LastSeen)
+			}
+		}
+	}
+	var out []storage.Series
+	for name, b := range buckets {
+		sr := storage.Series{Name: name}
+		for ms, v := range b {
+			sr.Points = append(sr.Points, storage.Point{Time: time.UnixMilli(ms).UTC(), Value: v})
+		}
+		sort.Slice(sr.Points, func(i, j int) bool { return sr.Points[i].Time.Before(sr.Points[j].Time) })
+		out = append(out, sr)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// Alerts returns alert records newest first.
+func (s *Store) Alerts(_ context.Context, tenant, flow string, limit int) ([]storage.AlertRecord, error) {
+	if err := s.fail("Alerts"); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []storage.AlertRecord
+	for _, a := range s.alerts {
+		if (tenant == "" || a.Tenant == tenant) && (flow == "" || a.Flow == flow) {
+			out = append(out, a)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Time.After(out[j].Time) })
+	if limit > 0 && len(out) > limit {
+		out = out[:limit]
+	}
+	return out, nil
+}
+
+// Commands returns command records newest first.
+func (s *Store) Commands(_ context.Context, tenant, flow string, limit int) ([]storage.CommandRecord, error) {
+	if err := s.fail("Commands"); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []storage.CommandRecord
+	for _, c := range s.commands {
+		if (tenant == "" || c.Tenant == tenant) && (flow == "" || c.Flow == flow) {
+			out = append(out, c)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Time.After(out[j].Time) })
+	if limit > 0 && len(out) > limit {
+		out = out[:limit]
+	}
+	return out, nil
+}
