@@ -73,7 +73,9 @@ func (e *embedded) insertEvents(ctx context.Context, table string, events []Chec
 	b = append(b, table...)
 	b = append(b, " ("...)
 	b = append(b, eventColumnList...)
-	b = append(b, ") FORMAT JSONCompactEachRow\n"...)
+	b = append(b, ") SETTINGS insert_deduplication_token = '"...)
+	b = append(b, dedupToken(ids)...)
+	b = append(b, "' FORMAT JSONCompactEachRow\n"...)
 	for i := range events {
 		b = appendEventJSON(b, &events[i], ids[i])
 	}

@@ -40,7 +40,8 @@ ENGINE = ReplacingMergeTree
 PARTITION BY toDate(time)
 ORDER BY (tenant, flow, key, time, event_id)
 TTL toDateTime(time) + INTERVAL {{retention_days}} DAY
-SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1;
+-- non_replicated_deduplication_window: honour insert_deduplication_token on single nodes too.
+SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1, non_replicated_deduplication_window = 1000;
 
 -- aliases: (tenant, flow, attr, value) -> key, written when a checkpoint carries an alias
 -- attribute. Looked up by value (resolve a later checkpoint's key) and by key (an instance's

@@ -1,0 +1,210 @@
+package storage
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/cespare/xxhash/v2"
+)
+
+// DefaultReadTimeout bounds every read from a server when neither Options nor the DSN set one.
+const DefaultReadTimeout = 30 * time.Second
+
+// OpenServer connects to a ClickHouse server over the native protocol. dsn is
+// clickhouse://[user[:password]@]host:port[,host:port...][/database][?dial_timeout=..&read_timeout=..&secure=true];
+// Options override what the DSN says. Servers older than 20.x (Debian's 18.16) cannot hold the
+// production tables: OpenServer then switches to the legacy tables (see SchemaOptions.Legacy)
+// and logs a warning. The schema is not touched: call Migrate.
+func OpenServer(ctx context.Context, dsn string, o Options) (Store, error) {
+	co, err := clickhouse.ParseDSN(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open server store: %w", err)
+	}
+	if co.Protocol != clickhouse.Native {
+		return nil, fmt.Errorf("open server store: only the native protocol is supported (clickhouse:// or tcp://)")
+	}
+	if o.Database == "" && co.Auth.Database != "" && co.Auth.Database != "default" {
+		o.Database = co.Auth.Database
+	}
+	// Tables are always qualified; the session database must exist before Migrate creates ours.
+	co.Auth.Database = "default"
+	if o.Username != "" {
+		co.Auth.Username = o.Username
+	}
+	if o.Password != "" {
+		co.Auth.Password = o.Password
+	}
+	if o.TLS || o.InsecureSkipVerify {
+		if co.TLS == nil {
+			co.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
+		}
+		co.TLS.InsecureSkipVerify = o.InsecureSkipVerify
+	}
+	if o.DialTimeout > 0 {
+		co.DialTimeout = o.DialTimeout
+	} else if co.DialTimeout == 0 {
+		co.DialTimeout = 10 * time.Second
+	}
+	if o.ReadTimeout > 0 {
+		co.ReadTimeout = o.ReadTimeout
+	} else if co.ReadTimeout == 0 {
+		co.ReadTimeout = DefaultReadTimeout
+	}
+	if o.Logger != nil {
+		co.Logger = o.Logger.With("component", "clickhouse-go")
+	}
+	conn, err := clickhouse.Open(co)
+	if err != nil {
+		return nil, fmt.Errorf("open server store %s: %w", strings.Join(co.Addr, ","), err)
+	}
+	v, err := conn.ServerVersion()
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("open server store %s: %w", strings.Join(co.Addr, ","), err)
+	}
+	if v.Version.Major < 20 && !o.Legacy {
+		o.Legacy = true
+		if o.Logger != nil {
+			o.Logger.Warn("old ClickHouse server: using the legacy tables (events and aliases only)", "version", v.String())
+		}
+	}
+	st, err := newStore(&server{conn: conn, legacy: o.Legacy}, o)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return st, nil
+}
+
+// server is the clickhouse-go backend. Every insert names its columns (old servers need it)
+// and goes through a native batch; values are appended column by column.
+type server struct {
+	conn   driver.Conn
+	legacy bool
+}
+
+func (s *server) exec(ctx context.Context, sql string) error { return s.conn.Exec(ctx, sql) }
+
+func (s *server) query(ctx context.Context, sql string) (rows, error) {
+	r, err := s.conn.Query(ctx, sql)
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+func (s *server) close() error { return s.conn.Close() }
+
+// dedupToken names a batch by its event ids: a server that supports insert_deduplication_token
+// drops a retried identical batch as a whole (rows stay idempotent by event_id regardless).
+func dedupToken(ids []uint64) string {
+	var d xxhash.Digest
+	d.Reset()
+	var b [8]byte
+	for _, id := range ids {
+		binary.LittleEndian.PutUint64(b[:], id)
+		_, _ = d.Write(b[:])
+	}
+	binary.BigEndian.PutUint64(b[:], d.Sum64())
+	return hex.EncodeToString(b[:])
+}
+
+func (s *server) insertEvents(ctx context.Context, table string, events []CheckpointEvent, ids []uint64) error {
+	cols := eventColumnList
+	if s.legacy {
+		cols = strings.Replace(cols, "attributes", "attributes.k, attributes.v", 1)
+	} else {
+		ctx = clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"insert_deduplication_token": dedupToken(ids)}))
+	}
+	batch, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+table+" ("+cols+")")
+	if err != nil {
+		return err
+	}
+	defer batch.Close()
+	n := len(events)
+	str := func(f func(e *CheckpointEvent) string) []string {
+		out := make([]string, n)
+		for i := range events {
+			out[i] = f(&events[i])
+		}
+		return out
+	}
+	columns := []any{
+		ids,
+		str(func(e *CheckpointEvent) string { return e.Tenant }),
+		str(func(e *CheckpointEvent) string { return e.Flow }),
+		str(func(e *CheckpointEvent) string { return e.Checkpoint }),
+		str(func(e *CheckpointEvent) string { return e.Key }),
+		str(func(e *CheckpointEvent) string { return e.KeyAttr }),
+	}
+	if s.legacy {
+		t, it := make([]int64, n), make([]int64, n)
+		for i := range events {
+			t[i], it[i] = events[i].Time.UnixNano(), events[i].IngestTime.UnixNano()
+		}
+		columns = append(columns, t, it)
+	} else {
+		t, it := make([]time.Time, n), make([]time.Time, n)
+		for i := range events {
+			t[i], it[i] = events[i].Time, events[i].IngestTime
+		}
+		columns = append(columns, t, it)
+	}
+	columns = append(columns,
+		str(func(e *CheckpointEvent) string { return e.TraceID }),
+		str(func(e *CheckpointEvent) string { return e.SpanID }),
+		str(func(e *CheckpointEvent) string { return e.Service }),
+		str(func(e *CheckpointEvent) string { return e.Name }),
+		str(func(e *CheckpointEvent) string { return e.Status }),
+		str(func(e *CheckpointEvent) string { return e.Message }),
+	)
+	if s.legacy {
+		ks, vs := make([][]string, n), make([][]string, n)
+		for i := range events {
+			for k, v := range events[i].Attributes {
+				ks[i] = append(ks[i], k)
+				vs[i] = append(vs[i], v)
+			}
+			if ks[i] == nil {
+				ks[i], vs[i] = []string{}, []string{}
+			}
+		}
+		columns = append(columns, ks, vs)
+	} else {
+		attrs := make([]map[string]string, n)
+		for i := range events {
+			attrs[i] = events[i].Attributes
+			if attrs[i] == nil {
+				attrs[i] = map[string]string{}
+			}
+		}
+		columns = append(columns, attrs)
+	}
+	for i, c := range columns {
+		if err := batch.Column(i).Append(c); err != nil {
+			return fmt.Errorf("column %d: %w", i, err)
+		}
+	}
+	return batch.Send()
+}
+
+func (s *server) insert(ctx context.Context, table string, cols []string, rs [][]any) error {
+	batch, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+table+" ("+strings.Join(cols, ", ")+")")
+	if err != nil {
+		return err
+	}
+	defer batch.Close()
+	for _, r := range rs {
+		if err := batch.Append(r...); err != nil {
+			return err
+		}
+	}
+	return batch.Send()
+}
