@@ -1,0 +1,144 @@
+package detector
+
+import (
+	"container/heap"
+	"strings"
+	"time"
+
+	"github.com/flowwatch/flowwatch/model"
+)
+
+// inst is the compact in-memory state of one open instance. It keeps only what deciding
+// status and deadlines needs (the first time each checkpoint was reached); everything else
+// (events, errors, trace IDs, violations) stays in the store and is read back when an instance
+// becomes stuck, which is rare. See memory.go's benchmark for what one costs.
+type inst struct {
+	// id is tenant \x00 flow \x00 key: the map key, stored once.
+	id   string
+	flow *model.Flow // the pinned version
+	// first[i] is the unix-nanosecond time f.Checkpoints[i] was first reached; 0 = never.
+	first []int64
+	// due is when the instance must be looked at again (a deadline, an action, a recheck);
+	// 0 = not scheduled. heapIdx is its place in the deadline heap, -1 when absent.
+	due     int64
+	heapIdx int32
+	status  model.Status
+	// extra exists only for stuck instances and those with pending commands.
+	extra *stuckState
+}
+
+// stuckState is kept only while an instance is stuck or has commands in flight.
+type stuckState struct {
+	checkpoint string // the overdue checkpoint
+	deadline   time.Time
+	reason     *model.Reason
+	alert      *alertState
+	actions    []actionState
+}
+
+// actionState tracks one on_stuck action of the overdue checkpoint.
+type actionState struct {
+	action   model.Action
+	index    int       // position in on_stuck
+	sent     int       // attempts delivered (or recorded before a restart)
+	lastSent time.Time // when the last attempt was delivered
+	lastID   string    // its command id, pending an outcome
+	nextTry  time.Time // when to retry a failed delivery
+}
+
+func instID(tenant, flow, key string) string {
+	return tenant + "\x00" + flow + "\x00" + key
+}
+
+func splitID(id string) (tenant, flow, key string) {
+	tenant, rest, _ := strings.Cut(id, "\x00")
+	flow, key, _ = strings.Cut(rest, "\x00")
+	return tenant, flow, key
+}
+
+// ShardOf returns the shard (0..shards-1) that owns an instance. It is stable across
+// processes and versions: it hashes with FNV-1a, not a per-process seed.
+func ShardOf(tenant, flow, key string, shards int) int {
+	if shards <= 1 {
+		return 0
+	}
+	const (
+		offset = 14695981039346656037
+		prime  = 1099511628211
+	)
+	h := uint64(offset)
+	for _, s := range [3]string{tenant, flow, key} {
+		for i := 0; i < len(s); i++ {
+			h ^= uint64(s[i])
+			h *= prime
+		}
+		h ^= 0xff // separator: ("ab","c") and ("a","bc") differ
+		h *= prime
+	}
+	return int(h % uint64(shards))
+}
+
+// firstTimes converts the compact first-reached times for model.Flow.Judge.
+func (in *inst) firstTimes(buf []time.Time) []time.Time {
+	out := buf[:0]
+	for _, ns := range in.first {
+		if ns == 0 {
+			out = append(out, time.Time{})
+		} else {
+			out = append(out, time.Unix(0, ns))
+		}
+	}
+	return out
+}
+
+// reach records that checkpoint c was reached at t; it reports whether anything changed.
+func (in *inst) reach(c *model.Checkpoint, t time.Time) bool {
+	ns := t.UnixNano()
+	if cur := in.first[c.Index]; cur != 0 && cur <= ns {
+		return false
+	}
+	in.first[c.Index] = ns
+	return true
+}
+
+// deadlineHeap orders instances by due time.
+type deadlineHeap []*inst
+
+func (h deadlineHeap) Len() int           { return len(h) }
+func (h deadlineHeap) Less(i, j int) bool { return h[i].due < h[j].due }
+func (h deadlineHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].heapIdx = int32(i)
+	h[j].heapIdx = int32(j)
+}
+func (h *deadlineHeap) Push(x any) {
+	in := x.(*inst)
+	in.heapIdx = int32(len(*h))
+	*h = append(*h, in)
+}
+func (h *deadlineHeap) Pop() any {
+	old := *h
+	n := len(old)
+	in := old[n-1]
+	old[n-1] = nil
+	in.heapIdx = -1
+	*h = old[:n-1]
+	return in
+}
+
+// schedule puts in on the heap at due (unix ns), or takes it off when due is 0.
+func (h *deadlineHeap) schedule(in *inst, due int64) {
+	switch {
+	case due == 0 && in.heapIdx >= 0:
+		heap.Remove(h, int(in.heapIdx))
+		in.due = 0
+	case due == 0:
+		in.due = 0
+	case in.heapIdx >= 0:
+		in.due = due
+		heap.Fix(h, int(in.heapIdx))
+	default:
+		in.due = due
+		heap.Push(h, in)
+	}
+}
