@@ -90,7 +90,7 @@ type Detector struct {
 	commandsDone map[string]storage.CommandRecord
 
 	alerts   map[string]*alertState
-	stuck    int // open instances that are stuck
+	stuck    int         // open instances that are stuck
 	notifyAt []time.Time // per notifier: do not retry before
 
 	states   map[string]storage.InstanceState // pending writes, latest wins
