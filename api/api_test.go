@@ -465,9 +465,9 @@ func TestGridOffGridPointsPassThrough(t *testing.T) {
 	if fmt.Sprint(got[0].Points) != fmt.Sprint([][2]float64{{float64(t0.Add(30 * time.Second).UnixMilli()), 1}, {float64(t0.Add(90 * time.Second).UnixMilli()), 2}}) {
 		t.Errorf("off-grid points = %v", got[0].Points)
 	}
-	// A from that is not on a step boundary starts the grid at the bucket holding it.
+	// Buckets start at from; a partial last bucket counts.
 	g = newGrid(t0.Add(90*time.Second), t0.Add(3*time.Minute), time.Minute)
-	if g.startMS != t0.Add(time.Minute).UnixMilli() || g.n != 2 {
+	if g.startMS != t0.Add(90*time.Second).UnixMilli() || g.n != 2 {
 		t.Errorf("grid = %+v", g)
 	}
 }

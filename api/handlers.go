@@ -433,8 +433,8 @@ func (s *server) series(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// grid is the series' time buckets: multiples of step since the unix epoch (as ClickHouse's
-// toStartOfInterval aligns them) covering [from, to).
+// grid is the series' time buckets: from + i*step for i in [0, n), covering [from, to), as
+// the store aligns them.
 type grid struct {
 	startMS, stepMS int64
 	n               int
@@ -442,18 +442,10 @@ type grid struct {
 
 func newGrid(from, to time.Time, step time.Duration) grid {
 	stepMS := step.Milliseconds()
-	start := floorDiv(from.UnixMilli(), stepMS) * stepMS
+	start := from.UnixMilli()
 	span := float64(to.UnixMilli()-start) / float64(stepMS)
 	n := int(math.Min(math.Ceil(span), math.MaxInt32))
 	return grid{startMS: start, stepMS: stepMS, n: n}
-}
-
-func floorDiv(a, b int64) int64 {
-	q := a / b
-	if a%b != 0 && (a < 0) != (b < 0) {
-		q--
-	}
-	return q
 }
 
 // fill converts the store's series to points: a series whose points all lie on the grid gets

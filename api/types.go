@@ -114,7 +114,7 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 }
 
 // Empty documents of the JSON columns, as StateDocs writes them. InstanceFromState also
-// accepts an empty string for each.
+// accepts an empty string for each, and "{}" for the reason.
 const (
 	EmptyExpected   = "[]"
 	EmptyReason     = "null"
@@ -240,6 +240,9 @@ func InstanceFromState(s storage.InstanceState) (Instance, error) {
 	if s.Reason != "" {
 		if err := json.Unmarshal([]byte(s.Reason), &in.Reason); err != nil {
 			return Instance{}, fmt.Errorf("parse reason of %s/%s/%s: %w", s.Tenant, s.Flow, s.Key, err)
+		}
+		if in.Reason != nil && in.Reason.Checkpoint == "" { // "{}": a reason always names a checkpoint
+			in.Reason = nil
 		}
 	}
 	if s.Violations != "" {

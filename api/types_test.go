@@ -154,7 +154,7 @@ func TestStateDocsEmpties(t *testing.T) {
 	if x != EmptyExpected || r != EmptyReason || v != EmptyViolations {
 		t.Fatalf("empties = %q %q %q", x, r, v)
 	}
-	for _, docs := range [][3]string{{x, r, v}, {"", "", ""}, {"null", "null", "null"}} {
+	for _, docs := range [][3]string{{x, r, v}, {"", "", ""}, {"null", "null", "null"}, {"[]", "{}", "[]"}} {
 		row := StateRow(st)
 		row.Expected, row.Reason, row.Violations = docs[0], docs[1], docs[2]
 		got, err := InstanceFromState(row)

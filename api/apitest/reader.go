@@ -298,7 +298,7 @@ func (s *Store) firstReached(tenant, flow string) map[instKey]map[string]time.Ti
 }
 
 // CheckpointCounts counts instances that reached each checkpoint in [from, to), and stuck
-// instances whose overdue expected checkpoints include it.
+// instances whose expected checkpoints include it.
 func (s *Store) CheckpointCounts(_ context.Context, tenant, flow string, from, to time.Time) ([]storage.CheckpointCount, error) {
 	if err := s.fail("CheckpointCounts"); err != nil {
 		return nil, err
@@ -326,9 +326,7 @@ func (s *Store) CheckpointCounts(_ context.Context, tenant, flow string, from, t
 		var xs []expectedDoc
 		_ = json.Unmarshal([]byte(st.Expected), &xs)
 		for _, x := range xs {
-			if x.Overdue {
-				get(x.Checkpoint).Stuck++
-			}
+			get(x.Checkpoint).Stuck++
 		}
 	}
 	out := make([]storage.CheckpointCount, 0, len(counts))
@@ -373,8 +371,8 @@ func rank(ds []time.Duration, q float64) time.Duration {
 	return ds[max(i, 0)]
 }
 
-// Series counts, per step aligned on the unix epoch, events by checkpoint or instances by
-// status (at their LastSeen). Only non-empty buckets are returned.
+// Series counts, per step from from, events by checkpoint or instances by status (at their
+// LastSeen). Only non-empty buckets are returned.
 func (s *Store) Series(_ context.Context, tenant, flow, by string, from, to time.Time, step time.Duration) ([]storage.Series, error) {
 	if err := s.fail("Series"); err != nil {
 		return nil, err
@@ -389,7 +387,7 @@ func (s *Store) Series(_ context.Context, tenant, flow, by string, from, to time
 		if t.Before(from) || !t.Before(to) {
 			return
 		}
-		ms := t.UnixMilli() / step.Milliseconds() * step.Milliseconds()
+		ms := from.UnixMilli() + (t.UnixMilli()-from.UnixMilli())/step.Milliseconds()*step.Milliseconds()
 		if buckets[name] == nil {
 			buckets[name] = map[int64]float64{}
 		}
