@@ -48,10 +48,11 @@ func seedInstance(t testing.TB, ctx context.Context, w storage.Writer, set *mode
 		if st == "" {
 			st = "ok"
 		}
-		row := storage.CheckpointEvent{EventID: tenant + "/" + key + "/" + e.id, Tenant: tenant, Flow: "order",
+		row := storage.CheckpointEvent{Tenant: tenant, Flow: "order",
 			Checkpoint: e.cp, Key: k, KeyAttr: ka, Time: t0.Add(e.d), IngestTime: t0.Add(e.d + time.Second),
 			TraceID: fmt.Sprintf("%032x", len(rows)+1), SpanID: fmt.Sprintf("%016x", len(rows)+1),
 			Service: "svc-" + e.cp, Name: "name-" + e.cp, Status: st}
+		row.EventID = storage.EventID(tenant, "order", e.cp, k, row.TraceID, row.SpanID, row.Time.UnixNano(), row.Name+e.id)
 		if e.cp == "" {
 			row.Message = "boom"
 		}
@@ -79,9 +80,7 @@ func seedInstance(t testing.TB, ctx context.Context, w storage.Writer, set *mode
 //	default/o-4  running (placed at now-1m), duplicate placed
 //	acme/o-1     stuck on paid; tenant isolation
 //	default/a/b  running; a key with a slash
-func seedAll(t testing.TB, ctx context.Context, w interface {
-	storage.Writer
-}) *model.Set {
+func seedAll(t testing.TB, ctx context.Context, w storage.Writer) *model.Set {
 	t.Helper()
 	set := testSet(t)
 	if err := w.WriteAliases(ctx, []storage.Alias{{Tenant: "default", Flow: "order", Attr: "payment.id", Value: "p-1", Key: "o-1", Time: t0}}); err != nil {
@@ -115,23 +114,46 @@ func seedAll(t testing.TB, ctx context.Context, w interface {
 	return set
 }
 
+// readWriter is a store the fixture seeds and the API reads.
+type readWriter interface {
+	storage.Reader
+	storage.Writer
+}
+
 type fixture struct {
-	store *apitest.Store
+	store *apitest.Store // the in-memory store; nil on the real one
+	rw    readWriter
 	set   *model.Set
 	h     http.Handler
 }
 
+// newFixture seeds the in-memory store and serves it.
 func newFixture(t testing.TB, mod func(*Config)) *fixture {
 	t.Helper()
-	f := &fixture{store: &apitest.Store{}}
-	f.set = seedAll(t, context.Background(), f.store)
-	cfg := Config{Reader: f.store, Flows: func() *model.Set { return f.set }, Now: func() time.Time { return now },
+	fake := &apitest.Store{}
+	f := newFixtureOn(t, fake, mod)
+	f.store = fake
+	return f
+}
+
+func newFixtureOn(t testing.TB, rw readWriter, mod func(*Config)) *fixture {
+	t.Helper()
+	f := &fixture{rw: rw}
+	f.set = seedAll(t, context.Background(), rw)
+	cfg := Config{Reader: rw, Flows: func() *model.Set { return f.set }, Now: func() time.Time { return now },
 		Registerer: prometheus.NewRegistry()}
 	if mod != nil {
 		mod(&cfg)
 	}
 	f.h = New(cfg)
 	return f
+}
+
+// onEachStore runs a test on the in-memory store and on the real embedded store (chDB),
+// seeded alike.
+func onEachStore(t *testing.T, mod func(*Config), test func(t *testing.T, f *fixture)) {
+	t.Run("memory", func(t *testing.T) { test(t, newFixture(t, mod)) })
+	t.Run("chdb", func(t *testing.T) { test(t, newFixtureOn(t, openEmbedded(t), mod)) })
 }
 
 type answer struct {
@@ -216,7 +238,10 @@ func keys(list InstanceList) []string {
 }
 
 func TestInstancesFilters(t *testing.T) {
-	f := newFixture(t, nil)
+	onEachStore(t, nil, testInstancesFilters)
+}
+
+func testInstancesFilters(t *testing.T, f *fixture) {
 	cases := []struct {
 		query string
 		want  string
@@ -255,7 +280,10 @@ func TestInstancesFilters(t *testing.T) {
 }
 
 func TestInstancesPagination(t *testing.T) {
-	f := newFixture(t, nil)
+	onEachStore(t, nil, testInstancesPagination)
+}
+
+func testInstancesPagination(t *testing.T, f *fixture) {
 	var all []string
 	cursor := ""
 	pages := 0
@@ -305,6 +333,8 @@ func TestParameterErrors(t *testing.T) {
 		{"/api/v1/instances?status=stuck&status=running", "status"},
 		{"/api/v1/instances?flow=order&checkpoint=teleported", "checkpoint"},
 		{"/api/v1/instances?limit=%zz", "query"},
+		{"/api/v1/instances?cursor=eyJ0IjoxfQ", "cursor"},
+		{"/api/v1/instances?cursor=eyJ0IjoxfQ.00000000", "cursor"},
 		{"/api/v1/flows/order/graph?from=yesterday", "from"},
 		{"/api/v1/flows/order/graph?to=2026-13-01T00:00:00Z", "to"},
 		{"/api/v1/flows/order/graph?from=2026-11-26T10:00:00Z&to=2026-11-26T09:00:00Z", "from"},
@@ -331,7 +361,10 @@ func TestParameterErrors(t *testing.T) {
 }
 
 func TestInstanceDetail(t *testing.T) {
-	f := newFixture(t, nil)
+	onEachStore(t, nil, testInstanceDetail)
+}
+
+func testInstanceDetail(t *testing.T, f *fixture) {
 	var in Instance
 	get(t, f.h, "/api/v1/flows/order/instances/o-1", 200).decode(t, &in)
 	if in.Tenant != "default" || in.Status != "completed" || len(in.Events) != 6 {
@@ -371,7 +404,10 @@ func TestInstanceDetail(t *testing.T) {
 }
 
 func TestGraph(t *testing.T) {
-	f := newFixture(t, nil)
+	onEachStore(t, nil, testGraph)
+}
+
+func testGraph(t *testing.T, f *fixture) {
 	var g Graph
 	get(t, f.h, "/api/v1/flows/order/graph?from=2026-11-26T10:00:00Z&to=2026-11-26T10:10:00Z&tenant=default", 200).decode(t, &g)
 	nodes := map[string]GraphNode{}
@@ -392,7 +428,7 @@ func TestGraph(t *testing.T) {
 	if e := g.Edges[0]; e.Source != "placed" || e.Target != "paid" || e.Count != 1 || e.P50MS != 30000 || e.P95MS != 30000 {
 		t.Errorf("placed→paid = %+v", e)
 	}
-	if e := g.Edges[1]; e.Source != "placed" || e.Target != "reserved" || e.Count != 2 || e.P50MS != 19000 || e.P95MS != 40000 {
+	if e := g.Edges[1]; e.Source != "placed" || e.Target != "reserved" || e.Count != 2 || e.P50MS != 29500 || e.P95MS != 38950 {
 		t.Errorf("placed→reserved = %+v", e)
 	}
 
@@ -410,7 +446,10 @@ func TestGraph(t *testing.T) {
 }
 
 func TestSeries(t *testing.T) {
-	f := newFixture(t, nil)
+	onEachStore(t, nil, testSeries)
+}
+
+func testSeries(t *testing.T, f *fixture) {
 	var out SeriesList
 	get(t, f.h, "/api/v1/flows/order/series?from=2026-11-26T10:00:00Z&to=2026-11-26T10:10:00Z&step=5m&by=status", 200).decode(t, &out)
 	byName := map[string][][2]float64{}
@@ -473,7 +512,10 @@ func TestGridOffGridPointsPassThrough(t *testing.T) {
 }
 
 func TestAlertsAndCommands(t *testing.T) {
-	f := newFixture(t, nil)
+	onEachStore(t, nil, testAlertsAndCommands)
+}
+
+func testAlertsAndCommands(t *testing.T, f *fixture) {
 	var al AlertList
 	get(t, f.h, "/api/v1/alerts", 200).decode(t, &al)
 	if len(al.Alerts) != 2 || al.Alerts[0].Tenant != "acme" || al.Alerts[0].Error != "refused" {

@@ -3,6 +3,7 @@ package api
 import (
 	"encoding/json"
 	"fmt"
+	"hash/crc32"
 	"math"
 	"net/http"
 	"net/url"
@@ -257,14 +258,18 @@ func (s *server) instances(w http.ResponseWriter, r *http.Request) error {
 			return errBadParam("checkpoint", "%q is not a checkpoint of flow %q", cp, fl)
 		}
 	}
+	cursor, err := openCursor(q["cursor"])
+	if err != nil {
+		return err
+	}
 	states, next, err := s.cfg.Reader.Instances(r.Context(), storage.InstanceFilter{
 		Tenant: q["tenant"], Flow: q["flow"], Status: q["status"], Checkpoint: q["checkpoint"],
-		Key: q["key"], Limit: limit, Cursor: q["cursor"],
+		Key: q["key"], Limit: limit, Cursor: cursor,
 	})
 	if err != nil {
 		return fmt.Errorf("list instances: %w", err)
 	}
-	out := InstanceList{Instances: make([]Instance, 0, len(states)), NextCursor: next}
+	out := InstanceList{Instances: make([]Instance, 0, len(states)), NextCursor: sealCursor(next)}
 	for _, st := range states {
 		in := s.instanceDoc(r, st)
 		in.Violations = nil // the list carries no violations; the instance endpoint does
@@ -272,6 +277,27 @@ func (s *server) instances(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
+}
+
+// sealCursor wraps the store's opaque cursor with a checksum, so that a cursor that was not
+// issued here (truncated, edited, from another API) is a 400 naming the parameter rather than
+// a store error.
+func sealCursor(c string) string {
+	if c == "" {
+		return ""
+	}
+	return fmt.Sprintf("%s.%08x", c, crc32.ChecksumIEEE([]byte(c)))
+}
+
+func openCursor(sealed string) (string, error) {
+	if sealed == "" {
+		return "", nil
+	}
+	i := strings.LastIndexByte(sealed, '.')
+	if i < 0 || fmt.Sprintf("%08x", crc32.ChecksumIEEE([]byte(sealed[:i]))) != sealed[i+1:] {
+		return "", errBadParam("cursor", "not a next_cursor of this API (pass next_cursor back unchanged)")
+	}
+	return sealed[:i], nil
 }
 
 func hasCheckpoint(versions []*model.Flow, name string) bool {

@@ -351,24 +351,27 @@ func (s *Store) Transitions(_ context.Context, tenant, flow string, edges [][2]s
 		for _, cps := range reached {
 			src, ok1 := cps[e[0]]
 			dst, ok2 := cps[e[1]]
-			if ok1 && ok2 && !src.Before(from) && src.Before(to) {
+			if ok1 && ok2 && !src.Before(from) && src.Before(to) && !dst.Before(src) {
 				ds = append(ds, dst.Sub(src))
 			}
 		}
 		t := storage.Transition{Source: e[0], Target: e[1], Count: uint64(len(ds))}
 		if len(ds) > 0 {
 			sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
-			t.P50, t.P95 = rank(ds, 0.5), rank(ds, 0.95)
+			t.P50, t.P95 = quantile(ds, 0.5), quantile(ds, 0.95)
 		}
 		out = append(out, t)
 	}
 	return out, nil
 }
 
-// rank is the nearest-rank quantile of sorted durations.
-func rank(ds []time.Duration, q float64) time.Duration {
-	i := int(math.Ceil(q*float64(len(ds)))) - 1
-	return ds[max(i, 0)]
+// quantile interpolates linearly between the sorted durations, as ClickHouse's quantile
+// does on samples it holds exactly.
+func quantile(ds []time.Duration, q float64) time.Duration {
+	x := q * float64(len(ds)-1)
+	lo := int(math.Floor(x))
+	hi := min(lo+1, len(ds)-1)
+	return ds[lo] + time.Duration((x-float64(lo))*float64(ds[hi]-ds[lo]))
 }
 
 // Series counts, per step from from, events by checkpoint or instances by status (at their
