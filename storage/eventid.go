@@ -14,18 +14,17 @@ import (
 // item's trace and span ids, its time in nanoseconds and its name). The same telemetry item
 // yields the same id in every collector and every replay, so duplicates fold into one row.
 func EventID(tenant, flow, checkpoint, key, traceID, spanID string, timeNanos int64, name string) string {
-	var d xxhash.Digest
-	d.Reset()
+	// One hash over a stack buffer in the common case (the fields are short).
+	var buf [256]byte
+	b := buf[:0]
 	for _, s := range [...]string{tenant, flow, checkpoint, key, traceID, spanID} {
-		_, _ = d.WriteString(s)
-		_, _ = d.Write([]byte{0})
+		b = append(b, s...)
+		b = append(b, 0)
 	}
-	var ts [8]byte
-	binary.LittleEndian.PutUint64(ts[:], uint64(timeNanos))
-	_, _ = d.Write(ts[:])
-	_, _ = d.WriteString(name)
+	b = binary.LittleEndian.AppendUint64(b, uint64(timeNanos))
+	b = append(b, name...)
 	var sum [8]byte
-	binary.BigEndian.PutUint64(sum[:], d.Sum64())
+	binary.BigEndian.PutUint64(sum[:], xxhash.Sum64(b))
 	return hex.EncodeToString(sum[:])
 }
 

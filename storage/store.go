@@ -37,6 +37,10 @@ type Options struct {
 	Now func() time.Time
 }
 
+// ErrInvalid marks a write refused for bad input (nothing of the call was written); retrying
+// the same input fails the same way.
+var ErrInvalid = errors.New("invalid rows")
+
 // ErrUnsupported is returned by reader methods the legacy tables cannot serve.
 var ErrUnsupported = errors.New("not supported by the legacy (ClickHouse 18.16) tables")
 
@@ -170,7 +174,7 @@ func (s *store) WriteEvents(ctx context.Context, events []CheckpointEvent) error
 		}
 	}
 	if len(errs) > 0 {
-		return fmt.Errorf("write events: %w", errors.Join(errs...))
+		return fmt.Errorf("write events: %w: %w", ErrInvalid, errors.Join(errs...))
 	}
 	start := time.Now()
 	if err := s.b.insertEvents(ctx, s.table("checkpoint_events"), events, ids); err != nil {
@@ -187,7 +191,7 @@ func (s *store) WriteAliases(ctx context.Context, aliases []Alias) error {
 	rs := make([][]any, len(aliases))
 	for i, a := range aliases {
 		if a.Tenant == "" || a.Flow == "" || a.Attr == "" || a.Key == "" {
-			return fmt.Errorf("write aliases: alias %d: tenant, flow, attr and key are required", i)
+			return fmt.Errorf("write aliases: %w: alias %d: tenant, flow, attr and key are required", ErrInvalid, i)
 		}
 		rs[i] = []any{a.Tenant, a.Flow, a.Attr, a.Value, a.Key, s.timeValue(a.Time)}
 	}

@@ -1,0 +1,107 @@
+package flowexporter
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/config/configopaque"
+	"go.opentelemetry.io/collector/config/configoptional"
+	"go.opentelemetry.io/collector/config/configretry"
+	"go.opentelemetry.io/collector/exporter/exporterhelper"
+)
+
+// Config is the flow exporter's configuration. Exactly one of Endpoint (a ClickHouse
+// server) and Path (the embedded engine's data folder) names the store.
+type Config struct {
+	exporterhelper.TimeoutConfig `mapstructure:",squash"`
+	// QueueConfig is exporterhelper's sending_queue; `storage: file_storage/NAME` makes it
+	// persistent, so queued rows survive a collector restart.
+	QueueConfig configoptional.Optional[exporterhelper.QueueBatchConfig] `mapstructure:"sending_queue"`
+	// BackOffConfig is exporterhelper's retry_on_failure.
+	configretry.BackOffConfig `mapstructure:"retry_on_failure"`
+
+	// Endpoint is a ClickHouse server DSN over the native protocol:
+	// clickhouse://host:9000[,host2:9000][/database][?secure=true].
+	Endpoint string `mapstructure:"endpoint"`
+	// Path is the data folder of the embedded store (chDB, in this process).
+	Path string `mapstructure:"path"`
+	// Database holds the tables; default "flowwatch" (or the DSN's database).
+	Database string `mapstructure:"database"`
+	// Cluster, with Endpoint, creates and writes the cluster tables (ON CLUSTER, Distributed).
+	Cluster string `mapstructure:"cluster"`
+	// Username and Password override the DSN's.
+	Username string              `mapstructure:"username"`
+	Password configopaque.String `mapstructure:"password"`
+	// TLS connects with TLS; InsecureSkipVerify skips the certificate check (tests only).
+	TLS                bool `mapstructure:"tls"`
+	InsecureSkipVerify bool `mapstructure:"insecure_skip_verify"`
+	// DialTimeout and ReadTimeout bound connecting to and every read from the server.
+	DialTimeout time.Duration `mapstructure:"dial_timeout"`
+	ReadTimeout time.Duration `mapstructure:"read_timeout"`
+	// CreateSchema applies the schema migrations on start (and on first contact with a
+	// server that was down at start).
+	CreateSchema bool `mapstructure:"create_schema"`
+	// Retention drops stored rows older than this (whole days; 0 keeps everything). It is
+	// written into the tables' TTL when the schema is created.
+	Retention time.Duration `mapstructure:"retention"`
+	// MaxMessageBytes truncates an item's status message or log body kept with a row.
+	MaxMessageBytes int `mapstructure:"max_message_bytes"`
+}
+
+var _ component.Config = (*Config)(nil)
+
+const day = 24 * time.Hour
+
+// Validate reports every problem of the configuration at once.
+func (c *Config) Validate() error {
+	var errs []error
+	switch {
+	case c.Endpoint == "" && c.Path == "":
+		errs = append(errs, errors.New("one of 'endpoint' (a ClickHouse server) or 'path' (the embedded store's folder) is required"))
+	case c.Endpoint != "" && c.Path != "":
+		errs = append(errs, errors.New("'endpoint' and 'path' are exclusive: give one store"))
+	}
+	if c.Endpoint != "" {
+		u, err := url.Parse(c.Endpoint)
+		if err != nil || u.Host == "" {
+			errs = append(errs, fmt.Errorf("'endpoint' %q: want clickhouse://host:port[/database]", redact(c.Endpoint)))
+		} else if u.Scheme != "clickhouse" && u.Scheme != "tcp" {
+			errs = append(errs, fmt.Errorf("'endpoint' scheme %q: only the native protocol (clickhouse:// or tcp://) is supported", u.Scheme))
+		}
+	}
+	if c.Cluster != "" && c.Path != "" {
+		errs = append(errs, errors.New("'cluster' needs a server 'endpoint', not the embedded 'path'"))
+	}
+	if c.Retention < 0 || (c.Retention > 0 && c.Retention%day != 0) {
+		errs = append(errs, fmt.Errorf("'retention' must be 0 or a whole number of days (24h multiples), got %s", c.Retention))
+	}
+	if c.DialTimeout < 0 {
+		errs = append(errs, errors.New("'dial_timeout' must not be negative"))
+	}
+	if c.ReadTimeout < 0 {
+		errs = append(errs, errors.New("'read_timeout' must not be negative"))
+	}
+	if c.MaxMessageBytes < 0 {
+		errs = append(errs, errors.New("'max_message_bytes' must not be negative"))
+	}
+	return errors.Join(errs...)
+}
+
+// redact hides a DSN's password in messages.
+func redact(dsn string) string {
+	u, err := url.Parse(dsn)
+	if err != nil || u.User == nil {
+		if i := strings.Index(dsn, "@"); i >= 0 {
+			return "***" + dsn[i:]
+		}
+		return dsn
+	}
+	if _, ok := u.User.Password(); ok {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+	return u.String()
+}
