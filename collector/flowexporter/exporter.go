@@ -240,8 +240,8 @@ func (b *batch) addLog(service string, lr plog.LogRecord, maxMsg int) {
 
 // item is one annotated span, span event or log record.
 type item struct {
-	attrs                                          pcommon.Map
-	time                                           pcommon.Timestamp
+	attrs                                           pcommon.Map
+	time                                            pcommon.Timestamp
 	traceID, spanID, service, name, status, message string
 }
 
