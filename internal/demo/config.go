@@ -1,0 +1,179 @@
+package demo
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"time"
+)
+
+// Protocols of the OTLP exporters.
+const (
+	ProtocolGRPC = "grpc"
+	ProtocolHTTP = "http"
+)
+
+// Defaults of Config, the flag defaults of `flowwatch demo`.
+const (
+	DefaultOTLPGRPC        = "127.0.0.1:4317"
+	DefaultOTLPHTTP        = "127.0.0.1:4318"
+	DefaultRate            = 5.0
+	DefaultDelay           = 2 * time.Second
+	DefaultErrorRate       = 0.05
+	DefaultCancelRate      = 0.05
+	DefaultTenant          = "acme"
+	DefaultPaymentShare    = 0.2
+	DefaultOnboardingShare = 0.05
+	DefaultReportEvery     = 100
+	DefaultExportInterval  = time.Second
+	// DefaultConsumer is the durable JetStream consumer name of the command consumer.
+	DefaultConsumer = "flowwatch-demo"
+	// CommandStream is the JetStream stream the consumer reads, created when missing.
+	CommandStream = "FLOWWATCH_COMMANDS"
+	// CommandSubject is the subject of payment retries (the example flows' on_stuck action).
+	CommandSubject = "payments.retry"
+)
+
+// CommandStreamSubjects are the subjects of CommandStream when the demo creates it.
+var CommandStreamSubjects = []string{"payments.>", "flowwatch.>"}
+
+// Config configures a simulated choreography. The zero value is not valid: start from
+// DefaultConfig.
+type Config struct {
+	// OTLP is the host:port of the OTLP receiver; empty means 127.0.0.1:4317 for grpc and
+	// 127.0.0.1:4318 for http.
+	OTLP string
+	// Protocol is grpc or http.
+	Protocol string
+	// Rate is how many orders start per second.
+	Rate float64
+	// Duration bounds the whole run; zero runs until the context is cancelled.
+	Duration time.Duration
+	// Orders stops starting orders after this many; zero means no limit. When no command
+	// consumer is configured (no NATS, no Listen), Run returns once every journey has
+	// played out.
+	Orders int
+	// Drop is the probability that a hop is lost, as when the broker loses the message a
+	// service reacts to: that service never reacts, so neither its telemetry nor anything
+	// that depends on it happens. A lost payment hop is healed by a retry command; other
+	// lost hops leave the instance stuck for good.
+	Drop float64
+	// Delay is the maximum random delay of a hop (uniform in [0, Delay]).
+	Delay time.Duration
+	// ErrorRate is the probability that an order's card authorization fails: an error span
+	// "authorize" ("card issuer timeout") and no payment.authorized, so the order is stuck
+	// at paid until a retry command arrives.
+	ErrorRate float64
+	// CancelRate is the probability that an order is cancelled right after it is placed.
+	CancelRate float64
+	// PaymentShare is the chance, per order started, that a stand-alone card payment
+	// (the payment flow, with declines, retries and abandons) also starts.
+	PaymentShare float64
+	// OnboardingShare is the chance, per order started, that a customer also signs up
+	// (the customer-onboarding flow).
+	OnboardingShare float64
+	// Tenant is the resource attribute tenant.id of every service.
+	Tenant string
+	// NATS is the URL of a NATS server with JetStream; empty disables the NATS consumer.
+	NATS string
+	// Consumer is the durable JetStream consumer name.
+	Consumer string
+	// Listen is the address of the HTTP webhook endpoint for commands; empty disables it.
+	Listen string
+	// Seed seeds every random choice and the trace and span IDs; zero picks one from the
+	// clock (it is printed, so a run can be repeated).
+	Seed uint64
+	// ReportEvery prints a progress line to Log every this many orders; zero never.
+	ReportEvery int
+	// ExportInterval is how often the SDK batch processors export.
+	ExportInterval time.Duration
+	// Log receives the progress lines; nil discards them.
+	Log io.Writer
+}
+
+// DefaultConfig returns the defaults of `flowwatch demo`.
+func DefaultConfig() Config {
+	return Config{
+		Protocol:        ProtocolGRPC,
+		Rate:            DefaultRate,
+		Delay:           DefaultDelay,
+		ErrorRate:       DefaultErrorRate,
+		CancelRate:      DefaultCancelRate,
+		PaymentShare:    DefaultPaymentShare,
+		OnboardingShare: DefaultOnboardingShare,
+		Tenant:          DefaultTenant,
+		Consumer:        DefaultConsumer,
+		ReportEvery:     DefaultReportEvery,
+		ExportInterval:  DefaultExportInterval,
+	}
+}
+
+// Endpoint returns the OTLP host:port the exporters send to.
+func (c *Config) Endpoint() string {
+	if c.OTLP != "" {
+		return c.OTLP
+	}
+	if c.Protocol == ProtocolHTTP {
+		return DefaultOTLPHTTP
+	}
+	return DefaultOTLPGRPC
+}
+
+// Validate reports every problem of the configuration at once, each naming its flag.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.OTLP != "" {
+		if _, _, err := net.SplitHostPort(c.OTLP); err != nil {
+			errs = append(errs, fmt.Errorf("'otlp' must be host:port: %w", err))
+		}
+	}
+	if c.Protocol != ProtocolGRPC && c.Protocol != ProtocolHTTP {
+		errs = append(errs, fmt.Errorf("'protocol' must be grpc or http, not %q", c.Protocol))
+	}
+	if !(c.Rate > 0) {
+		errs = append(errs, fmt.Errorf("'rate' must be greater than zero, not %v", c.Rate))
+	}
+	if c.Duration < 0 {
+		errs = append(errs, errors.New("'duration' must not be negative"))
+	}
+	if c.Orders < 0 {
+		errs = append(errs, errors.New("'orders' must not be negative"))
+	}
+	if c.Delay < 0 {
+		errs = append(errs, errors.New("'delay' must not be negative"))
+	}
+	for _, p := range []struct {
+		name string
+		v    float64
+	}{{"drop", c.Drop}, {"error-rate", c.ErrorRate}, {"cancel-rate", c.CancelRate},
+		{"payment-share", c.PaymentShare}, {"onboarding-share", c.OnboardingShare}} {
+		if !(p.v >= 0 && p.v <= 1) {
+			errs = append(errs, fmt.Errorf("'%s' must be a probability in [0, 1], not %v", p.name, p.v))
+		}
+	}
+	if c.Tenant == "" {
+		errs = append(errs, errors.New("'tenant' must not be empty"))
+	}
+	if c.NATS != "" {
+		if u, err := url.Parse(c.NATS); err != nil || u.Host == "" {
+			errs = append(errs, fmt.Errorf("'nats' must be a URL like nats://127.0.0.1:4222, not %q", c.NATS))
+		}
+		if c.Consumer == "" {
+			errs = append(errs, errors.New("'consumer' must not be empty when 'nats' is set"))
+		}
+	}
+	if c.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+			errs = append(errs, fmt.Errorf("'listen' must be host:port: %w", err))
+		}
+	}
+	if c.ReportEvery < 0 {
+		errs = append(errs, errors.New("'report-every' must not be negative"))
+	}
+	if c.ExportInterval <= 0 {
+		errs = append(errs, errors.New("'export-interval' must be greater than zero"))
+	}
+	return errors.Join(errs...)
+}
