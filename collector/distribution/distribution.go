@@ -30,6 +30,7 @@ import (
 	"go.opentelemetry.io/collector/receiver/otlpreceiver"
 	"go.opentelemetry.io/collector/service/telemetry/otelconftelemetry"
 
+	"github.com/flowwatch/flowwatch/collector/flowexporter"
 	"github.com/flowwatch/flowwatch/collector/flowprocessor"
 )
 
@@ -51,6 +52,7 @@ func processorFactories() []processor.Factory {
 func exporterFactories() []exporter.Factory {
 	return []exporter.Factory{
 		debugexporter.NewFactory(),
+		flowexporter.NewFactory(),
 	}
 }
 
