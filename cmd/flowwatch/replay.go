@@ -1,0 +1,289 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/flowwatch/flowwatch/model"
+	"github.com/flowwatch/flowwatch/storage"
+)
+
+func init() {
+	register("replay", "re-evaluate stored instances against other flow definitions: flowwatch replay --flows PATH (--store DIR | --dsn DSN)", runReplay)
+}
+
+const replayUsage = `usage: flowwatch replay --flows PATH (--store DIR | --dsn DSN) [--database NAME] [--flow NAME] [--tenant T] [--at TIME]
+
+Re-evaluates the stored events of every stored instance against the flow definitions in PATH
+(a file or folder) and prints one line per instance whose status would change, then a summary
+line. Nothing is written. Stored states are compared as the detector last wrote them: run it
+while the detector runs (or right after) so that only the definitions differ.`
+
+// replayOptions select what replay reads and when it evaluates.
+type replayOptions struct {
+	Flow, Tenant string
+	// At is the evaluation time.
+	At time.Time
+	// PageSize is how many instance states are listed per query.
+	PageSize int
+}
+
+// replaySummary counts what a replay saw.
+type replaySummary struct {
+	Instances int
+	Flows     map[string]bool
+	Changed   int
+	// Transitions counts changes by "old -> new".
+	Transitions map[string]int
+	// Skipped counts instances per stored flow that PATH does not define.
+	Skipped map[string]int
+	// Foreign counts alias-keyed events that resolved to another instance and were left out.
+	Foreign int
+}
+
+func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprintln(stderr, replayUsage); fs.PrintDefaults() }
+	flows := fs.String("flows", "", "flow definitions to replay against: a file or folder (required)")
+	dir := fs.String("store", "", "data folder of the embedded store")
+	dsn := fs.String("dsn", "", "ClickHouse server DSN (clickhouse://host:9000/db)")
+	database := fs.String("database", "", "database name (default "+storage.DefaultDatabase+", or the DSN's)")
+	flow := fs.String("flow", "", "replay only this flow")
+	tenant := fs.String("tenant", "", "replay only this tenant")
+	at := fs.String("at", "", "evaluate at this RFC 3339 time instead of now")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	usageErr := func(msg string) int {
+		fmt.Fprintf(stderr, "flowwatch replay: %s\n", msg)
+		fs.Usage()
+		return 2
+	}
+	switch {
+	case fs.NArg() > 0:
+		return usageErr(fmt.Sprintf("unexpected argument %q", fs.Arg(0)))
+	case *flows == "":
+		return usageErr("--flows is required")
+	case (*dir == "") == (*dsn == ""):
+		return usageErr("give exactly one of --store and --dsn")
+	}
+	opts := replayOptions{Flow: *flow, Tenant: *tenant, At: time.Now()}
+	if *at != "" {
+		t, err := time.Parse(time.RFC3339Nano, *at)
+		if err != nil {
+			return usageErr(fmt.Sprintf("--at %q is not an RFC 3339 time", *at))
+		}
+		opts.At = t
+	}
+
+	set, err := model.Load(*flows)
+	if err != nil {
+		var probs model.Problems
+		if errors.As(err, &probs) {
+			for _, p := range probs {
+				fmt.Fprintln(stderr, p.Error())
+			}
+		} else {
+			fmt.Fprintf(stderr, "flowwatch replay: %v\n", err)
+		}
+		return 1
+	}
+	if *flow != "" && set.Latest(*flow) == nil {
+		fmt.Fprintf(stderr, "flowwatch replay: flow %q is not defined in %s\n", *flow, *flows)
+		return 1
+	}
+
+	var store storage.Store
+	o := storage.Options{Database: *database}
+	if *dir != "" {
+		store, err = storage.OpenEmbedded(ctx, *dir, o)
+	} else {
+		store, err = storage.OpenServer(ctx, *dsn, o)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "flowwatch replay: %v\n", err)
+		return 1
+	}
+	defer store.Close()
+
+	if _, err := replay(ctx, store, set, opts, stdout); err != nil {
+		fmt.Fprintf(stderr, "flowwatch replay: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// replay re-evaluates every stored instance selected by opts against set, printing one line
+// per status change and a summary line to w.
+//
+// An instance's events are Reader.InstanceEvents (the store returns the rows keyed by the
+// instance's key and by its recorded aliases). A row keyed by an attribute that the new
+// definitions call an alias is checked through Reader.ResolveAliases, and left out when it
+// belongs to another instance.
+func replay(ctx context.Context, r storage.Reader, set *model.Set, opts replayOptions, w io.Writer) (replaySummary, error) {
+	sum := replaySummary{Flows: map[string]bool{}, Transitions: map[string]int{}, Skipped: map[string]int{}}
+	if opts.PageSize <= 0 {
+		opts.PageSize = 500
+	}
+	res := &aliasResolver{r: r, known: map[string]string{}}
+	cursor := ""
+	for {
+		states, next, err := r.Instances(ctx, storage.InstanceFilter{Tenant: opts.Tenant, Flow: opts.Flow,
+			Limit: opts.PageSize, Cursor: cursor})
+		if err != nil {
+			return sum, fmt.Errorf("list stored instances: %w", err)
+		}
+		for _, st := range states {
+			versions := set.Versions(st.Flow)
+			if len(versions) == 0 {
+				sum.Skipped[st.Flow]++
+				continue
+			}
+			sum.Instances++
+			sum.Flows[st.Flow] = true
+			rows, err := r.InstanceEvents(ctx, st.Tenant, st.Flow, st.Key)
+			if err != nil {
+				return sum, fmt.Errorf("read events of %s/%s/%s: %w", st.Tenant, st.Flow, st.Key, err)
+			}
+			in := model.NewInstance(versions, st.Tenant, st.Key)
+			foreign, err := res.applyOwn(ctx, in, versions, rows)
+			if err != nil {
+				return sum, err
+			}
+			sum.Foreign += foreign
+			now := in.Evaluate(opts.At)
+			if string(now.Status) == st.Status {
+				continue
+			}
+			sum.Changed++
+			sum.Transitions[st.Status+" -> "+string(now.Status)]++
+			line := fmt.Sprintf("%s/%s/%s: %s -> %s (version %d -> %d)", st.Tenant, st.Flow, st.Key,
+				st.Status, now.Status, st.Version, now.Version)
+			if now.Reason != nil {
+				line += ": " + now.Reason.Summary
+			}
+			fmt.Fprintln(w, line)
+		}
+		if next == "" {
+			break
+		}
+		cursor = next
+	}
+	fmt.Fprintln(w, sum.String(opts.At))
+	return sum, nil
+}
+
+// String is the summary line.
+func (s replaySummary) String(at time.Time) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "replayed %s of %s at %s: %d would change status",
+		plural(s.Instances, "instance"), plural(len(s.Flows), "flow"), at.UTC().Format(time.RFC3339), s.Changed)
+	if len(s.Transitions) > 0 {
+		b.WriteString(" (" + countList(s.Transitions) + ")")
+	}
+	if len(s.Skipped) > 0 {
+		n := 0
+		for _, c := range s.Skipped {
+			n += c
+		}
+		fmt.Fprintf(&b, "; %d skipped, their flow not defined: %s", n, countList(s.Skipped))
+	}
+	if s.Foreign > 0 {
+		fmt.Fprintf(&b, "; %d alias-keyed events of other instances left out", s.Foreign)
+	}
+	return b.String()
+}
+
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
+
+// countList formats counts as "a 2, b 1", by name.
+func countList(m map[string]int) string {
+	names := make([]string, 0, len(m))
+	for n := range m {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	parts := make([]string, len(names))
+	for i, n := range names {
+		parts[i] = fmt.Sprintf("%s %d", n, m[n])
+	}
+	return strings.Join(parts, ", ")
+}
+
+// maxKnownAliases bounds the alias cache of one replay.
+const maxKnownAliases = 1 << 20
+
+// aliasResolver resolves alias-keyed rows to instance keys, remembering what it looked up.
+type aliasResolver struct {
+	r     storage.Reader
+	known map[string]string // tenant\x00flow\x00attr\x00value → key ("" when unknown)
+}
+
+func aliasID(tenant, flow, attr, value string) string {
+	return tenant + "\x00" + flow + "\x00" + attr + "\x00" + value
+}
+
+// applyOwn applies to in the rows that belong to it, and returns how many rows resolved to
+// another instance.
+func (a *aliasResolver) applyOwn(ctx context.Context, in *model.Instance, versions []*model.Flow, rows []storage.CheckpointEvent) (int, error) {
+	isAlias := func(attr string) bool {
+		for _, f := range versions {
+			if f.IsAlias(attr) {
+				return true
+			}
+		}
+		return false
+	}
+	// One lookup per alias attribute for the values not resolved yet.
+	want := map[string][]string{}
+	for i := range rows {
+		e := &rows[i]
+		if e.Key == in.Key || !isAlias(e.KeyAttr) {
+			continue
+		}
+		if _, ok := a.known[aliasID(e.Tenant, e.Flow, e.KeyAttr, e.Key)]; !ok {
+			want[e.KeyAttr] = append(want[e.KeyAttr], e.Key)
+		}
+	}
+	attrs := make([]string, 0, len(want))
+	for attr := range want {
+		attrs = append(attrs, attr)
+	}
+	sort.Strings(attrs)
+	for _, attr := range attrs {
+		got, err := a.r.ResolveAliases(ctx, in.Tenant, in.Flow, attr, want[attr])
+		if err != nil {
+			return 0, fmt.Errorf("resolve %s aliases of %s/%s: %w", attr, in.Tenant, in.Flow, err)
+		}
+		if len(a.known) > maxKnownAliases {
+			clear(a.known) // a cache: bounded, refilled from the store on demand
+		}
+		for _, v := range want[attr] {
+			a.known[aliasID(in.Tenant, in.Flow, attr, v)] = got[v]
+		}
+	}
+	foreign := 0
+	for _, e := range rows {
+		if e.Key != in.Key && isAlias(e.KeyAttr) {
+			if k := a.known[aliasID(e.Tenant, e.Flow, e.KeyAttr, e.Key)]; k != "" && k != in.Key {
+				foreign++
+				continue
+			}
+		}
+		in.Apply(model.Event{ID: e.EventID, Checkpoint: e.Checkpoint, Time: e.Time, Service: e.Service,
+			Name: e.Name, TraceID: e.TraceID, SpanID: e.SpanID, Status: e.Status, Message: e.Message})
+	}
+	return foreign, nil
+}
