@@ -119,9 +119,9 @@ func (d *Detector) enterStuck(in *inst, st model.State, now time.Time) {
 		d.leaveStuck(in, now)
 	}
 	d.stuck++
-	in.status = model.StatusStuck
+	in.status = statusStuck
 	x := &stuckState{checkpoint: r.Checkpoint, deadline: r.Deadline, reason: r}
-	if c := in.flow.Checkpoint(r.Checkpoint); c != nil {
+	if c := d.fams.flow(in).Checkpoint(r.Checkpoint); c != nil {
 		for i, a := range c.OnStuck {
 			x.actions = append(x.actions, d.restoreAction(in, c, i, a))
 		}
@@ -134,7 +134,7 @@ func (d *Detector) enterStuck(in *inst, st model.State, now time.Time) {
 // a restarted detector never sends an attempt again.
 func (d *Detector) restoreAction(in *inst, c *model.Checkpoint, index int, a model.Action) actionState {
 	s := actionState{action: a, index: index}
-	tenant, flow, key := splitID(in.id)
+	tenant, flow, key := d.fams.split(in.id)
 	for attempt := 1; attempt <= a.MaxAttempts; attempt++ {
 		rec, ok := d.commandsDone[CommandID(tenant, flow, key, c.Name, index, attempt)]
 		if !ok || rec.Outcome == OutcomeFailed {
@@ -220,9 +220,9 @@ func (d *Detector) leaveStuck(in *inst, now time.Time) {
 	}
 	d.stuck--
 	in.extra = nil
-	in.status = model.StatusRunning
+	in.status = statusRunning
 	arrived := false
-	if c := in.flow.Checkpoint(x.checkpoint); c != nil && in.first[c.Index] != 0 {
+	if c := d.fams.flow(in).Checkpoint(x.checkpoint); c != nil && in.first[c.Index] != 0 {
 		arrived = true
 	}
 	for i := range x.actions {

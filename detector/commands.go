@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/flowwatch/flowwatch/api"
-	"github.com/flowwatch/flowwatch/model"
 	"github.com/flowwatch/flowwatch/storage"
 )
 
@@ -153,7 +152,7 @@ func actionDue(x *stuckState, a *actionState) time.Time {
 // effect, and reschedules the instance.
 func (d *Detector) runActions(ctx context.Context, in *inst, now time.Time) {
 	x := in.extra
-	tenant, flow, key := splitID(in.id)
+	tenant, flow, key := d.fams.split(in.id)
 	for i := range x.actions {
 		a := &x.actions[i]
 		due := actionDue(x, a)
@@ -174,7 +173,7 @@ func (d *Detector) runActions(ctx context.Context, in *inst, now time.Time) {
 			continue
 		}
 		sink := d.sinks[a.action.Sink]
-		rec := storage.CommandRecord{ID: id, Time: now, Tenant: tenant, Flow: flow, Version: in.flow.Version,
+		rec := storage.CommandRecord{ID: id, Time: now, Tenant: tenant, Flow: flow, Version: d.fams.flow(in).Version,
 			Key: key, Checkpoint: x.checkpoint, Attempt: attempt, Sink: a.action.Sink, Subject: a.action.Subject}
 		if sink == nil {
 			rec.Outcome, rec.Error = OutcomeFailed, fmt.Sprintf("no sink named %q is configured", a.action.Sink)
@@ -191,7 +190,7 @@ func (d *Detector) runActions(ctx context.Context, in *inst, now time.Time) {
 		}
 		ev := CloudEvent{SpecVersion: "1.0", ID: id, Source: d.cfg.Source, Type: a.action.Type,
 			Subject: flow + "/" + key, Time: now.UTC(), DataContentType: "application/json", CorrelationID: key,
-			Data: CommandData{Tenant: tenant, Flow: flow, Version: in.flow.Version, Key: key, Checkpoint: x.checkpoint,
+			Data: CommandData{Tenant: tenant, Flow: flow, Version: d.fams.flow(in).Version, Key: key, Checkpoint: x.checkpoint,
 				Attempt: attempt, MaxAttempts: a.action.MaxAttempts, Reason: api.ReasonFromModel(x.reason),
 				Payload: a.action.Payload}}
 		body, err := json.Marshal(ev)
@@ -237,8 +236,8 @@ func (d *Detector) runActions(ctx context.Context, in *inst, now time.Time) {
 // checkpoint.
 func (d *Detector) recordOutcome(in *inst, x *stuckState, a *actionState, outcome string, now time.Time) {
 	prev := d.commandsDone[a.lastID]
-	tenant, flow, key := splitID(in.id)
-	rec := storage.CommandRecord{ID: a.lastID, Time: now, Tenant: tenant, Flow: flow, Version: in.flow.Version,
+	tenant, flow, key := d.fams.split(in.id)
+	rec := storage.CommandRecord{ID: a.lastID, Time: now, Tenant: tenant, Flow: flow, Version: d.fams.flow(in).Version,
 		Key: key, Checkpoint: x.checkpoint, Attempt: a.sent, Sink: a.action.Sink, Subject: a.action.Subject,
 		Outcome: outcome, Payload: prev.Payload}
 	d.commandsDone[a.lastID] = rec
@@ -247,11 +246,3 @@ func (d *Detector) recordOutcome(in *inst, x *stuckState, a *actionState, outcom
 	a.lastID = ""
 }
 
-// stateOf is a helper for tests and the API: the model status of an open instance.
-func (d *Detector) stateOf(tenant, flow, key string) (model.Status, bool) {
-	in := d.open[instID(tenant, flow, key)]
-	if in == nil {
-		return "", false
-	}
-	return in.status, true
-}

@@ -77,6 +77,7 @@ type Detector struct {
 	m     *Metrics
 	sinks map[string]*sinkState
 
+	fams   families
 	open   map[string]*inst
 	heap   deadlineHeap
 	closed map[string]int64 // instance id → when it closed (unix ns)
@@ -84,6 +85,8 @@ type Detector struct {
 	cursor time.Time
 	seen   map[string]int64 // event_id → ingest unix ns, for the overlap window
 	seenQ  []seenEntry
+	// seenHigh is the most ids seen held since the map was last rebuilt.
+	seenHigh int
 
 	aliases      map[string]string // tenant\x00flow\x00attr\x00value → key
 	unresolved   []storage.CheckpointEvent
@@ -322,6 +325,17 @@ func (d *Detector) read(ctx context.Context) ([]storage.CheckpointEvent, error) 
 	if i > 0 {
 		d.seenQ = append(d.seenQ[:0], d.seenQ[i:]...)
 	}
+	if len(d.seen) > d.seenHigh {
+		d.seenHigh = len(d.seen)
+	} else if d.seenHigh > 4096 && len(d.seen) < d.seenHigh/4 {
+		// Go maps never shrink: after a burst (a rebuild), copy the survivors into a small one.
+		small := make(map[string]int64, len(d.seen))
+		for k, v := range d.seen {
+			small[k] = v
+		}
+		d.seen, d.seenHigh = small, len(small)
+		d.seenQ = append([]seenEntry(nil), d.seenQ...)
+	}
 	return out, nil
 }
 
@@ -354,7 +368,7 @@ func (d *Detector) ingest(ctx context.Context, events []storage.CheckpointEvent,
 		if ShardOf(e.Tenant, e.Flow, e.Key, d.cfg.Shards) != d.cfg.Shard {
 			continue
 		}
-		id := instID(e.Tenant, e.Flow, e.Key)
+		id := d.fams.id(e.Tenant, e.Flow, e.Key)
 		in := d.open[id]
 		if in == nil {
 			if e.Checkpoint != "" && isStart(versions, e.Checkpoint) && d.closed[id] == 0 && !hydrate[id] {
@@ -369,12 +383,12 @@ func (d *Detector) ingest(ctx context.Context, events []storage.CheckpointEvent,
 		}
 		touched[id] = in
 		if e.Checkpoint == "" {
-			if in.status == model.StatusStuck {
+			if in.status == statusStuck {
 				hydrate[id] = true // a new error: refresh the stuck reason
 			}
 			continue
 		}
-		if c := in.flow.Checkpoint(e.Checkpoint); c != nil {
+		if c := d.fams.flow(in).Checkpoint(e.Checkpoint); c != nil {
 			in.reach(c, e.Time)
 		}
 	}
@@ -396,6 +410,9 @@ func (d *Detector) ingest(ctx context.Context, events []storage.CheckpointEvent,
 }
 
 func (d *Detector) newInst(id string, f *model.Flow) *inst {
+	if f == nil {
+		return nil
+	}
 	if len(d.open) >= d.cfg.MaxOpen {
 		d.m.rejected.Inc()
 		if d.m.rejectedLogged.CompareAndSwap(false, true) {
@@ -403,7 +420,7 @@ func (d *Detector) newInst(id string, f *model.Flow) *inst {
 		}
 		return nil
 	}
-	in := &inst{id: id, flow: f, first: make([]int64, len(f.Checkpoints)), heapIdx: -1, status: model.StatusRunning}
+	in := &inst{id: id, version: d.fams.pin(id, f), first: make([]int64, len(f.Checkpoints)), heapIdx: -1}
 	d.open[id] = in
 	return in
 }
@@ -470,7 +487,7 @@ func (d *Detector) resolveAliases(ctx context.Context, set *model.Set, events []
 // returns the open instance, or nil when the instance is closed (its state is written) or
 // unknown.
 func (d *Detector) hydrate(ctx context.Context, id string, set *model.Set, now time.Time) (*inst, error) {
-	tenant, flow, key := splitID(id)
+	tenant, flow, key := d.fams.split(id)
 	rows, err := d.cfg.Store.InstanceEvents(ctx, tenant, flow, key)
 	if err != nil {
 		return nil, fmt.Errorf("read events of %s/%s: %w", flow, key, err)
@@ -485,7 +502,7 @@ func (d *Detector) hydrate(ctx context.Context, id string, set *model.Set, now t
 		return nil, nil // only error notes, or nothing: not an instance yet
 	}
 	in := d.open[id]
-	if in == nil || in.flow != pinned {
+	if in == nil || d.fams.flow(in) != pinned {
 		if in != nil {
 			d.heap.schedule(in, 0)
 			delete(d.open, id)
@@ -524,13 +541,13 @@ func modelEvent(r storage.CheckpointEvent) model.Event {
 // judge re-evaluates one instance from its compact state and acts on what changed.
 func (d *Detector) judge(ctx context.Context, in *inst, now time.Time) {
 	var buf [32]time.Time
-	v := in.flow.Judge(in.firstTimes(buf[:0]), now)
+	v := d.fams.flow(in).Judge(in.firstTimes(buf[:0]), now)
 	if in.extra != nil && (v.Status != model.StatusStuck || v.Expected[0].Checkpoint != in.extra.checkpoint) {
 		d.leaveStuck(in, now)
 	}
 	switch v.Status {
 	case model.StatusCompleted, model.StatusFailed:
-		in.status = v.Status
+		in.status = statusOf(v.Status)
 		d.writeState(in, d.compactState(in, v), now)
 		d.heap.schedule(in, 0)
 		delete(d.open, in.id)
@@ -558,10 +575,10 @@ func (d *Detector) judge(ctx context.Context, in *inst, now time.Time) {
 				return
 			}
 		}
-		in.status = model.StatusStuck
+		in.status = statusStuck
 		d.runActions(ctx, in, now)
 	default:
-		in.status = model.StatusRunning
+		in.status = statusRunning
 		d.writeState(in, d.compactState(in, v), now)
 		d.scheduleNext(in, v.NextDeadline, now)
 	}
@@ -603,8 +620,9 @@ func (d *Detector) expire(ctx context.Context, now time.Time) {
 // or closed instance's stored state needs. Violations and errors are computed from the events
 // by whoever reads them (the API evaluates the instance on read).
 func (d *Detector) compactState(in *inst, v model.Verdict) model.State {
-	tenant, flow, key := splitID(in.id)
-	st := model.State{Tenant: tenant, Flow: flow, Version: in.flow.Version, Key: key, Status: v.Status,
+	tenant, flow, key := d.fams.split(in.id)
+	f := d.fams.flow(in)
+	st := model.State{Tenant: tenant, Flow: flow, Version: f.Version, Key: key, Status: v.Status,
 		EndedAt: v.EndedAt, Expected: v.Expected, NextDeadline: v.NextDeadline}
 	for i, ns := range in.first {
 		if ns == 0 {
@@ -616,7 +634,7 @@ func (d *Detector) compactState(in *inst, v model.Verdict) model.State {
 		}
 		if t.After(st.LastSeen) || st.LastSeen.IsZero() {
 			st.LastSeen = t
-			st.LastCheckpoint, st.LastCheckpointAt = in.flow.Checkpoints[i].Name, t
+			st.LastCheckpoint, st.LastCheckpointAt = f.Checkpoints[i].Name, t
 		}
 	}
 	return st
@@ -640,6 +658,8 @@ func (d *Detector) flush(ctx context.Context) error {
 		if err := d.cfg.Store.WriteStates(ctx, rows); err != nil {
 			d.m.writeErrors.Inc()
 			errs = append(errs, fmt.Errorf("write %d instance states: %w", len(rows), err))
+		} else if len(rows) > 4096 {
+			d.states = map[string]storage.InstanceState{} // maps never shrink: drop a big one
 		} else {
 			clear(d.states)
 		}

@@ -2,7 +2,7 @@ package detector
 
 import (
 	"container/heap"
-	"strings"
+	"encoding/binary"
 	"time"
 
 	"github.com/flowwatch/flowwatch/model"
@@ -13,19 +13,95 @@ import (
 // (events, errors, trace IDs, violations) stays in the store and is read back when an instance
 // becomes stuck, which is rare. See memory.go's benchmark for what one costs.
 type inst struct {
-	// id is tenant \x00 flow \x00 key: the map key, stored once.
-	id   string
-	flow *model.Flow // the pinned version
+	// id is the family (tenant and flow, 4 bytes) then the key: the map key, stored once.
+	id string
 	// first[i] is the unix-nanosecond time f.Checkpoints[i] was first reached; 0 = never.
 	first []int64
 	// due is when the instance must be looked at again (a deadline, an action, a recheck);
 	// 0 = not scheduled. heapIdx is its place in the deadline heap, -1 when absent.
-	due     int64
-	heapIdx int32
-	status  model.Status
+	due int64
 	// extra exists only for stuck instances and those with pending commands.
-	extra *stuckState
+	extra   *stuckState
+	heapIdx int32
+	// version indexes the family's pinned versions.
+	version uint16
+	status  status
 }
+
+// status is model.Status in one byte.
+type status uint8
+
+const (
+	statusRunning status = iota
+	statusStuck
+	statusCompleted
+	statusFailed
+)
+
+func statusOf(s model.Status) status {
+	switch s {
+	case model.StatusStuck:
+		return statusStuck
+	case model.StatusCompleted:
+		return statusCompleted
+	case model.StatusFailed:
+		return statusFailed
+	}
+	return statusRunning
+}
+
+// family is a (tenant, flow) pair: instance ids refer to it by index, so that 1M instances
+// do not hold 1M copies of the tenant and flow names.
+type family struct {
+	tenant, flow string
+	// versions are the flow versions instances of this family are pinned to, append-only.
+	versions []*model.Flow
+}
+
+type families struct {
+	list  []*family
+	index map[[2]string]uint32
+}
+
+// id returns the instance id of (tenant, flow, key), adding the family when new.
+func (fs *families) id(tenant, flow, key string) string {
+	n, ok := fs.index[[2]string{tenant, flow}]
+	if !ok {
+		if fs.index == nil {
+			fs.index = map[[2]string]uint32{}
+		}
+		n = uint32(len(fs.list))
+		fs.list = append(fs.list, &family{tenant: tenant, flow: flow})
+		fs.index[[2]string{tenant, flow}] = n
+	}
+	b := make([]byte, 4+len(key))
+	binary.LittleEndian.PutUint32(b, n)
+	copy(b[4:], key)
+	return string(b)
+}
+
+func (fs *families) of(id string) *family { return fs.list[binary.LittleEndian.Uint32([]byte(id[:4]))] }
+
+// split returns the tenant, flow and key of an instance id.
+func (fs *families) split(id string) (tenant, flow, key string) {
+	f := fs.of(id)
+	return f.tenant, f.flow, id[4:]
+}
+
+// pin returns the index of version f in the family of id, adding it when new.
+func (fs *families) pin(id string, f *model.Flow) uint16 {
+	fam := fs.of(id)
+	for i, v := range fam.versions {
+		if v == f {
+			return uint16(i)
+		}
+	}
+	fam.versions = append(fam.versions, f)
+	return uint16(len(fam.versions) - 1)
+}
+
+// flow returns the version an instance is pinned to.
+func (fs *families) flow(in *inst) *model.Flow { return fs.of(in.id).versions[in.version] }
 
 // stuckState is kept only while an instance is stuck or has commands in flight.
 type stuckState struct {
@@ -46,15 +122,6 @@ type actionState struct {
 	nextTry  time.Time // when to retry a failed delivery
 }
 
-func instID(tenant, flow, key string) string {
-	return tenant + "\x00" + flow + "\x00" + key
-}
-
-func splitID(id string) (tenant, flow, key string) {
-	tenant, rest, _ := strings.Cut(id, "\x00")
-	flow, key, _ = strings.Cut(rest, "\x00")
-	return tenant, flow, key
-}
 
 // ShardOf returns the shard (0..shards-1) that owns an instance. It is stable across
 // processes and versions: it hashes with FNV-1a, not a per-process seed.
