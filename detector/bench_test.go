@@ -32,8 +32,8 @@ func (s *benchStore) InstanceEvents(_ context.Context, tenant, flow, key string)
 	}
 	return []storage.CheckpointEvent{{EventID: key, Tenant: tenant, Flow: flow, Checkpoint: "start", Key: key, Time: t}}, nil
 }
-func (s *benchStore) WriteStates(context.Context, []storage.InstanceState) error  { return nil }
-func (s *benchStore) WriteAlerts(context.Context, []storage.AlertRecord) error    { return nil }
+func (s *benchStore) WriteStates(context.Context, []storage.InstanceState) error   { return nil }
+func (s *benchStore) WriteAlerts(context.Context, []storage.AlertRecord) error     { return nil }
 func (s *benchStore) WriteCommands(context.Context, []storage.CommandRecord) error { return nil }
 func (s *benchStore) Commands(context.Context, string, string, int) ([]storage.CommandRecord, error) {
 	return nil, nil

@@ -245,4 +245,3 @@ func (d *Detector) recordOutcome(in *inst, x *stuckState, a *actionState, outcom
 	d.m.commands.WithLabelValues(a.action.Sink, outcome).Inc()
 	a.lastID = ""
 }
-

@@ -122,7 +122,6 @@ type actionState struct {
 	nextTry  time.Time // when to retry a failed delivery
 }
 
-
 // ShardOf returns the shard (0..shards-1) that owns an instance. It is stable across
 // processes and versions: it hashes with FNV-1a, not a per-process seed.
 func ShardOf(tenant, flow, key string, shards int) int {
