@@ -45,8 +45,18 @@ func quoteList(vs []string) string {
 	return strings.Join(parts, ", ")
 }
 
-// dialect holds the differences between the production tables and the legacy ones.
-type dialect struct{ legacy bool }
+// dialect holds the differences between the production tables and the legacy ones, and
+// between a single node and a cluster.
+type dialect struct{ legacy, cluster bool }
+
+// global prefixes IN and JOIN over a subquery of another Distributed table, so each shard
+// does not run the subquery on every shard again (ClickHouse refuses that by default).
+func (d dialect) global() string {
+	if d.cluster {
+		return "GLOBAL "
+	}
+	return ""
+}
 
 // ns is an expression giving column col as Int64 nanoseconds since the epoch.
 func (d dialect) ns(col string) string {

@@ -70,7 +70,7 @@ func newStore(b backend, o Options) (*store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &store{b: b, schema: so, db: so.Database, d: dialect{legacy: so.Legacy}, log: o.Logger, now: o.Now}
+	s := &store{b: b, schema: so, db: so.Database, d: dialect{legacy: so.Legacy, cluster: so.Cluster != ""}, log: o.Logger, now: o.Now}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -370,7 +370,7 @@ func (s *store) InstanceEvents(ctx context.Context, tenant, flow, key string) ([
 	} else {
 		// The instance's own rows, and the rows keyed by one of its aliases.
 		aliases := "SELECT attr, value FROM " + s.table("aliases") + " WHERE " + where + " AND key = " + quote(key)
-		cond = where + " AND (key = " + quote(key) + " OR (key_attr, key) IN (" + aliases + "))"
+		cond = where + " AND (key = " + quote(key) + " OR (key_attr, key) " + s.d.global() + "IN (" + aliases + "))"
 	}
 	q := "SELECT " + s.eventColumns() + " FROM " + s.table("checkpoint_events") + " WHERE " + cond +
 		" ORDER BY time, event_id LIMIT 1 BY event_id"
@@ -630,7 +630,7 @@ func (s *store) Transitions(ctx context.Context, tenant, flow string, edges [][2
 	// reached each checkpoint; then, per edge, the instances that reached the source in
 	// [from, to) and the target afterwards.
 	events := "SELECT e.tenant AS tenant, if(a.key != '', a.key, e.key) AS ikey, e.checkpoint AS checkpoint, e.time AS time" +
-		" FROM " + s.table("checkpoint_events") + " AS e LEFT JOIN (SELECT tenant, attr, value, argMin(key, time) AS key FROM " +
+		" FROM " + s.table("checkpoint_events") + " AS e " + s.d.global() + "LEFT JOIN (SELECT tenant, attr, value, argMin(key, time) AS key FROM " +
 		s.table("aliases") + " WHERE " + s.flowWhere(tenant, flow) + " GROUP BY tenant, attr, value) AS a" +
 		" ON e.tenant = a.tenant AND e.key_attr = a.attr AND e.key = a.value" +
 		" WHERE e." + strings.ReplaceAll(s.flowWhere(tenant, flow), " AND ", " AND e.") +
