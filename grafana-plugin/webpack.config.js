@@ -37,7 +37,7 @@ module.exports = (env = {}) => ({
     library: { type: 'amd' },
     publicPath: `public/plugins/flowwatch-flowwatch-datasource/`,
     uniqueName: 'flowwatch-flowwatch-datasource',
-    clean: { keep: /^gpx_/ }, // the backend binaries are built into dist/ too
+    clean: { keep: /^(gpx_|go_plugin_build_manifest)/ }, // the backend is built into dist/ too
   },
   resolve: { extensions: ['.ts', '.tsx', '.js', '.jsx'] },
   module: {
