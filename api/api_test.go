@@ -651,3 +651,66 @@ func TestHealthReadyMetrics(t *testing.T) {
 	// Two handlers on one registerer share the metrics instead of panicking.
 	_ = New(Config{Reader: f.store, Registerer: reg})
 }
+
+func TestStuckOverdueIsRefreshed(t *testing.T) {
+	later := now.Add(time.Hour)
+	onEachStore(t, func(c *Config) { c.Now = func() time.Time { return later } }, func(t *testing.T, f *fixture) {
+		deadline := t0.Add(time.Second + 2*time.Minute) // o-2 placed at +1s, paid within 2m
+		want := later.Sub(deadline)
+		check := func(where string, in Instance) {
+			t.Helper()
+			r := in.Reason
+			if r == nil || time.Duration(r.Overdue) != want || r.OverdueSeconds != want.Seconds() ||
+				!strings.Contains(r.Summary, "overdue by "+want.String()+";") || !in.Expected[0].Overdue {
+				t.Errorf("%s: reason %+v, want overdue %s", where, r, want)
+			}
+		}
+		var list InstanceList
+		get(t, f.h, "/api/v1/instances?tenant=default&status=stuck", 200).decode(t, &list)
+		check("list", list.Instances[0])
+		var in Instance
+		get(t, f.h, "/api/v1/flows/order/instances/o-2", 200).decode(t, &in)
+		check("detail", in)
+		// A running instance's deadline that passed since the state was written shows as
+		// overdue; its status stays the detector's.
+		get(t, f.h, "/api/v1/flows/order/instances/o-4", 200).decode(t, &in)
+		if in.Status != "running" || len(in.Expected) == 0 || !in.Expected[0].Overdue {
+			t.Errorf("o-4 = %+v", in)
+		}
+	})
+}
+
+// TestDetailEvaluatesCompactState: the detector stores running and closed instances without
+// violations or error details; the instance endpoint evaluates them from the events.
+func TestDetailEvaluatesCompactState(t *testing.T) {
+	onEachStore(t, nil, func(t *testing.T, f *fixture) {
+		ctx := context.Background()
+		var states []storage.InstanceState
+		for _, key := range []string{"o-2", "o-4"} {
+			st, err := f.rw.Instance(ctx, "default", "order", key)
+			if err != nil || st == nil {
+				t.Fatal(st, err)
+			}
+			st.Reason, st.Violations, st.UpdatedAt = EmptyReason, EmptyViolations, now.Add(time.Second)
+			states = append(states, *st)
+		}
+		if err := f.rw.WriteStates(ctx, states); err != nil {
+			t.Fatal(err)
+		}
+		var in Instance
+		get(t, f.h, "/api/v1/flows/order/instances/o-4", 200).decode(t, &in)
+		if len(in.Violations) != 1 || in.Violations[0].Kind != "duplicate_checkpoint" || in.Violations[0].EventID == "" {
+			t.Errorf("o-4 violations = %+v", in.Violations)
+		}
+		get(t, f.h, "/api/v1/flows/order/instances/o-2", 200).decode(t, &in)
+		if in.Reason == nil || in.Reason.LastError == nil || in.Reason.LastError.Message != "boom" || len(in.Reason.TraceIDs) != 3 {
+			t.Errorf("o-2 reason = %+v", in.Reason)
+		}
+		// The list serves what is stored.
+		var list InstanceList
+		get(t, f.h, "/api/v1/instances?key=o-2", 200).decode(t, &list)
+		if len(list.Instances) != 1 || list.Instances[0].Reason != nil {
+			t.Errorf("list = %+v", list)
+		}
+	})
+}

@@ -270,9 +270,11 @@ func (s *server) instances(w http.ResponseWriter, r *http.Request) error {
 		return fmt.Errorf("list instances: %w", err)
 	}
 	out := InstanceList{Instances: make([]Instance, 0, len(states)), NextCursor: sealCursor(next)}
+	now := s.cfg.Now()
 	for _, st := range states {
 		in := s.instanceDoc(r, st)
 		in.Violations = nil // the list carries no violations; the instance endpoint does
+		refresh(&in, now)
 		out.Instances = append(out.Instances, in)
 	}
 	writeJSON(w, http.StatusOK, out)
@@ -351,8 +353,51 @@ func (s *server) instance(w http.ResponseWriter, r *http.Request) error {
 	for _, e := range events {
 		in.Events = append(in.Events, EventFromStorage(e))
 	}
+	now := s.cfg.Now()
+	if set := s.cfg.Flows(); set != nil && len(set.Versions(flow)) > 0 {
+		// The detector stores a compact state for most instances: violations, and the
+		// details of a verdict, come from evaluating the events now.
+		mi := model.NewInstance(set.Versions(flow), tenant, key)
+		for _, e := range events {
+			mi.Apply(ModelEvent(e))
+		}
+		ev := mi.Evaluate(now)
+		in.Violations = nonEmpty(ViolationsFromModel(ev.Violations))
+		if string(ev.Status) == in.Status && ev.Version == in.Version {
+			in.Expected = ExpectedFromModel(ev.Expected)
+			in.Reason = ReasonFromModel(ev.Reason)
+		}
+	}
+	refresh(&in, now)
 	writeJSON(w, http.StatusOK, in)
 	return nil
+}
+
+// ModelEvent converts a stored checkpoint event to the model's event.
+func ModelEvent(e storage.CheckpointEvent) model.Event {
+	return model.Event{ID: e.EventID, Checkpoint: e.Checkpoint, Time: e.Time, Service: e.Service,
+		Name: e.Name, TraceID: e.TraceID, SpanID: e.SpanID, Status: e.Status, Message: e.Message}
+}
+
+// refresh brings the time-dependent parts of a stored verdict to now: the detector writes a
+// stuck state once, when the instance gets stuck, so the stored overdue is how late it was
+// then. Expected checkpoints' overdue flags, the reason's overdue and the "overdue by" of its
+// summary are recomputed; the verdict itself (status, which checkpoint) is the detector's.
+func refresh(in *Instance, now time.Time) {
+	if in.Status != string(model.StatusRunning) && in.Status != string(model.StatusStuck) {
+		return
+	}
+	for i := range in.Expected {
+		in.Expected[i].Overdue = now.After(in.Expected[i].Deadline)
+	}
+	r := in.Reason
+	if r == nil || in.Status != string(model.StatusStuck) || !now.After(r.Deadline) {
+		return
+	}
+	over := now.Sub(r.Deadline)
+	old := time.Duration(r.Overdue).Round(time.Second).String()
+	r.Summary = strings.Replace(r.Summary, "overdue by "+old, "overdue by "+over.Round(time.Second).String(), 1)
+	r.Overdue, r.OverdueSeconds = Duration(over), over.Seconds()
 }
 
 // Edges returns every declared predecessor edge of a flow version, by target in declaration
@@ -427,6 +472,11 @@ func (s *server) series(w http.ResponseWriter, r *http.Request) error {
 	from, to, err := s.timeRange(q)
 	if err != nil {
 		return err
+	}
+	// Buckets are counted in milliseconds, here and in the store.
+	from, to = from.Truncate(time.Millisecond), to.Truncate(time.Millisecond)
+	if !from.Before(to) {
+		return errBadParam("from", "must be at least 1ms before to")
 	}
 	step := DefaultStep
 	if v, ok := q["step"]; ok {
