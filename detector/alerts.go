@@ -291,15 +291,13 @@ func (d *Detector) deliverAlerts(ctx context.Context, now time.Time) {
 			d.mu.Lock()
 			d.stats.AlertsFailed += uint64(len(batch))
 			d.mu.Unlock()
-			backoff := time.Second
-			if !d.notifyAt[n].IsZero() {
-				backoff = min(2*d.notifyAt[n].Sub(now)+time.Second, 30*time.Second)
-			}
+			d.notifyFails[n]++
+			backoff := min(time.Second<<min(d.notifyFails[n]-1, 5), 30*time.Second)
 			d.notifyAt[n] = now.Add(backoff)
 			d.log.Warn("alert delivery failed; will retry", "notifier", notifier.Name(), "alerts", len(batch), "retry_in", backoff, "err", err)
 			continue
 		}
-		d.notifyAt[n] = time.Time{}
+		d.notifyAt[n], d.notifyFails[n] = time.Time{}, 0
 		d.m.alertsSent.WithLabelValues(notifier.Name()).Add(float64(len(batch)))
 		d.mu.Lock()
 		d.stats.AlertsSent += uint64(len(batch))

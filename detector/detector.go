@@ -92,9 +92,10 @@ type Detector struct {
 	unresolved   []storage.CheckpointEvent
 	commandsDone map[string]storage.CommandRecord
 
-	alerts   map[string]*alertState
-	stuck    int         // open instances that are stuck
-	notifyAt []time.Time // per notifier: do not retry before
+	alerts      map[string]*alertState
+	stuck       int         // open instances that are stuck
+	notifyAt    []time.Time // per notifier: do not retry before
+	notifyFails []int       // per notifier: consecutive failures
 
 	states   map[string]storage.InstanceState // pending writes, latest wins
 	alertRec []storage.AlertRecord
@@ -180,6 +181,7 @@ func New(cfg Config) (*Detector, error) {
 		commandsDone: map[string]storage.CommandRecord{},
 		alerts:       map[string]*alertState{},
 		notifyAt:     make([]time.Time, len(cfg.Alerting.Notifiers)),
+		notifyFails:  make([]int, len(cfg.Alerting.Notifiers)),
 		states:       map[string]storage.InstanceState{},
 	}
 	for _, s := range cfg.Sinks {
