@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -557,6 +560,7 @@ func TestCompose(t *testing.T) {
 			t.Error(err)
 		}
 	}
+	checkGrafanaProvisioning(t, gName, g, pluginID)
 	if err := checkURL(g.Environment["FLOWWATCH_API_URL"], resolve, "http"); err != nil {
 		t.Errorf("service %s: FLOWWATCH_API_URL: %v", gName, err)
 	} else {
@@ -592,6 +596,8 @@ func TestCompose(t *testing.T) {
 			}
 		}
 	}
+
+	checkComposeReachability(t, f)
 }
 
 // configOf reads the file a flowwatch service's --config names, through its bind mounts.
@@ -625,4 +631,269 @@ func grafanaPluginID() (string, error) {
 		return "", err
 	}
 	return p.ID, nil
+}
+
+// composeEndpoint is a host:port some service is configured to reach.
+type composeEndpoint struct {
+	where, host string
+	port        int
+}
+
+// listenPorts says which ports each service listens on: flowwatch services from their own
+// configuration and flags, the other images from their documented defaults and flags.
+func listenPorts(t *testing.T, f composeFile) map[string]map[int]bool {
+	t.Helper()
+	out := map[string]map[int]bool{}
+	add := func(svc string, ports ...int) {
+		if out[svc] == nil {
+			out[svc] = map[int]bool{}
+		}
+		for _, p := range ports {
+			if p > 0 {
+				out[svc][p] = true
+			}
+		}
+	}
+	flagPort := func(args []string, name string, def int) int {
+		v, ok := flagValue(args, name)
+		if !ok {
+			return def
+		}
+		if i := strings.LastIndex(v, ":"); i >= 0 {
+			v = v[i+1:]
+		}
+		p, err := strconv.Atoi(v)
+		if err != nil {
+			t.Errorf("--%s %q: not a port", name, v)
+		}
+		return p
+	}
+	for name, s := range f.Services {
+		repo, _, _ := strings.Cut(s.Image, ":")
+		switch cmd := f.flowwatchCommand(name); {
+		case cmd == "collector":
+			// problems of the configuration itself are reported by TestCompose
+			ports, _ := checkCollectorConfig(configOf(t, name, s), s.mountTable(), nil, func(string) bool { return true })
+			add(name, ports.health, ports.otlpGRPC, ports.otlpHTTP, ports.metrics)
+		case cmd == "detector":
+			var cfg detectorConfig
+			if err := yaml.Unmarshal(configOf(t, name, s), &cfg); err == nil {
+				p, _ := endpointPort(cfg.Listen)
+				add(name, p)
+			}
+		case cmd == "demo":
+			if _, ok := flagValue(s.Command, "listen"); ok {
+				add(name, flagPort(s.Command, "listen", 0))
+			}
+		case repo == "clickhouse/clickhouse-server":
+			add(name, nativePort, 8123, 9009)
+		case repo == "clickhouse/clickhouse-keeper":
+			if c, err := readCHConfig(s.binds()["/etc/clickhouse-keeper/keeper_config.xml"]); err == nil && c.KeeperServer != nil {
+				add(name, c.KeeperServer.TCPPort)
+				if c.KeeperServer.HTTPControl != nil {
+					add(name, c.KeeperServer.HTTPControl.Port)
+				}
+				for _, r := range c.KeeperServer.Raft.Servers {
+					if r.Hostname == name {
+						add(name, r.Port)
+					}
+				}
+			}
+		case repo == "prom/alertmanager":
+			add(name, flagPort(s.Command, "web.listen-address", 9093))
+		case repo == "nats":
+			add(name, flagPort(s.Command, "port", 4222), flagPort(s.Command, "http_port", 0))
+		case repo == "grafana/grafana":
+			add(name, 3000)
+		}
+	}
+	return out
+}
+
+// checkComposeReachability collects every host:port a service or configuration points at and
+// checks that every service answering to the host listens on the port; and that every
+// published or health-checked port is one the service listens on.
+func checkComposeReachability(t *testing.T, f composeFile) {
+	t.Helper()
+	listens := listenPorts(t, f)
+	var eps []composeEndpoint
+	addURL := func(where, raw string, defPort int) {
+		u, err := url.Parse(raw)
+		if err != nil || u.Hostname() == "" {
+			return // reported by the checks of the configuration
+		}
+		p := defPort
+		if u.Port() != "" {
+			p, _ = strconv.Atoi(u.Port())
+		}
+		eps = append(eps, composeEndpoint{where, u.Hostname(), p})
+	}
+	for name, s := range f.Services {
+		for k, v := range s.Environment {
+			if strings.Contains(v, "://") {
+				addURL(fmt.Sprintf("service %s env %s", name, k), v, 0)
+			}
+		}
+		for _, a := range s.Command {
+			if strings.Contains(a, "://") {
+				addURL(fmt.Sprintf("service %s argument", name), a, 0)
+			}
+		}
+		if v, ok := flagValue(s.Command, "otlp"); ok {
+			if h, p, err := net.SplitHostPort(v); err == nil {
+				n, _ := strconv.Atoi(p)
+				eps = append(eps, composeEndpoint{fmt.Sprintf("service %s --otlp", name), h, n})
+			}
+		}
+		switch f.flowwatchCommand(name) {
+		case "detector":
+			var cfg detectorConfig
+			if yaml.Unmarshal(configOf(t, name, s), &cfg) == nil {
+				addURL("service "+name+" store.dsn", cfg.Store.DSN, 0)
+				for _, am := range cfg.Alerting.Alertmanagers {
+					addURL("service "+name+" alerting.alertmanagers", am, 80)
+				}
+				for _, sk := range cfg.Sinks {
+					addURL("service "+name+" sink "+sk.Name, sk.URL, map[string]int{"nats": 4222, "webhook": 80}[sk.Type])
+				}
+			}
+		}
+		for target, src := range s.binds() {
+			if !strings.HasPrefix(target, "/etc/clickhouse-server/config.d/") {
+				continue
+			}
+			c, err := readCHConfig(src)
+			if err != nil {
+				continue
+			}
+			if c.RemoteServers != nil {
+				for _, cl := range c.RemoteServers.Clusters {
+					for _, sh := range cl.Shards {
+						for _, r := range sh.Replicas {
+							eps = append(eps, composeEndpoint{"service " + name + " remote_servers", r.Host, r.Port})
+						}
+					}
+				}
+			}
+			if c.ZooKeeper != nil {
+				for _, n := range c.ZooKeeper.Nodes {
+					eps = append(eps, composeEndpoint{"service " + name + " zookeeper", n.Host, n.Port})
+				}
+			}
+		}
+		for _, p := range s.publishedContainerPorts() {
+			if !listens[name][p] {
+				t.Errorf("service %s: publishes port %d, on which it does not listen (%v)", name, p, slices.Sorted(maps.Keys(listens[name])))
+			}
+		}
+		if p := s.healthcheckPort(); p != 0 && !listens[name][p] {
+			t.Errorf("service %s: healthcheck on port %d, on which it does not listen", name, p)
+		}
+	}
+	for _, ep := range eps {
+		if strings.HasSuffix(ep.host, ".invalid") {
+			continue
+		}
+		answering := f.servicesAnswering(ep.host)
+		if len(answering) == 0 {
+			t.Errorf("%s: %s:%d: no service answers to %s", ep.where, ep.host, ep.port, ep.host)
+		}
+		for _, svc := range answering {
+			if !listens[svc][ep.port] {
+				t.Errorf("%s: %s:%d: service %s does not listen on %d (%v)", ep.where, ep.host, ep.port, svc, ep.port, slices.Sorted(maps.Keys(listens[svc])))
+			}
+		}
+	}
+}
+
+// checkGrafanaProvisioning reads the provisioning Grafana is given: the flowwatch datasource
+// has the plugin's type and takes its settings from variables the service sets; dashboard
+// providers read folders that exist inside the mounted provisioning.
+func checkGrafanaProvisioning(t *testing.T, name string, g composeService, pluginID string) {
+	t.Helper()
+	const target = "/etc/grafana/provisioning"
+	src, ok := g.binds()[target]
+	if !ok {
+		return // reported by TestCompose
+	}
+	varRE := regexp.MustCompile(`\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?`)
+	checkVars := func(file string, data []byte) {
+		// $$ escapes a literal $ in Grafana provisioning.
+		for _, m := range varRE.FindAllSubmatchIndex(data, -1) {
+			if m[0] > 0 && data[m[0]-1] == '$' {
+				continue
+			}
+			v := string(data[m[2]:m[3]])
+			if _, ok := g.Environment[v]; !ok {
+				t.Errorf("service %s: %s uses $%s, which the service does not set", name, file, v)
+			}
+		}
+	}
+	dsFiles, _ := filepath.Glob(filepath.Join(src, "datasources", "*.yaml"))
+	found := false
+	for _, file := range dsFiles {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ds struct {
+			Datasources []struct {
+				Type string `yaml:"type"`
+				URL  string `yaml:"url"`
+			} `yaml:"datasources"`
+		}
+		if err := yaml.Unmarshal(data, &ds); err != nil {
+			t.Errorf("service %s: %s: %v", name, file, err)
+			continue
+		}
+		for _, d := range ds.Datasources {
+			if d.Type == pluginID {
+				found = true
+			}
+		}
+		checkVars(filepath.Base(file), stripYAMLComments(data))
+	}
+	if !found {
+		t.Errorf("service %s: no provisioned datasource of type %s in %s/datasources", name, pluginID, src)
+	}
+	provFiles, _ := filepath.Glob(filepath.Join(src, "dashboards", "*.yaml"))
+	for _, file := range provFiles {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var prov struct {
+			Providers []struct {
+				Options struct {
+					Path string `yaml:"path"`
+				} `yaml:"options"`
+			} `yaml:"providers"`
+		}
+		if err := yaml.Unmarshal(data, &prov); err != nil {
+			t.Errorf("service %s: %s: %v", name, file, err)
+			continue
+		}
+		for _, p := range prov.Providers {
+			rel, ok := strings.CutPrefix(p.Options.Path, target+"/")
+			if !ok {
+				t.Errorf("service %s: %s: dashboards path %s is outside the mounted %s", name, file, p.Options.Path, target)
+				continue
+			}
+			if fi, err := os.Stat(filepath.Join(src, rel)); err != nil || !fi.IsDir() {
+				t.Errorf("service %s: %s: dashboards path %s: not a folder of grafana-plugin/provisioning", name, file, p.Options.Path)
+			}
+		}
+	}
+}
+
+// stripYAMLComments drops # comments that start a line (variables named in prose are not
+// references).
+func stripYAMLComments(data []byte) []byte {
+	var out []byte
+	for _, line := range bytes.SplitAfter(data, []byte("\n")) {
+		if !bytes.HasPrefix(bytes.TrimSpace(line), []byte("#")) {
+			out = append(out, line...)
+		}
+	}
+	return out
 }

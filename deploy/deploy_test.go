@@ -3,6 +3,7 @@ package deploy
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"net"
@@ -275,21 +276,22 @@ func checkCollectorConfig(data []byte, mounts mountTable, env map[string]bool, r
 			continue
 		}
 		flowExporters++
-		dsn := str(c, "dsn")
+		if str(c, "path") != "" {
+			fail("exporters.%s.path: the scaled-out shape writes to a ClickHouse server (the image has no chDB)", id)
+		}
+		dsn := str(c, "endpoint")
 		if m := envRefRE.FindStringSubmatch(dsn); m != nil {
 			if !env[m[1]] {
-				fail("exporters.%s.dsn: ${env:%s} but the container does not set %s", id, m[1], m[1])
+				fail("exporters.%s.endpoint: ${env:%s} but the container does not set %s", id, m[1], m[1])
 			}
 		} else if err := checkDSN(dsn, resolve); err != nil {
-			fail("exporters.%s.dsn: %v", id, err)
+			fail("exporters.%s.endpoint: %v", id, err)
 		}
 		if got := str(c, "cluster"); got != clusterName {
 			fail("exporters.%s.cluster: %q, want %q (the remote_servers cluster)", id, got, clusterName)
 		}
-		if r, ok := c["retention"].(string); ok {
-			if v, err := time.ParseDuration(r); err != nil || v <= 0 {
-				fail("exporters.%s.retention: %q is not a positive duration", id, r)
-			}
+		if create, _ := c["create_schema"].(bool); create {
+			fail("exporters.%s.create_schema: the schema job applies the cluster DDL once; N collectors racing ON CLUSTER DDL is not wanted", id)
 		}
 		q, _ := c["sending_queue"].(map[string]any)
 		storage, _ := q["storage"].(string)
@@ -354,16 +356,18 @@ type detectorConfig struct {
 		GroupByCheckpoint bool     `yaml:"group_by_checkpoint"`
 		Resend            string   `yaml:"resend"`
 	} `yaml:"alerting"`
-	Sinks []struct {
-		Name     string   `yaml:"name"`
-		Type     string   `yaml:"type"`
-		URL      string   `yaml:"url"`
-		Stream   string   `yaml:"stream"`
-		Subjects []string `yaml:"subjects"`
-		Secret   string   `yaml:"secret"`
-		DryRun   bool     `yaml:"dry_run"`
-		Rate     float64  `yaml:"rate"`
-	} `yaml:"sinks"`
+	Sinks []sinkConfig `yaml:"sinks"`
+}
+
+type sinkConfig struct {
+	Name     string   `yaml:"name"`
+	Type     string   `yaml:"type"`
+	URL      string   `yaml:"url"`
+	Stream   string   `yaml:"stream"`
+	Subjects []string `yaml:"subjects"`
+	Secret   string   `yaml:"secret"`
+	DryRun   bool     `yaml:"dry_run"`
+	Rate     float64  `yaml:"rate"`
 }
 
 // checkDetectorConfig validates a detector configuration as a container runs it. It returns
@@ -437,10 +441,25 @@ func checkDetectorConfig(data []byte, mounts mountTable, resolve hostResolver) (
 			fail("sinks[%d] (%s): rate must be positive", i, s.Name)
 		}
 	}
-	// Every sink the flows' on_stuck actions name must exist, or their commands go nowhere.
-	for _, sink := range flowSinks() {
-		if !names[sink] {
-			fail("sinks: examples/flows use sink %q, which is not configured", sink)
+	// Every sink the flows' on_stuck actions name must exist, or their commands go nowhere; a
+	// NATS action's subject must be one the sink's stream captures (the detector creates or
+	// updates the stream with exactly these subjects, then publishes to the action's subject).
+	reported := map[string]bool{}
+	for _, a := range flowActions() {
+		if reported[a.sink+" "+a.subject] {
+			continue
+		}
+		reported[a.sink+" "+a.subject] = true
+		i := slices.IndexFunc(cfg.Sinks, func(s sinkConfig) bool { return s.Name == a.sink })
+		if i < 0 {
+			fail("sinks: flow %s checkpoint %s uses sink %q, which is not configured", a.flow, a.checkpoint, a.sink)
+			continue
+		}
+		if s := cfg.Sinks[i]; s.Type == "nats" {
+			subject := cmp.Or(a.subject, defaultNATSSubject)
+			if !slices.ContainsFunc(s.Subjects, func(f string) bool { return natsSubjectMatches(f, subject) }) {
+				fail("sinks[%d] (%s): subjects %v do not capture %q (flow %s checkpoint %s): the publish would fail", i, s.Name, s.Subjects, subject, a.flow, a.checkpoint)
+			}
 		}
 	}
 	return cfg, port, errs
@@ -477,29 +496,49 @@ func exampleFlows(t *testing.T) *model.Set {
 	return set
 }
 
-// flowSinks lists the sinks named by the example flows' on_stuck actions, sorted.
-func flowSinks() []string {
+// flowAction is an on_stuck action of an example flow.
+type flowAction struct {
+	flow, checkpoint, sink, subject string
+}
+
+// flowActions lists the on_stuck actions of the example flows.
+func flowActions() []flowAction {
 	set, err := model.Load(flowsDir)
 	if err != nil {
 		return nil // reported by exampleFlows
 	}
-	seen := map[string]bool{}
+	var out []flowAction
 	for _, name := range set.Names() {
 		for _, f := range set.Versions(name) {
 			for _, cp := range f.Checkpoints {
 				for _, a := range cp.OnStuck {
-					seen[a.Sink] = true
+					out = append(out, flowAction{f.Name, cp.Name, a.Sink, a.Subject})
 				}
 			}
 		}
 	}
-	out := make([]string, 0, len(seen))
-	for s := range seen {
-		out = append(out, s)
-	}
-	slices.Sort(out)
 	return out
 }
+
+// natsSubjectMatches says whether a NATS subject falls under a subject filter ("*" one token,
+// ">" the rest).
+func natsSubjectMatches(filter, subject string) bool {
+	ft, st := strings.Split(filter, "."), strings.Split(subject, ".")
+	for i, f := range ft {
+		switch {
+		case f == ">":
+			return i < len(st)
+		case i >= len(st):
+			return false
+		case f != "*" && f != st[i]:
+			return false
+		}
+	}
+	return len(ft) == len(st)
+}
+
+// defaultNATSSubject is where the detector publishes an action without a subject.
+const defaultNATSSubject = "flowwatch.commands"
 
 // registeredCommands lists the subcommands cmd/flowwatch registers (register("name", ...)).
 func registeredCommands(t *testing.T) map[string]bool {
@@ -682,3 +721,23 @@ func reportErrs(t *testing.T, where string, errs []error) {
 
 // isNotExist says whether err means "no such file".
 func isNotExist(err error) bool { return errors.Is(err, os.ErrNotExist) }
+
+func TestNATSSubjectMatches(t *testing.T) {
+	for _, c := range []struct {
+		filter, subject string
+		want            bool
+	}{
+		{"payments.>", "payments.retry", true},
+		{"payments.>", "payments", false},
+		{"payments.*", "payments.retry", true},
+		{"payments.*", "payments.retry.now", false},
+		{"flowwatch.>", "payments.retry", false},
+		{"payments.retry", "payments.retry", true},
+		{"payments.retry", "payments.retry.x", false},
+		{">", "a.b", true},
+	} {
+		if got := natsSubjectMatches(c.filter, c.subject); got != c.want {
+			t.Errorf("natsSubjectMatches(%q, %q) = %v, want %v", c.filter, c.subject, got, c.want)
+		}
+	}
+}
