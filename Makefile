@@ -5,7 +5,7 @@ PKGS      := ./...
 FUZZTIME  ?= 10s
 BENCHTIME ?= 1s
 
-.PHONY: all build test run bench lint deps chdb fuzz clean
+.PHONY: all build test run bench lint deps chdb fuzz clean plugin plugin-deps test-plugin
 
 all: build
 
@@ -23,6 +23,7 @@ build: chdb
 test: deps chdb lint
 	$(GO) test -count=1 -timeout 40m $(PKGS)
 	$(MAKE) fuzz
+	$(MAKE) test-plugin
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./model
@@ -31,11 +32,30 @@ lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$unformatted" ]; then echo "not gofmt-formatted:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet $(PKGS)
 
+## plugin-deps: install the Grafana plugin's npm packages from package-lock.json. node_modules
+## gets a go.mod so that ./... never reaches into it (some npm packages ship Go files).
+plugin-deps:
+	cd grafana-plugin && npm ci --no-audit --no-fund
+	printf 'module ignored/node_modules\n' > grafana-plugin/node_modules/go.mod
+
+## test-plugin: the Grafana plugin's frontend: type check, jest, build (its Go tests, over the
+## plugin gRPC protocol, and the dashboard checks run in `go test ./...`)
+test-plugin: plugin-deps
+	cd grafana-plugin && npm run typecheck && npm run test:ci && npm run build
+
+## plugin: build the Grafana plugin into grafana-plugin/dist (frontend and gpx_flowwatch backend)
+plugin: plugin-deps
+	cd grafana-plugin && npm run build
+	CGO_ENABLED=0 $(GO) build -o grafana-plugin/dist/gpx_flowwatch_$$($(GO) env GOOS)_$$($(GO) env GOARCH) ./grafana-plugin/pkg
+
 run: build
 	$(BIN) run --demo
 
 bench: chdb
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./model/...
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./collector/flowexporter/
+	$(GO) test -run '^$$' -bench 'Insert' -benchmem -benchtime $(BENCHTIME) ./storage/
+	$(GO) test -run '^$$' -bench 'BytesPerEvent' -benchtime 1x ./storage/
 
 clean:
 	rm -rf bin data
