@@ -132,6 +132,18 @@ func TestServerLegacy(t *testing.T) {
 		}
 	})
 
+	t.Run("Auth", func(t *testing.T) {
+		good := openLegacy(t, ch, Options{Database: "legacy", Username: testsvc.ClickHouseUser, Password: testsvc.ClickHousePassword})
+		if _, err := good.EventsSince(ctx, time.Time{}, 1); err != nil {
+			t.Fatalf("with the right password: %v", err)
+		}
+		_, err := OpenServer(ctx, ch.DSN(), Options{Username: testsvc.ClickHouseUser, Password: "wrong"})
+		if err == nil || !strings.Contains(err.Error(), "open server store") {
+			t.Fatalf("with a wrong password: %v", err)
+		}
+		t.Logf("wrong password: %v", err)
+	})
+
 	t.Run("ReadTimeout", func(t *testing.T) {
 		slow := openLegacy(t, ch, Options{Database: "legacy", ReadTimeout: 300 * time.Millisecond})
 		start := time.Now()

@@ -22,6 +22,13 @@ import (
 // ClickHouseBinary is Debian's server binary (scripts/deps.sh installs it).
 const ClickHouseBinary = "/usr/sbin/clickhouse-server"
 
+// ClickHouseUser and ClickHousePassword name a second account of the test server, for tests
+// of authentication (the default user has no password).
+const (
+	ClickHouseUser     = "flowwatch"
+	ClickHousePassword = "s3cret-pw"
+)
+
 // ClickHouse is one clickhouse-server process of our own: its config, data and logs live in
 // Dir; it listens on 127.0.0.1 only.
 type ClickHouse struct {
@@ -118,6 +125,12 @@ func (c *ClickHouse) writeConfig() error {
             <profile>default</profile>
             <quota>default</quota>
         </default>
+        <` + ClickHouseUser + `>
+            <password>` + ClickHousePassword + `</password>
+            <networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
+            <profile>default</profile>
+            <quota>default</quota>
+        </` + ClickHouseUser + `>
     </users>
     <quotas><default></default></quotas>
 </yandex>
