@@ -340,6 +340,8 @@ func TestParameterErrors(t *testing.T) {
 		{"/api/v1/flows/order/graph?from=2026-11-26T10:00:00Z&to=2026-11-26T09:00:00Z", "from"},
 		{"/api/v1/flows/order/series?step=0s", "step"},
 		{"/api/v1/flows/order/series?step=fast", "step"},
+		{"/api/v1/flows/order/series?step=1500us", "step"},
+		{"/api/v1/flows/order/series?step=-1m", "step"},
 		{"/api/v1/flows/order/series?by=service", "by"},
 		{"/api/v1/flows/order/series?from=0&to=86400000&step=1s", "step"},
 		{"/api/v1/flows/order/instances/o-1?tenant=a&tenant=b", "tenant"},
@@ -495,6 +497,12 @@ func testSeries(t *testing.T, f *fixture) {
 	}
 	// Exactly MaxPoints is allowed.
 	get(t, f.h, fmt.Sprintf("/api/v1/flows/order/series?from=0&to=%d&step=1s", MaxPoints*1000), 200)
+	// Grafana sends steps like "1m0s" and, for short ranges, "200ms".
+	get(t, f.h, fmt.Sprintf("/api/v1/flows/order/series?from=%d&to=%d&step=200ms", t0.UnixMilli(), t0.Add(time.Minute).UnixMilli()), 200).decode(t, &out)
+	if len(out.Series[0].Points) != 300 {
+		t.Errorf("200ms over 1m: %d points", len(out.Series[0].Points))
+	}
+	get(t, f.h, "/api/v1/flows/order/series?step=1m0s", 200)
 	get(t, f.h, "/api/v1/flows/nope/series", 404)
 }
 

@@ -480,8 +480,8 @@ func (s *server) series(w http.ResponseWriter, r *http.Request) error {
 	}
 	step := DefaultStep
 	if v, ok := q["step"]; ok {
-		if step, err = model.ParseDuration(v); err != nil || step < time.Second {
-			return errBadParam("step", "%q is not a duration of at least 1s (like 30s, 5m, 1h)", v)
+		if step, err = model.ParseDuration(v); err != nil || step < time.Millisecond || step%time.Millisecond != 0 {
+			return errBadParam("step", "%q is not a whole number of milliseconds, at least 1ms (like 500ms, 30s, 5m, 1h)", v)
 		}
 	}
 	by := q["by"]

@@ -326,7 +326,7 @@ func testOpenAPIResponsesValidate(t *testing.T, f *fixture) {
 		"/api/v1/flows/nope/graph",
 		"/api/v1/flows/order/series?by=checkpoint&step=5m",
 		"/api/v1/flows/order/series",
-		"/api/v1/flows/order/series?step=1ms",
+		"/api/v1/flows/order/series?step=1500us",
 		"/api/v1/flows/nope/series",
 		"/api/v1/alerts",
 		"/api/v1/alerts?limit=x",
