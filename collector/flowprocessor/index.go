@@ -8,8 +8,6 @@ import (
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/metric"
 
 	"github.com/flowwatch/flowwatch/model"
 )
@@ -35,17 +33,93 @@ type index struct {
 // bucket holds the rules of one service (or of no service).
 type bucket struct {
 	// spanByName holds span rules with an exact span name.
-	spanByName map[string][]*rule
+	spanByName nameTable
 	// spanOther holds span rules with a name pattern ('*') or no name at all.
 	spanOther []*rule
 	// eventByName holds event rules, matched by span events and log records.
-	eventByName map[string][]*rule
+	eventByName nameTable
 }
 
 func (b *bucket) hasSpanRules() bool {
-	return b != nil && (len(b.spanByName) > 0 || len(b.spanOther) > 0)
+	return b != nil && (b.spanByName.len() > 0 || len(b.spanOther) > 0)
 }
-func (b *bucket) hasEventRules() bool { return b != nil && len(b.eventByName) > 0 }
+
+func (b *bucket) hasEventRules() bool { return b != nil && b.eventByName.len() > 0 }
+
+// smallTable is the number of names up to which a nameTable scans a slice rather than
+// hashing into a map.
+const smallTable = 8
+
+// nameTable finds the rules of an exact name. Most names looked up are not in it, so it first
+// rejects on the name's length and first byte (two bit sets), then scans a few entries or
+// looks up a map.
+type nameTable struct {
+	lens   [2]uint64 // bit len(name) (lengths >= 127 share the last bit)
+	firsts [4]uint64 // bit name[0]
+	small  []nameEntry
+	big    map[string][]*rule
+}
+
+type nameEntry struct {
+	name  string
+	rules []*rule
+}
+
+func (t *nameTable) len() int {
+	if t.big != nil {
+		return len(t.big)
+	}
+	return len(t.small)
+}
+
+func lenBit(n int) (int, uint64) {
+	if n > 127 {
+		n = 127
+	}
+	return n >> 6, 1 << (n & 63)
+}
+
+func (t *nameTable) add(name string, r *rule) {
+	w, bit := lenBit(len(name))
+	t.lens[w] |= bit
+	if name != "" {
+		t.firsts[name[0]>>6] |= 1 << (name[0] & 63)
+	}
+	if t.big != nil {
+		t.big[name] = append(t.big[name], r)
+		return
+	}
+	for i := range t.small {
+		if t.small[i].name == name {
+			t.small[i].rules = append(t.small[i].rules, r)
+			return
+		}
+	}
+	t.small = append(t.small, nameEntry{name: name, rules: []*rule{r}})
+	if len(t.small) > smallTable {
+		t.big = make(map[string][]*rule, len(t.small))
+		for _, e := range t.small {
+			t.big[e.name] = e.rules
+		}
+		t.small = nil
+	}
+}
+
+func (t *nameTable) get(name string) []*rule {
+	w, bit := lenBit(len(name))
+	if t.lens[w]&bit == 0 || name == "" || t.firsts[name[0]>>6]&(1<<(name[0]&63)) == 0 {
+		return nil
+	}
+	if t.big != nil {
+		return t.big[name]
+	}
+	for i := range t.small {
+		if t.small[i].name == name {
+			return t.small[i].rules
+		}
+	}
+	return nil
+}
 
 // rule is one checkpoint's match, compiled. Versions of a flow that declare a checkpoint
 // identically share one rule.
@@ -63,8 +137,8 @@ type rule struct {
 	attrs    []attrCond
 	keyAttr  string
 	aliases  []string
-	// opts are the metric attributes {flow, checkpoint}, built once.
-	opts []metric.AddOption
+	// counts is the cell of {flow, checkpoint} in the processor's counters.
+	counts *counterCell
 }
 
 // flowInfo is what the index knows of a flow name across its versions.
@@ -73,7 +147,8 @@ type flowInfo struct {
 	// keyAttrs are every attribute that can carry the key: each version's flow key first
 	// (newest version first), then checkpoint keys and aliases, without duplicates.
 	keyAttrs []string
-	opts     []metric.AddOption
+	// counts is the cell of {flow} in the processor's counters.
+	counts *counterCell
 }
 
 // attrCond is a compiled model.AttrMatch: the expected value parsed once for each type an
@@ -156,13 +231,16 @@ var spanStatuses = map[string]ptrace.StatusCode{
 	"unset": ptrace.StatusCodeUnset,
 }
 
-// newIndex compiles a validated set.
-func newIndex(set *model.Set) *index {
+// newIndex compiles a validated set. Its rules count into cs (a fresh set of counters when nil).
+func newIndex(set *model.Set, cs *counters) *index {
+	if cs == nil {
+		cs = newCounters()
+	}
 	idx := &index{set: set, byService: map[string]*bucket{}}
 	infos := map[string]*flowInfo{}
 	for _, name := range set.Names() {
 		versions := set.Versions(name)
-		fi := &flowInfo{name: name, opts: []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(attribute.String("flow", name)))}}
+		fi := &flowInfo{name: name, counts: cs.cell(name, "")}
 		seen := map[string]bool{}
 		add := func(a string) {
 			if a != "" && !seen[a] {
@@ -190,7 +268,7 @@ func newIndex(set *model.Set) *index {
 				continue
 			}
 			compiled[id] = true
-			idx.add(compileRule(fi, c))
+			idx.add(compileRule(fi, c, cs))
 		}
 	}
 	return idx
@@ -205,7 +283,7 @@ func ruleIdentity(flow string, c *model.Checkpoint) string {
 		c.Match.Kind, c.Match.Status, attrs, c.Key, c.Aliases)
 }
 
-func compileRule(fi *flowInfo, c *model.Checkpoint) *rule {
+func compileRule(fi *flowInfo, c *model.Checkpoint, cs *counters) *rule {
 	r := &rule{
 		flow:       fi,
 		checkpoint: c.Name,
@@ -214,8 +292,7 @@ func compileRule(fi *flowInfo, c *model.Checkpoint) *rule {
 		kind:       spanKinds[c.Match.Kind],
 		keyAttr:    c.Key,
 		aliases:    c.Aliases,
-		opts: []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(
-			attribute.String("flow", fi.name), attribute.String("checkpoint", c.Name)))},
+		counts:     cs.cell(fi.name, c.Name),
 	}
 	if strings.Contains(c.Match.Span, "*") {
 		r.spanGlob = compileGlob(c.Match.Span)
@@ -247,15 +324,9 @@ func (idx *index) add(r *rule) {
 	}
 	switch {
 	case r.event != "":
-		if b.eventByName == nil {
-			b.eventByName = map[string][]*rule{}
-		}
-		b.eventByName[r.event] = append(b.eventByName[r.event], r)
+		b.eventByName.add(r.event, r)
 	case r.spanGlob == nil && r.spanName != "":
-		if b.spanByName == nil {
-			b.spanByName = map[string][]*rule{}
-		}
-		b.spanByName[r.spanName] = append(b.spanByName[r.spanName], r)
+		b.spanByName.add(r.spanName, r)
 	default:
 		b.spanOther = append(b.spanOther, r)
 	}

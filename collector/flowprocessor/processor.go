@@ -37,6 +37,7 @@ type flowProcessor struct {
 	cfg    *Config
 	logger *zap.Logger
 	tel    *metadata.TelemetryBuilder
+	counts *counters
 	idx    atomic.Pointer[index]
 
 	mu     sync.Mutex // guards stop and done
@@ -52,7 +53,11 @@ func newFlowProcessor(set processor.Settings, cfg *Config) (*flowProcessor, erro
 	if err != nil {
 		return nil, fmt.Errorf("create flow processor telemetry: %w", err)
 	}
-	return &flowProcessor{cfg: cfg, logger: set.Logger, tel: tel, ticker: newTicker}, nil
+	counts := newCounters()
+	if err := counts.register(tel); err != nil {
+		return nil, fmt.Errorf("register flow processor metrics: %w", err)
+	}
+	return &flowProcessor{cfg: cfg, logger: set.Logger, tel: tel, counts: counts, ticker: newTicker}, nil
 }
 
 func newTicker(d time.Duration) (<-chan time.Time, func()) {
@@ -67,7 +72,7 @@ func (p *flowProcessor) start(_ context.Context, _ component.Host) error {
 	if err != nil {
 		return fmt.Errorf("load flow definitions:\n%w", err)
 	}
-	idx := newIndex(set)
+	idx := newIndex(set, p.counts)
 	p.idx.Store(idx)
 	p.logger.Info("Loaded flow definitions", zap.Int("flows", len(set.Flows)), zap.Int("rules", idx.rules))
 	if p.cfg.ReloadInterval > 0 {
@@ -132,7 +137,7 @@ func (p *flowProcessor) reload(ctx context.Context) error {
 		}
 		return fmt.Errorf("reload flow definitions: %w", err)
 	}
-	idx := newIndex(set)
+	idx := newIndex(set, p.counts)
 	p.idx.Store(idx)
 	p.logger.Debug("Reloaded flow definitions", zap.Int("flows", len(set.Flows)), zap.Int("rules", idx.rules))
 	return nil
@@ -215,7 +220,9 @@ func attrsHold(conds []attrCond, c *chain) bool {
 	return true
 }
 
-func matchSpanRules(rules []*rule, span ptrace.Span, c *chain, hits []*rule) []*rule {
+// shapeSpanRules appends the rules whose span conditions other than attributes (name
+// pattern, kind, status) hold: cheap checks, before any attribute is looked up.
+func shapeSpanRules(rules []*rule, span ptrace.Span, hits []*rule) []*rule {
 	for _, r := range rules {
 		if r.spanGlob != nil && !r.spanGlob.match(span.Name()) {
 			continue
@@ -226,12 +233,20 @@ func matchSpanRules(rules []*rule, span ptrace.Span, c *chain, hits []*rule) []*
 		if !r.anyState && span.Status().Code() != r.status {
 			continue
 		}
-		if !attrsHold(r.attrs, c) {
-			continue
-		}
 		hits = append(hits, r)
 	}
 	return hits
+}
+
+// keepHolding keeps the rules whose attribute conditions hold, in place.
+func keepHolding(rules []*rule, c *chain) []*rule {
+	out := rules[:0]
+	for _, r := range rules {
+		if attrsHold(r.attrs, c) {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 func matchEventRules(rules []*rule, c *chain, hits []*rule) []*rule {
@@ -271,11 +286,11 @@ func (p *flowProcessor) annotate(ctx context.Context, idx *index, rs *resourceSt
 			}
 		}
 		ms = append(ms, m)
-		p.tel.ProcessorFlowMatchedItems.Add(ctx, 1, r.opts...)
+		r.counts.matched.Add(1)
 	}
 	for i, r := range missed {
 		if !matchedCheckpoint(ms, r) && !missedBefore(missed[:i], r) {
-			p.tel.ProcessorFlowMissingKey.Add(ctx, 1, r.opts...)
+			r.counts.missingKey.Add(1)
 		}
 	}
 	if isError {
@@ -286,7 +301,7 @@ func (p *flowProcessor) annotate(ctx context.Context, idx *index, rs *resourceSt
 			for _, a := range fi.keyAttrs {
 				if key, ok := c.str(a); ok {
 					ms = append(ms, flowattr.Match{Flow: fi.name, Key: key, KeyAttr: a, Tenant: rs.tenantOf(p.cfg.TenantAttribute)})
-					p.tel.ProcessorFlowErrorNotes.Add(ctx, 1, fi.opts...)
+					fi.counts.errorNotes.Add(1)
 					break
 				}
 			}
@@ -327,24 +342,29 @@ func hitFlow(hits []*rule, fi *flowInfo) bool {
 }
 
 // processSpan matches a span and its events and reports whether anything was annotated.
+// It builds nothing for an item that has no candidate rule and is not an error item: that is
+// the common case, and it must stay allocation-free and cheap.
 func (p *flowProcessor) processSpan(ctx context.Context, idx *index, rs *resourceState, scope pcommon.Map, span ptrace.Span) bool {
 	notes := len(idx.flows) > 0
 	annotated := false
-	isError := span.Status().Code() == ptrace.StatusCodeError
-	if rs.spanRules || (isError && notes) {
+	if rs.spanRules || notes {
 		var hitBuf [8]*rule
 		hits := hitBuf[:0]
-		c := chain{item: span.Attributes(), scope: scope, resource: rs.attrs}
 		if rs.spanRules {
 			name := span.Name()
 			for _, b := range rs.buckets {
 				if b != nil {
-					hits = matchSpanRules(b.spanByName[name], span, &c, hits)
-					hits = matchSpanRules(b.spanOther, span, &c, hits)
+					hits = shapeSpanRules(b.spanByName.get(name), span, hits)
+					hits = shapeSpanRules(b.spanOther, span, hits)
 				}
 			}
 		}
-		annotated = p.annotate(ctx, idx, rs, &c, hits, isError, span.Attributes())
+		isError := notes && span.Status().Code() == ptrace.StatusCodeError
+		if len(hits) > 0 || isError {
+			c := chain{item: span.Attributes(), scope: scope, resource: rs.attrs}
+			hits = keepHolding(hits, &c)
+			annotated = p.annotate(ctx, idx, rs, &c, hits, isError, span.Attributes())
+		}
 	}
 	if !rs.eventRules && !notes {
 		return annotated
@@ -353,18 +373,29 @@ func (p *flowProcessor) processSpan(ctx context.Context, idx *index, rs *resourc
 	for e := 0; e < events.Len(); e++ {
 		ev := events.At(e)
 		name := ev.Name()
-		isError := name == exceptionEvent
-		var hitBuf [8]*rule
-		hits := hitBuf[:0]
-		c := chain{item: ev.Attributes(), parent: span.Attributes(), hasParent: true, scope: scope, resource: rs.attrs}
+		var cands [2][]*rule
+		nc := 0
 		if rs.eventRules {
 			for _, b := range rs.buckets {
 				if b != nil {
-					hits = matchEventRules(b.eventByName[name], &c, hits)
+					if rules := b.eventByName.get(name); len(rules) > 0 {
+						cands[nc] = rules
+						nc++
+					}
 				}
 			}
 		}
-		if p.annotate(ctx, idx, rs, &c, hits, isError && notes, ev.Attributes()) {
+		isError := notes && name == exceptionEvent
+		if nc == 0 && !isError {
+			continue
+		}
+		var hitBuf [8]*rule
+		hits := hitBuf[:0]
+		c := chain{item: ev.Attributes(), parent: span.Attributes(), hasParent: true, scope: scope, resource: rs.attrs}
+		for _, rules := range cands[:nc] {
+			hits = matchEventRules(rules, &c, hits)
+		}
+		if p.annotate(ctx, idx, rs, &c, hits, isError, ev.Attributes()) {
 			annotated = true
 		}
 	}
@@ -390,7 +421,7 @@ func (p *flowProcessor) processLog(ctx context.Context, idx *index, rs *resource
 		if name != "" {
 			for _, b := range rs.buckets {
 				if b != nil {
-					hits = matchEventRules(b.eventByName[name], &c, hits)
+					hits = matchEventRules(b.eventByName.get(name), &c, hits)
 				}
 			}
 		}
