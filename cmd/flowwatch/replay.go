@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/flowwatch/flowwatch/api"
 	"github.com/flowwatch/flowwatch/model"
 	"github.com/flowwatch/flowwatch/storage"
 )
@@ -22,8 +23,10 @@ const replayUsage = `usage: flowwatch replay --flows PATH (--store DIR | --dsn D
 
 Re-evaluates the stored events of every stored instance against the flow definitions in PATH
 (a file or folder) and prints one line per instance whose status would change, then a summary
-line. Nothing is written. Stored states are compared as the detector last wrote them: run it
-while the detector runs (or right after) so that only the definitions differ.`
+line. Nothing is written. The old status is the stored one, brought to the evaluation time (a
+running instance whose stored deadline has passed counts as stuck), so that only the
+definitions differ. The embedded store opens in one process at a time: stop flowwatch run
+(or the detector) on that folder first.`
 
 // replayOptions select what replay reads and when it evaluates.
 type replayOptions struct {
@@ -52,7 +55,7 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprintln(stderr, replayUsage); fs.PrintDefaults() }
 	flows := fs.String("flows", "", "flow definitions to replay against: a file or folder (required)")
-	dir := fs.String("store", "", "data folder of the embedded store")
+	dir := fs.String("store", "", "data folder of the embedded store (chdb:PATH also works)")
 	dsn := fs.String("dsn", "", "ClickHouse server DSN (clickhouse://host:9000/db)")
 	database := fs.String("database", "", "database name (default "+storage.DefaultDatabase+", or the DSN's)")
 	flow := fs.String("flow", "", "replay only this flow")
@@ -74,6 +77,7 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	case (*dir == "") == (*dsn == ""):
 		return usageErr("give exactly one of --store and --dsn")
 	}
+	*dir = strings.TrimPrefix(*dir, "chdb:")
 	opts := replayOptions{Flow: *flow, Tenant: *tenant, At: time.Now()}
 	if *at != "" {
 		t, err := time.Parse(time.RFC3339Nano, *at)
@@ -109,6 +113,9 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "flowwatch replay: %v\n", err)
+		if *dir != "" {
+			fmt.Fprintln(stderr, "flowwatch replay: (the embedded store opens in one process at a time: is flowwatch run or the detector using this folder?)")
+		}
 		return 1
 	}
 	defer store.Close()
@@ -159,13 +166,14 @@ func replay(ctx context.Context, r storage.Reader, set *model.Set, opts replayOp
 			}
 			sum.Foreign += foreign
 			now := in.Evaluate(opts.At)
-			if string(now.Status) == st.Status {
+			old := agedStatus(st, opts.At)
+			if string(now.Status) == old {
 				continue
 			}
 			sum.Changed++
-			sum.Transitions[st.Status+" -> "+string(now.Status)]++
+			sum.Transitions[old+" -> "+string(now.Status)]++
 			line := fmt.Sprintf("%s/%s/%s: %s -> %s (version %d -> %d)", st.Tenant, st.Flow, st.Key,
-				st.Status, now.Status, st.Version, now.Version)
+				old, now.Status, st.Version, now.Version)
 			if now.Reason != nil {
 				line += ": " + now.Reason.Summary
 			}
@@ -178,6 +186,26 @@ func replay(ctx context.Context, r storage.Reader, set *model.Set, opts replayOp
 	}
 	fmt.Fprintln(w, sum.String(opts.At))
 	return sum, nil
+}
+
+// agedStatus is the stored verdict brought to at: a running instance whose stored expected
+// checkpoint is past its deadline by then is stuck under the definitions that judged it, even
+// if no detector has written that yet (the embedded store is read while the detector is
+// stopped). So only the definitions differ between the old status and the new.
+func agedStatus(st storage.InstanceState, at time.Time) string {
+	if st.Status != string(model.StatusRunning) {
+		return st.Status
+	}
+	doc, err := api.InstanceFromState(st)
+	if err != nil {
+		return st.Status
+	}
+	for _, x := range doc.Expected {
+		if at.After(x.Deadline) {
+			return string(model.StatusStuck)
+		}
+	}
+	return st.Status
 }
 
 // String is the summary line.

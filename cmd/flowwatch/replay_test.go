@@ -207,6 +207,35 @@ func TestReplayLeavesOutOtherInstancesAliasRows(t *testing.T) {
 	}
 }
 
+// TestReplaySameDefinitionsLater: replaying the definitions that judged the stored states
+// changes nothing, even when evaluated later than the states were written (deadlines that
+// passed meanwhile count on both sides). The new definitions, evaluated later, also turn the
+// instances whose old deadline passed meanwhile (C) back to running.
+func TestReplaySameDefinitionsLater(t *testing.T) {
+	store := &apitest.Store{}
+	seedReplay(t, store)
+	flows, probs := model.Parse("old.yaml", []byte(oldFlows))
+	if len(probs) > 0 {
+		t.Fatal(probs)
+	}
+	later := rNow.Add(5 * time.Minute)
+	var out bytes.Buffer
+	sum, err := replay(context.Background(), store, model.NewSet(flows), replayOptions{At: later}, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Changed != 0 || sum.Instances != 6 {
+		t.Errorf("same definitions: %+v\n%s", sum, out.String())
+	}
+	out.Reset()
+	if _, err := replay(context.Background(), store, loadNew(t), replayOptions{At: later}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "default/order/C: stuck -> running") {
+		t.Errorf("new definitions later:\n%s", out.String())
+	}
+}
+
 func TestReplayUsageAndErrors(t *testing.T) {
 	dir := t.TempDir()
 	good := filepath.Join(dir, "new.yaml")
