@@ -53,6 +53,7 @@ run: build
 
 bench: chdb
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./model/...
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./collector/flowprocessor/
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./collector/flowexporter/
 	$(GO) test -run '^$$' -bench 'Insert' -benchmem -benchtime $(BENCHTIME) ./storage/
 	$(GO) test -run '^$$' -bench 'BytesPerEvent' -benchtime 1x ./storage/

@@ -261,7 +261,7 @@ func matchEventRules(rules []*rule, c *chain, hits []*rule) []*rule {
 // annotate turns the rules an item matched into annotations on dst (the item's attributes)
 // and, for an error item, adds an error note for every flow whose key the item carries but
 // none of whose checkpoints it matched. It reports whether dst was annotated.
-func (p *flowProcessor) annotate(ctx context.Context, idx *index, rs *resourceState, c *chain, hits []*rule, isError bool, dst pcommon.Map) bool {
+func (p *flowProcessor) annotate(idx *index, rs *resourceState, c *chain, hits []*rule, isError bool, dst pcommon.Map) bool {
 	if len(hits) == 0 && (!isError || len(idx.flows) == 0) {
 		return false
 	}
@@ -344,7 +344,7 @@ func hitFlow(hits []*rule, fi *flowInfo) bool {
 // processSpan matches a span and its events and reports whether anything was annotated.
 // It builds nothing for an item that has no candidate rule and is not an error item: that is
 // the common case, and it must stay allocation-free and cheap.
-func (p *flowProcessor) processSpan(ctx context.Context, idx *index, rs *resourceState, scope pcommon.Map, span ptrace.Span) bool {
+func (p *flowProcessor) processSpan(idx *index, rs *resourceState, scope pcommon.Map, span ptrace.Span) bool {
 	notes := len(idx.flows) > 0
 	annotated := false
 	if rs.spanRules || notes {
@@ -363,7 +363,7 @@ func (p *flowProcessor) processSpan(ctx context.Context, idx *index, rs *resourc
 		if len(hits) > 0 || isError {
 			c := chain{item: span.Attributes(), scope: scope, resource: rs.attrs}
 			hits = keepHolding(hits, &c)
-			annotated = p.annotate(ctx, idx, rs, &c, hits, isError, span.Attributes())
+			annotated = p.annotate(idx, rs, &c, hits, isError, span.Attributes())
 		}
 	}
 	if !rs.eventRules && !notes {
@@ -395,7 +395,7 @@ func (p *flowProcessor) processSpan(ctx context.Context, idx *index, rs *resourc
 		for _, rules := range cands[:nc] {
 			hits = matchEventRules(rules, &c, hits)
 		}
-		if p.annotate(ctx, idx, rs, &c, hits, isError, ev.Attributes()) {
+		if p.annotate(idx, rs, &c, hits, isError, ev.Attributes()) {
 			annotated = true
 		}
 	}
@@ -403,7 +403,7 @@ func (p *flowProcessor) processSpan(ctx context.Context, idx *index, rs *resourc
 }
 
 // processLog matches a log record by its event name and reports whether it was annotated.
-func (p *flowProcessor) processLog(ctx context.Context, idx *index, rs *resourceState, scope pcommon.Map, lr plog.LogRecord) bool {
+func (p *flowProcessor) processLog(idx *index, rs *resourceState, scope pcommon.Map, lr plog.LogRecord) bool {
 	isError := lr.SeverityNumber() >= plog.SeverityNumberError && len(idx.flows) > 0
 	if !rs.eventRules && !isError {
 		return false
@@ -426,10 +426,10 @@ func (p *flowProcessor) processLog(ctx context.Context, idx *index, rs *resource
 			}
 		}
 	}
-	return p.annotate(ctx, idx, rs, &c, hits, isError, lr.Attributes())
+	return p.annotate(idx, rs, &c, hits, isError, lr.Attributes())
 }
 
-func (p *flowProcessor) processTraces(ctx context.Context, td ptrace.Traces) (ptrace.Traces, error) {
+func (p *flowProcessor) processTraces(_ context.Context, td ptrace.Traces) (ptrace.Traces, error) {
 	idx := p.idx.Load()
 	if idx == nil {
 		return td, errors.New("flow processor used before it was started")
@@ -445,11 +445,11 @@ func (p *flowProcessor) processTraces(ctx context.Context, td ptrace.Traces) (pt
 			scope := ss.Scope().Attributes()
 			spans := ss.Spans()
 			if drop {
-				spans.RemoveIf(func(s ptrace.Span) bool { return !p.processSpan(ctx, idx, &rs, scope, s) })
+				spans.RemoveIf(func(s ptrace.Span) bool { return !p.processSpan(idx, &rs, scope, s) })
 				continue
 			}
 			for k := 0; k < spans.Len(); k++ {
-				p.processSpan(ctx, idx, &rs, scope, spans.At(k))
+				p.processSpan(idx, &rs, scope, spans.At(k))
 			}
 		}
 		if drop {
@@ -465,7 +465,7 @@ func (p *flowProcessor) processTraces(ctx context.Context, td ptrace.Traces) (pt
 	return td, nil
 }
 
-func (p *flowProcessor) processLogs(ctx context.Context, ld plog.Logs) (plog.Logs, error) {
+func (p *flowProcessor) processLogs(_ context.Context, ld plog.Logs) (plog.Logs, error) {
 	idx := p.idx.Load()
 	if idx == nil {
 		return ld, errors.New("flow processor used before it was started")
@@ -481,11 +481,11 @@ func (p *flowProcessor) processLogs(ctx context.Context, ld plog.Logs) (plog.Log
 			scope := sl.Scope().Attributes()
 			records := sl.LogRecords()
 			if drop {
-				records.RemoveIf(func(lr plog.LogRecord) bool { return !p.processLog(ctx, idx, &rs, scope, lr) })
+				records.RemoveIf(func(lr plog.LogRecord) bool { return !p.processLog(idx, &rs, scope, lr) })
 				continue
 			}
 			for k := 0; k < records.Len(); k++ {
-				p.processLog(ctx, idx, &rs, scope, records.At(k))
+				p.processLog(idx, &rs, scope, records.At(k))
 			}
 		}
 		if drop {

@@ -528,6 +528,10 @@ func newReloadHarness(t *testing.T) *reloadHarness {
 	return rh
 }
 
+func (rh *reloadHarness) counter(t *testing.T, name string, kv ...attribute.KeyValue) int64 {
+	return (&harness{tel: rh.tel}).counter(t, name, kv...)
+}
+
 func (rh *reloadHarness) process(t *testing.T) []string {
 	td, err := rh.p.processTraces(context.Background(), signupTraces(t))
 	require.NoError(t, err)
@@ -547,6 +551,8 @@ func TestReloadKeepsLastGoodSet(t *testing.T) {
 	require.NoError(t, os.WriteFile(rh.file, []byte(reloadFlowV2), 0o600))
 	require.NoError(t, rh.tickAndWait())
 	assert.Equal(t, []string{"started", "confirmed"}, rh.process(t))
+	started := []attribute.KeyValue{attribute.String("flow", "signup"), attribute.String("checkpoint", "started")}
+	assert.Equal(t, int64(2), rh.counter(t, metadata.MetricMatchedItems, started...), "counts stay cumulative across a reload")
 
 	require.NoError(t, os.WriteFile(rh.file, []byte(reloadFlowBroken), 0o600))
 	require.Error(t, rh.tickAndWait())
