@@ -89,7 +89,7 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	set, err := model.Load("../examples/flows")
+	set, err := model.Load("../model/testdata/flows")
 	if err != nil {
 		t.Fatal(err)
 	}

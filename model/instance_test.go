@@ -13,7 +13,7 @@ func at(d time.Duration) time.Time { return t0.Add(d) }
 
 func loadExamples(t testing.TB) *Set {
 	t.Helper()
-	set, err := Load("../examples/flows")
+	set, err := Load("testdata/flows")
 	if err != nil {
 		t.Fatal(err)
 	}

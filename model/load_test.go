@@ -31,8 +31,8 @@ func TestLoadExamples(t *testing.T) {
 	if paid.Key != "payment.order_id" || len(paid.Aliases) != 1 || !f.IsAlias("payment.id") {
 		t.Fatalf("paid key/aliases wrong: %+v", paid)
 	}
-	if a := paid.OnStuck[0]; a.Sink != "nats" || a.MaxAttempts != 3 || a.After != 10*time.Second ||
-		a.Backoff != 30*time.Second || a.Type != DefaultCommandType || a.Payload["action"] != "retry-payment" {
+	if a := paid.OnStuck[0]; a.Sink != "nats" || a.MaxAttempts != 3 || a.After != 5*time.Second ||
+		a.Backoff != 20*time.Second || a.Type != DefaultCommandType || a.Payload["action"] != "retry-payment" {
 		t.Fatalf("paid action wrong: %+v", a)
 	}
 	if c := f.Checkpoint("placed"); !c.Start || c.Key != "order.id" || c.Match.Attributes[0] != (AttrMatch{Key: "http.response.status_code", Value: "201"}) {

@@ -1,0 +1,211 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/flowwatch/flowwatch/api"
+	"github.com/flowwatch/flowwatch/detector"
+	"github.com/flowwatch/flowwatch/model"
+	"github.com/flowwatch/flowwatch/storage"
+)
+
+// flowSource holds the current flow definitions, re-read periodically; a broken edit keeps
+// the last good set and is logged with its path:line:col problems.
+type flowSource struct {
+	paths []string
+	cur   atomic.Pointer[model.Set]
+	log   *slog.Logger
+}
+
+func loadFlows(paths []string, log *slog.Logger) (*flowSource, error) {
+	set, err := model.Load(paths...)
+	if err != nil {
+		return nil, fmt.Errorf("load flows:\n%w", err)
+	}
+	fs := &flowSource{paths: paths, log: log}
+	fs.cur.Store(set)
+	return fs, nil
+}
+
+func (fs *flowSource) Get() *model.Set { return fs.cur.Load() }
+
+func (fs *flowSource) watch(ctx context.Context, every time.Duration) {
+	if every <= 0 {
+		return
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			set, err := model.Load(fs.paths...)
+			if err != nil {
+				fs.log.Error("flow files are invalid; keeping the last good definitions", "err", err)
+				continue
+			}
+			fs.cur.Store(set)
+		}
+	}
+}
+
+// service is a detector with the query API in front of it, over one store.
+type service struct {
+	store  storage.Store
+	flows  *flowSource
+	det    detector.Config // Flows, Store, Metrics and Logger are filled in
+	listen string
+	token  string
+	tick   time.Duration
+	log    *slog.Logger
+	// started is called once the API listens and the detector is rebuilt.
+	started func(d *detector.Detector, apiURL string)
+}
+
+// run serves until ctx ends, then stops the API, runs a last tick and returns.
+func (s *service) run(ctx context.Context) error {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.det.Flows = s.flows.Get
+	s.det.Store = s.store
+	s.det.Logger = s.log
+	s.det.Metrics = detector.NewMetrics(reg)
+	d, err := detector.New(s.det)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", s.listen)
+	if err != nil {
+		return fmt.Errorf("listen for the API on %s: %w", s.listen, err)
+	}
+	handler := api.New(api.Config{
+		Reader: s.store, Flows: s.flows.Get, Token: s.token, Registerer: reg,
+		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), Logger: s.log,
+		Ready: func(context.Context) error {
+			if !d.Ready() {
+				return errors.New("detector is rebuilding its state from the store")
+			}
+			return nil
+		},
+	})
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	s.log.Info("query API listening", "addr", ln.Addr().String())
+
+	for {
+		err := d.Start(ctx)
+		if err == nil {
+			break
+		}
+		s.log.Warn("detector rebuild failed; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			_ = srv.Close()
+			return nil
+		case <-time.After(2 * time.Second):
+		}
+	}
+	if s.started != nil {
+		s.started(d, "http://"+ln.Addr().String())
+	}
+	go s.flows.watch(ctx, detector.DefaultFlowsReload)
+	done := make(chan struct{})
+	go func() { d.Run(ctx, s.tick); close(done) }()
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		return fmt.Errorf("query API: %w", err)
+	}
+	<-done
+	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(shutdown)
+	if err := d.Tick(shutdown); err != nil { // flush what the last tick still held
+		s.log.Warn("last detector tick", "err", err)
+	}
+	return nil
+}
+
+// buildSinks turns configured sinks into detector sinks.
+func buildSinks(files []detector.SinkFile) ([]detector.SinkConfig, func(), error) {
+	var out []detector.SinkConfig
+	var closers []func()
+	closeAll := func() {
+		for _, c := range closers {
+			c()
+		}
+	}
+	for _, f := range files {
+		var sink detector.Sink
+		switch f.Type {
+		case "nats":
+			n, err := detector.NewNATSSink(f.Name, f.URL, f.Stream, f.Subjects)
+			if err != nil {
+				closeAll()
+				return nil, nil, err
+			}
+			closers = append(closers, n.Close)
+			sink = n
+		case "webhook":
+			sink = &detector.HTTPSink{SinkName: f.Name, URL: f.URL, Secret: f.Secret}
+		default:
+			closeAll()
+			return nil, nil, fmt.Errorf("sink %q: unknown type %q", f.Name, f.Type)
+		}
+		out = append(out, detector.SinkConfig{Sink: sink, DryRun: f.DryRun, Rate: f.Rate, Burst: f.Burst})
+	}
+	return out, closeAll, nil
+}
+
+// subjectsOf lists the NATS subjects the flows' actions on a sink publish to, as stream
+// subjects (a "payments.retry" action makes the stream take "payments.>").
+func subjectsOf(set *model.Set, sink string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, f := range set.Flows {
+		for _, c := range f.Checkpoints {
+			for _, a := range c.OnStuck {
+				if a.Sink != sink {
+					continue
+				}
+				subj := a.Subject
+				if subj == "" {
+					subj = "flowwatch.commands"
+				}
+				if i := indexByte(subj, '.'); i > 0 {
+					subj = subj[:i] + ".>"
+				}
+				if !seen[subj] {
+					seen[subj] = true
+					out = append(out, subj)
+				}
+			}
+		}
+	}
+	if !seen["flowwatch.>"] {
+		out = append(out, "flowwatch.>")
+	}
+	return out
+}
+
+func indexByte(s string, b byte) int {
+	for i := 0; i < len(s); i++ {
+		if s[i] == b {
+			return i
+		}
+	}
+	return -1
+}
