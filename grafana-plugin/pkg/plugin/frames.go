@@ -230,9 +230,9 @@ func timelineFrames(in *Instance, now time.Time, l links) data.Frames {
 	return data.Frames{tl, vf, instancesFrame("instance", []Instance{*in}, l)}
 }
 
-// graphFrames are the Node Graph frames of a flow. Each node's arc__ fields sum to 1:
-// the share of instances that reached it and moved on or are still fine (ok), the share
-// stuck expecting it (stuck), or unseen when none reached it in the range.
+// graphFrames are the Node Graph frames of a flow. Each node's arc__ fields sum to 1: of
+// the instances that reached the checkpoint (ok) or are stuck expecting it (stuck), the
+// share of each; unseen is 1 when there are none in the range.
 func graphFrames(g *Graph) data.Frames {
 	n := len(g.Nodes)
 	id, title, color := make([]string, n), make([]string, n), make([]string, n)
@@ -241,10 +241,9 @@ func graphFrames(g *Graph) data.Frames {
 	for i, nd := range g.Nodes {
 		id[i], title[i] = nd.ID, nd.ID
 		reached[i], stuck[i] = int64(nd.Count), int64(nd.Stuck)
-		total := float64(nd.Count)
-		if s := float64(nd.Stuck); s > total {
-			total = s // stuck expecting a checkpoint they never reached
-		}
+		// of the instances that reached the checkpoint or are overdue expecting it, the
+		// share of each
+		total := float64(nd.Count + nd.Stuck)
 		switch {
 		case total == 0:
 			arcUnseen[i], color[i] = 1, colorUnseen
