@@ -39,6 +39,7 @@ type k8sObject struct {
 	Spec       yaml.Node         `yaml:"spec"`
 
 	file string
+	node *yaml.Node // the whole document
 }
 
 func (o *k8sObject) String() string {
@@ -299,6 +300,7 @@ func loadManifests(t *testing.T) ([]*k8sObject, []string) {
 			if err := decodeNodeStrict(&n, o); err != nil {
 				t.Fatalf("%s: document %d (line %d): %v", f, i+1, n.Line, err)
 			}
+			o.node = &n
 			objs = append(objs, o)
 		}
 	}
