@@ -33,12 +33,12 @@ type collector struct {
 	logs       *consumertest.LogsSink
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
+func freeAddr(tb testing.TB) string {
+	tb.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
+	require.NoError(tb, err)
 	addr := ln.Addr().String()
-	require.NoError(t, ln.Close())
+	require.NoError(tb, ln.Close())
 	return addr
 }
 

@@ -74,10 +74,10 @@ func (p *payment) j() *journey {
 
 type customer struct {
 	journey
-	id                 string
-	verified, checked  bool
-	decided            bool
-	country, plan, eml string
+	id                string
+	verified, checked bool
+	decided           bool
+	country, plan     string
 }
 
 // task is one scheduled reaction of the simulation.
@@ -721,7 +721,6 @@ func (s *sim) startPayment() { s.requestPayment(nil, nil) }
 func (s *sim) signUp() {
 	s.stats.signups.Add(1)
 	c := &customer{id: s.ident("cus"), country: s.pick("NL", "DE", "FR", "IE"), plan: s.pick("basic", "plus")}
-	c.eml = c.id + "@mail.example"
 	web := s.svc(svcWeb)
 	start := s.begin(&c.journey)
 	end := start.Add(s.between(40*time.Millisecond, 200*time.Millisecond))

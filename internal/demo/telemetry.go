@@ -49,6 +49,10 @@ var serviceVersions = map[string]string{
 	svcRisk: "2.2.2", svcCompliance: "1.1.0", svcFulfilment: "3.0.0",
 }
 
+// exportQueueSize is the batch processors' queue per service: room for bursts at high
+// --rate before the SDK drops items.
+const exportQueueSize = 16384
+
 const instrumentationScope = "github.com/flowwatch/flowwatch/internal/demo"
 
 // service is one simulated service: its own providers, tracer and logger.
@@ -119,11 +123,13 @@ func newTelemetry(ctx context.Context, cfg *Config, ids sdktrace.IDGenerator, ho
 			sdktrace.WithResource(res),
 			sdktrace.WithIDGenerator(ids),
 			sdktrace.WithSampler(sdktrace.AlwaysSample()),
-			sdktrace.WithBatcher(spanExp, sdktrace.WithBatchTimeout(cfg.ExportInterval)),
+			sdktrace.WithBatcher(spanExp, sdktrace.WithBatchTimeout(cfg.ExportInterval),
+				sdktrace.WithMaxQueueSize(exportQueueSize)),
 		)
 		lp := sdklog.NewLoggerProvider(
 			sdklog.WithResource(res),
-			sdklog.WithProcessor(sdklog.NewBatchProcessor(logExp, sdklog.WithExportInterval(cfg.ExportInterval))),
+			sdklog.WithProcessor(sdklog.NewBatchProcessor(logExp, sdklog.WithExportInterval(cfg.ExportInterval),
+				sdklog.WithMaxQueueSize(exportQueueSize))),
 		)
 		t.services[name] = &service{
 			name:   name,
