@@ -117,6 +117,8 @@ func (c *Checkpoint) UnmarshalJSON(b []byte) error {
 type Expected struct {
 	Checkpoint string `json:"checkpoint"`
 	Deadline   Time   `json:"deadline"`
+	// Service owns the checkpoint (its match.service); may be empty.
+	Service string `json:"service"`
 }
 
 // ErrorNote is the last error seen on an instance.

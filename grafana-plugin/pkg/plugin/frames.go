@@ -176,8 +176,8 @@ func timelineFrames(in *Instance, now time.Time, l links) data.Frames {
 			st = "overdue"
 			det = fmt.Sprintf("overdue by %s", now.Sub(x.Deadline.Time).Round(time.Second))
 		}
-		r := row{t: x.Deadline.UTC(), kind: rowExpected, checkpoint: x.Checkpoint, status: st, det: det}
-		if in.Reason != nil && in.Reason.Checkpoint == x.Checkpoint {
+		r := row{t: x.Deadline.UTC(), kind: rowExpected, checkpoint: x.Checkpoint, service: x.Service, status: st, det: det}
+		if r.service == "" && in.Reason != nil && in.Reason.Checkpoint == x.Checkpoint {
 			r.service = in.Reason.Service
 		}
 		rows = append(rows, r)
