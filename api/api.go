@@ -89,7 +89,11 @@ type server struct {
 
 // New returns the handler of the query API v1 (DESIGN.md "Query API v1"), and of /metrics,
 // /healthz and /readyz. Every answer is JSON (but /metrics); errors are {"error": "..."}.
+// A nil Config.Reader is a programming error: New panics.
 func New(cfg Config) http.Handler {
+	if cfg.Reader == nil {
+		panic("api.New: Config.Reader is required")
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
