@@ -504,7 +504,8 @@ func (d *Detector) hydrate(ctx context.Context, id string, set *model.Set, now t
 		return nil, nil // only error notes, or nothing: not an instance yet
 	}
 	in := d.open[id]
-	if in == nil || d.fams.flow(in) != pinned {
+	// Versions compare by number: a reload of the flow files builds new definitions.
+	if in == nil || d.fams.flow(in).Version != pinned.Version {
 		if in != nil {
 			d.heap.schedule(in, 0)
 			delete(d.open, id)
@@ -566,11 +567,13 @@ func (d *Detector) judge(ctx context.Context, in *inst, now time.Time) {
 		if in.extra == nil {
 			// Newly stuck: read the instance back for the whole story (errors, traces,
 			// violations). Rare, and bounded by the deadlines that expire.
-			if _, err := d.hydrate(ctx, in.id, d.cfg.Flows(), now); err != nil {
+			if h, err := d.hydrate(ctx, in.id, d.cfg.Flows(), now); err != nil {
 				d.log.Warn("read stuck instance back", "instance", in.id, "err", err)
 				st := d.compactState(in, v)
 				d.enterStuck(in, st, now)
 				d.writeState(in, st, now)
+			} else if h != nil {
+				in = h
 			}
 			if in.extra == nil { // hydrate found it moved on meanwhile
 				d.scheduleNext(in, v.NextDeadline, now)

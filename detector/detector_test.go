@@ -519,3 +519,22 @@ func TestStoreDownIsRetried(t *testing.T) {
 		t.Fatalf("event lost while the store was down: %+v", st)
 	}
 }
+
+// TestReloadedDefinitionsKeepInstancesWorking: a reload builds new definitions; an instance
+// opened before it still gets stuck, explained and acted on.
+func TestReloadedDefinitionsKeepInstancesWorking(t *testing.T) {
+	f := newFixture(t)
+	d := f.detector()
+	f.emit("order-fulfilment", "placed", "o-rl", "order.id", 0)
+	f.tick(d, time.Second)
+	set, err := model.Load("../model/testdata/flows")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.set = set
+	f.tick(d, 2*time.Minute+time.Second)
+	f.tick(d, 2*time.Minute+10*time.Second)
+	if f.nats.count() != 1 || d.Stats().Stuck != 1 {
+		t.Fatalf("after a reload: commands %d, stats %+v", f.nats.count(), d.Stats())
+	}
+}

@@ -2,11 +2,16 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	iofs "io/fs"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"sync/atomic"
 	"time"
 
@@ -23,9 +28,10 @@ import (
 // flowSource holds the current flow definitions, re-read periodically; a broken edit keeps
 // the last good set and is logged with its path:line:col problems.
 type flowSource struct {
-	paths []string
-	cur   atomic.Pointer[model.Set]
-	log   *slog.Logger
+	paths  []string
+	digest string
+	cur    atomic.Pointer[model.Set]
+	log    *slog.Logger
 }
 
 func loadFlows(paths []string, log *slog.Logger) (*flowSource, error) {
@@ -34,8 +40,36 @@ func loadFlows(paths []string, log *slog.Logger) (*flowSource, error) {
 		return nil, fmt.Errorf("load flows:\n%w", err)
 	}
 	fs := &flowSource{paths: paths, log: log}
+	fs.digest, _ = filesDigest(paths)
 	fs.cur.Store(set)
 	return fs, nil
+}
+
+// filesDigest hashes the names, sizes and contents of the flow files below paths, so a reload
+// happens only when something changed (definitions are compared by identity elsewhere).
+func filesDigest(paths []string) (string, error) {
+	h := sha256.New()
+	for _, p := range paths {
+		err := filepath.WalkDir(p, func(path string, d iofs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if d.IsDir() {
+				return nil
+			}
+			data, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(h, "%s\x00%d\x00", path, len(data))
+			h.Write(data)
+			return nil
+		})
+		if err != nil {
+			return "", err
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 func (fs *flowSource) Get() *model.Set { return fs.cur.Load() }
@@ -51,12 +85,18 @@ func (fs *flowSource) watch(ctx context.Context, every time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			sum, err := filesDigest(fs.paths)
+			if err != nil || sum == fs.digest {
+				continue // unchanged (or unreadable: Load below would say why on a change)
+			}
 			set, err := model.Load(fs.paths...)
 			if err != nil {
 				fs.log.Error("flow files are invalid; keeping the last good definitions", "err", err)
 				continue
 			}
+			fs.digest = sum
 			fs.cur.Store(set)
+			fs.log.Info("flow definitions reloaded", "flows", len(set.Flows))
 		}
 	}
 }

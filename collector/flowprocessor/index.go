@@ -251,9 +251,15 @@ func newIndex(set *model.Set, cs *counters) *index {
 		for i := len(versions) - 1; i >= 0; i-- {
 			add(versions[i].Key)
 		}
-		for i := len(versions) - 1; i >= 0; i-- {
-			for _, a := range versions[i].KeyAttributes() {
-				add(a)
+		// Then checkpoint keys, aliases last: an error note keyed by the instance's own key
+		// joins it at once, one keyed by an alias only once the alias row exists.
+		for _, aliases := range []bool{false, true} {
+			for i := len(versions) - 1; i >= 0; i-- {
+				for _, a := range versions[i].KeyAttributes() {
+					if versions[i].IsAlias(a) == aliases {
+						add(a)
+					}
+				}
 			}
 		}
 		infos[name] = fi
