@@ -2,6 +2,7 @@ package flowprocessor
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -585,4 +586,48 @@ func TestReloadDirect(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), rh.file+".yml:")
 	assert.Equal(t, []string{"started"}, rh.process(t))
+}
+
+// TestConcurrentProcessingDuringReload runs batches from several goroutines while the
+// definitions are swapped; run with -race.
+func TestConcurrentProcessingDuringReload(t *testing.T) {
+	rh := newReloadHarness(t)
+	template := signupTraces(t)
+	done := make(chan struct{})
+	errs := make(chan error, 4)
+	for g := 0; g < 4; g++ {
+		go func() {
+			for {
+				select {
+				case <-done:
+					errs <- nil
+					return
+				default:
+				}
+				batch := ptrace.NewTraces()
+				template.CopyTo(batch)
+				td, err := rh.p.processTraces(context.Background(), batch)
+				if err != nil {
+					errs <- err
+					return
+				}
+				if got := matchedCheckpoints(td); len(got) == 0 || got[0] != "started" {
+					errs <- fmt.Errorf("matched %v", got)
+					return
+				}
+			}
+		}()
+	}
+	for i := 0; i < 20; i++ {
+		flow := reloadFlowV1
+		if i%2 == 0 {
+			flow = reloadFlowV2
+		}
+		require.NoError(t, os.WriteFile(rh.file, []byte(flow), 0o600))
+		require.NoError(t, rh.tickAndWait())
+	}
+	close(done)
+	for g := 0; g < 4; g++ {
+		require.NoError(t, <-errs)
+	}
 }
