@@ -5,7 +5,7 @@ PKGS      := ./...
 FUZZTIME  ?= 10s
 BENCHTIME ?= 1s
 
-.PHONY: all build test run bench lint deps chdb fuzz clean plugin plugin-deps test-plugin
+.PHONY: all build test run bench lint deps chdb fuzz clean plugin plugin-deps test-plugin deploy-flows
 
 all: build
 
@@ -24,6 +24,10 @@ test: deps chdb lint
 	$(GO) test -count=1 -timeout 40m $(PKGS)
 	$(MAKE) fuzz
 	$(MAKE) test-plugin
+
+## deploy-flows: regenerate deploy/kubernetes/flows-configmap.yaml from examples/flows
+deploy-flows:
+	$(GO) test -count=1 -run '^TestFlowsConfigMap$$' ./deploy -update
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./model

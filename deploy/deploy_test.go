@@ -20,6 +20,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/flowwatch/flowwatch/detector"
 	"github.com/flowwatch/flowwatch/model"
 )
 
@@ -336,39 +337,11 @@ func checkDSN(dsn string, resolve hostResolver) error {
 	return nil
 }
 
-// detectorConfig is the detector's configuration file (the contract's fields, strictly).
-type detectorConfig struct {
-	Store struct {
-		DSN      string `yaml:"dsn"`
-		Cluster  string `yaml:"cluster"`
-		Embedded string `yaml:"embedded"`
-	} `yaml:"store"`
-	Flows []string `yaml:"flows"`
-	Tick  string   `yaml:"tick"`
-	Shard struct {
-		Index int `yaml:"index"`
-		Count int `yaml:"count"`
-	} `yaml:"shard"`
-	Listen   string `yaml:"listen"`
-	Token    string `yaml:"token"`
-	Alerting struct {
-		Alertmanagers     []string `yaml:"alertmanagers"`
-		GroupByCheckpoint bool     `yaml:"group_by_checkpoint"`
-		Resend            string   `yaml:"resend"`
-	} `yaml:"alerting"`
-	Sinks []sinkConfig `yaml:"sinks"`
-}
+// detectorConfig is the detector's own configuration type: a key it does not know is an error
+// here as it is when the detector starts.
+type detectorConfig = detector.FileConfig
 
-type sinkConfig struct {
-	Name     string   `yaml:"name"`
-	Type     string   `yaml:"type"`
-	URL      string   `yaml:"url"`
-	Stream   string   `yaml:"stream"`
-	Subjects []string `yaml:"subjects"`
-	Secret   string   `yaml:"secret"`
-	DryRun   bool     `yaml:"dry_run"`
-	Rate     float64  `yaml:"rate"`
-}
+type sinkConfig = detector.SinkFile
 
 // checkDetectorConfig validates a detector configuration as a container runs it. It returns
 // the parsed configuration and the API's listen port.
@@ -396,9 +369,9 @@ func checkDetectorConfig(data []byte, mounts mountTable, resolve hostResolver) (
 			fail("flows: %q is not mounted in the container", f)
 		}
 	}
-	for key, d := range map[string]string{"tick": cfg.Tick, "alerting.resend": cfg.Alerting.Resend} {
-		if v, err := time.ParseDuration(d); err != nil || v <= 0 {
-			fail("%s: %q is not a positive duration", key, d)
+	for key, d := range map[string]detector.Duration{"tick": cfg.Tick, "alerting.resend": cfg.Alerting.Resend} {
+		if d <= 0 {
+			fail("%s: must be set to a positive duration", key)
 		}
 	}
 	if cfg.Shard.Count < 1 || cfg.Shard.Index < 0 || cfg.Shard.Index >= cfg.Shard.Count {
