@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -177,7 +178,7 @@ func TestServerKilledMidStream(t *testing.T) {
 	}
 	const batches, size = 40, 2000
 	killAt := make(chan struct{})
-	var failures int
+	var failures atomic.Int64
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -192,7 +193,7 @@ func TestServerKilledMidStream(t *testing.T) {
 				if err == nil {
 					break
 				}
-				failures++
+				failures.Add(1)
 				if attempt > 200 {
 					t.Errorf("batch %d: gave up: %v", b, err)
 					return
@@ -207,17 +208,17 @@ func TestServerKilledMidStream(t *testing.T) {
 	}
 	// Let the writer hit the dead server a few times, then bring it back.
 	deadline := time.Now().Add(5 * time.Second)
-	for failures < 3 && time.Now().Before(deadline) {
+	for failures.Load() < 3 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	if err := ch.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
 	wg.Wait()
-	if failures == 0 {
+	if failures.Load() == 0 {
 		t.Fatal("the writer never saw the server down: the test proved nothing")
 	}
-	t.Logf("writer saw %d failed attempts", failures)
+	t.Logf("writer saw %d failed attempts", failures.Load())
 	countOnce(t, s, batches*size)
 }
 

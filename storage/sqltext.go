@@ -66,9 +66,14 @@ func (d dialect) ns(col string) string {
 	return "toUnixTimestamp64Nano(" + col + ")"
 }
 
-// ts is a literal of t comparable with a time column.
+// ts is a literal of t comparable with a time column; times before the epoch (the zero
+// time: "from the beginning") are the epoch.
 func (d dialect) ts(t time.Time) string {
-	n := strconv.FormatInt(t.UnixNano(), 10)
+	ns := int64(0)
+	if t.After(time.Unix(0, 0)) {
+		ns = t.UnixNano()
+	}
+	n := strconv.FormatInt(ns, 10)
 	if d.legacy {
 		return n
 	}

@@ -536,10 +536,14 @@ func (s *store) Instance(ctx context.Context, tenant, flow, key string) (*Instan
 	return &states[0], nil
 }
 
-func (s *store) flowWhere(tenant, flow string) string {
-	w := "flow = " + quote(flow)
+// flowWhere selects one flow, of one tenant or (tenant "") of all.
+func (s *store) flowWhere(tenant, flow string) string { return flowWhereAs("", tenant, flow) }
+
+// flowWhereAs is flowWhere with columns qualified by a table alias (prefix "e." for e).
+func flowWhereAs(prefix, tenant, flow string) string {
+	w := prefix + "flow = " + quote(flow)
 	if tenant != "" {
-		w = "tenant = " + quote(tenant) + " AND " + w
+		w = prefix + "tenant = " + quote(tenant) + " AND " + w
 	}
 	return w
 }
@@ -633,7 +637,7 @@ func (s *store) Transitions(ctx context.Context, tenant, flow string, edges [][2
 		" FROM " + s.table("checkpoint_events") + " AS e " + s.d.global() + "LEFT JOIN (SELECT tenant, attr, value, argMin(key, time) AS key FROM " +
 		s.table("aliases") + " WHERE " + s.flowWhere(tenant, flow) + " GROUP BY tenant, attr, value) AS a" +
 		" ON e.tenant = a.tenant AND e.key_attr = a.attr AND e.key = a.value" +
-		" WHERE e." + strings.ReplaceAll(s.flowWhere(tenant, flow), " AND ", " AND e.") +
+		" WHERE " + flowWhereAs("e.", tenant, flow) +
 		" AND e.checkpoint IN (" + quoteList(cps) + ") AND e.time >= " + s.d.ts(from)
 	firsts := "SELECT tenant, ikey, checkpoint, min(time) AS t FROM (" + events + ") GROUP BY tenant, ikey, checkpoint"
 	perInstance := "SELECT groupArray(checkpoint) AS cps, groupArray(toUnixTimestamp64Nano(t)) AS ts FROM (" + firsts + ") GROUP BY tenant, ikey"

@@ -3,7 +3,6 @@ package storage
 import (
 	"context"
 	"fmt"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -221,6 +220,26 @@ func runSuite(t *testing.T, open opener) {
 		}
 	})
 
+	t.Run("HostileValues", func(t *testing.T) {
+		s := open(t, "suite_hostile")
+		tenant, flow, key := `it's AND 1=1 --`, `o\'rder AND flow = ''`, "k\n\x00'\\"
+		evs := []CheckpointEvent{
+			{Tenant: tenant, Flow: flow, Checkpoint: "a", Key: key, Time: t0, Name: "n"},
+			{Tenant: tenant, Flow: flow, Checkpoint: "b", Key: key, Time: t0.Add(time.Second), Name: "n"},
+		}
+		if err := s.WriteEvents(ctx, evs); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.InstanceEvents(ctx, tenant, flow, key)
+		if err != nil || len(got) != 2 || got[0].Key != key || got[0].Tenant != tenant || got[0].Flow != flow {
+			t.Fatalf("InstanceEvents with quotes and keywords = %+v, %v", got, err)
+		}
+		tr, err := s.Transitions(ctx, tenant, flow, [][2]string{{"a", "b"}}, t0, t0.Add(time.Hour))
+		if err != nil || tr[0].Count != 1 || tr[0].P50 != time.Second {
+			t.Fatalf("Transitions with quotes and keywords = %+v, %v", tr, err)
+		}
+	})
+
 	t.Run("States", func(t *testing.T) {
 		s := open(t, "suite_states")
 		u := t0.Add(time.Hour)
@@ -354,14 +373,5 @@ func seriesValues(ss []Series) map[string][]float64 {
 			out[s.Name] = append(out[s.Name], p.Value)
 		}
 	}
-	return out
-}
-
-func sortedKeys(m map[string]bool) []string {
-	var out []string
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
 	return out
 }
