@@ -114,5 +114,5 @@ func TestIndexShape(t *testing.T) {
 		names = append(names, f.name)
 	}
 	assert.Equal(t, []string{"onboarding", "order-fulfilment", "payment"}, names)
-	assert.Equal(t, []string{"order.id", "payment.id", "payment.order_id"}, idx.flows[1].keyAttrs)
+	assert.Equal(t, []string{"order.id", "payment.order_id", "payment.id"}, idx.flows[1].keyAttrs, "own keys before aliases")
 }
