@@ -128,6 +128,32 @@ func (s *server) insertEvents(ctx context.Context, table string, events []Checkp
 		return err
 	}
 	defer batch.Close()
+	columns := eventColumnValues(events, ids, s.legacy)
+	for i, c := range columns {
+		if err := batch.Column(i).Append(c); err != nil {
+			return fmt.Errorf("column %d: %w", i, err)
+		}
+	}
+	return batch.Send()
+}
+
+func (s *server) insert(ctx context.Context, table string, cols []string, rs [][]any) error {
+	batch, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+table+" ("+strings.Join(cols, ", ")+")")
+	if err != nil {
+		return err
+	}
+	defer batch.Close()
+	for _, r := range rs {
+		if err := batch.Append(r...); err != nil {
+			return err
+		}
+	}
+	return batch.Send()
+}
+
+// eventColumnValues are the checkpoint_events columns of a batch, one slice per column in
+// eventColumnList order, typed as the native protocol wants them.
+func eventColumnValues(events []CheckpointEvent, ids []uint64, legacy bool) []any {
 	n := len(events)
 	str := func(f func(e *CheckpointEvent) string) []string {
 		out := make([]string, n)
@@ -144,7 +170,7 @@ func (s *server) insertEvents(ctx context.Context, table string, events []Checkp
 		str(func(e *CheckpointEvent) string { return e.Key }),
 		str(func(e *CheckpointEvent) string { return e.KeyAttr }),
 	}
-	if s.legacy {
+	if legacy {
 		t, it := make([]int64, n), make([]int64, n)
 		for i := range events {
 			t[i], it[i] = events[i].Time.UnixNano(), events[i].IngestTime.UnixNano()
@@ -165,7 +191,7 @@ func (s *server) insertEvents(ctx context.Context, table string, events []Checkp
 		str(func(e *CheckpointEvent) string { return e.Status }),
 		str(func(e *CheckpointEvent) string { return e.Message }),
 	)
-	if s.legacy {
+	if legacy {
 		ks, vs := make([][]string, n), make([][]string, n)
 		for i := range events {
 			for k, v := range events[i].Attributes {
@@ -187,24 +213,5 @@ func (s *server) insertEvents(ctx context.Context, table string, events []Checkp
 		}
 		columns = append(columns, attrs)
 	}
-	for i, c := range columns {
-		if err := batch.Column(i).Append(c); err != nil {
-			return fmt.Errorf("column %d: %w", i, err)
-		}
-	}
-	return batch.Send()
-}
-
-func (s *server) insert(ctx context.Context, table string, cols []string, rs [][]any) error {
-	batch, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+table+" ("+strings.Join(cols, ", ")+")")
-	if err != nil {
-		return err
-	}
-	defer batch.Close()
-	for _, r := range rs {
-		if err := batch.Append(r...); err != nil {
-			return err
-		}
-	}
-	return batch.Send()
+	return columns
 }

@@ -1,0 +1,168 @@
+package storage
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/column"
+)
+
+// The production tables cannot run on the only server here (18.16), so this checks offline
+// that every value the server transport appends has the Go type clickhouse-go wants for the
+// column type the production DDL declares: the column encoders are clickhouse-go's own.
+
+// ddlColumns parses "name Type [CODEC(..)] [MATERIALIZED ..]," lines of the rendered CREATE
+// TABLE statements into table -> column -> type.
+func ddlColumns(t *testing.T) map[string]map[string]string {
+	t.Helper()
+	ms, err := Migrations(SchemaOptions{Database: "db", RetentionDays: 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]map[string]string{}
+	all := [][]string{bootstrapStatements(SchemaOptions{Database: "db"})}
+	for _, m := range ms {
+		all = append(all, m.Statements)
+	}
+	for _, sts := range all {
+		for _, st := range sts {
+			st = stripComments(st)
+			mm := createTableRe.FindStringSubmatch(st)
+			if mm == nil {
+				continue
+			}
+			cols := map[string]string{}
+			body := st[strings.Index(st, "(\n")+2 : strings.Index(st, "\n)\nENGINE")]
+			for _, line := range strings.Split(body, "\n") {
+				line = strings.TrimSpace(line)
+				name, rest, ok := strings.Cut(line, " ")
+				if !ok || name == "INDEX" || strings.HasPrefix(name, "arrayMap") {
+					continue
+				}
+				rest = strings.TrimSpace(rest)
+				depth, end := 0, len(rest)
+				for i, c := range rest {
+					if c == '(' {
+						depth++
+					} else if c == ')' {
+						depth--
+					} else if depth == 0 && (c == ' ' || c == ',') {
+						end = i
+						break
+					}
+				}
+				if strings.Contains(rest, "MATERIALIZED") {
+					continue // not written
+				}
+				cols[name] = rest[:end]
+			}
+			out[mm[2]] = cols
+		}
+	}
+	return out
+}
+
+// recorder is a backend that keeps what the store would send.
+type recorder struct {
+	events  []CheckpointEvent
+	ids     []uint64
+	inserts []recorded
+}
+
+type recorded struct {
+	table string
+	cols  []string
+	rows  [][]any
+}
+
+func (r *recorder) exec(context.Context, string) error          { return nil }
+func (r *recorder) query(context.Context, string) (rows, error) { return newJSONRows(nil), nil }
+func (r *recorder) close() error                                { return nil }
+func (r *recorder) insertEvents(_ context.Context, _ string, evs []CheckpointEvent, ids []uint64) error {
+	r.events, r.ids = evs, ids
+	return nil
+}
+func (r *recorder) insert(_ context.Context, table string, cols []string, rs [][]any) error {
+	r.inserts = append(r.inserts, recorded{table, cols, rs})
+	return nil
+}
+
+func newColumn(t *testing.T, name, typ string) column.Interface {
+	t.Helper()
+	c, err := column.Type(typ).Column(name, &column.ServerContext{})
+	if err != nil {
+		t.Fatalf("column %s %s: %v", name, typ, err)
+	}
+	return c
+}
+
+func TestServerValuesMatchProductionColumnTypes(t *testing.T) {
+	ctx := context.Background()
+	tables := ddlColumns(t)
+	if len(tables) != 6 || tables["checkpoint_events"]["attributes"] != "Map(LowCardinality(String), String)" {
+		t.Fatalf("parsed DDL = %v", tables)
+	}
+	rec := &recorder{}
+	s, err := newStore(rec, Options{Database: "db"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.WriteEvents(ctx, fixtureEvents()); err != nil {
+		t.Fatal(err)
+	}
+	// The events batch: column by column, as insertEvents appends it.
+	values := eventColumnValues(rec.events, rec.ids, false)
+	names := strings.Split(eventColumnList, ", ")
+	if len(values) != len(names) {
+		t.Fatalf("%d column values for %d columns", len(values), len(names))
+	}
+	for i, name := range names {
+		typ, ok := tables["checkpoint_events"][name]
+		if !ok {
+			t.Fatalf("column %s is not in the DDL", name)
+		}
+		c := newColumn(t, name, typ)
+		if _, err := c.Append(values[i]); err != nil {
+			t.Errorf("append %T to %s %s: %v", values[i], name, typ, err)
+		} else if c.Rows() != len(rec.events) {
+			t.Errorf("%s: %d rows appended, want %d", name, c.Rows(), len(rec.events))
+		}
+	}
+	// Every other table, row by row, as insert appends it.
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	now := t0
+	if err := s.WriteAliases(ctx, []Alias{{Tenant: "a", Flow: "f", Attr: "x", Value: "v", Key: "k", Time: now}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.WriteStates(ctx, []InstanceState{{Tenant: "a", Flow: "f", Key: "k", Version: 1, StartedAt: now, UpdatedAt: now}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.WriteAlerts(ctx, []AlertRecord{{Time: now, Tenant: "a", Flow: "f"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.WriteCommands(ctx, []CommandRecord{{ID: "c", Time: now, Tenant: "a", Flow: "f"}}); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, in := range rec.inserts {
+		table := strings.TrimPrefix(in.table, "db.")
+		seen[table] = true
+		for _, row := range in.rows {
+			for i, name := range in.cols {
+				typ, ok := tables[table][name]
+				if !ok {
+					t.Fatalf("%s.%s is not in the DDL", table, name)
+				}
+				if err := newColumn(t, name, typ).AppendRow(row[i]); err != nil {
+					t.Errorf("append %T to %s.%s %s: %v", row[i], table, name, typ, err)
+				}
+			}
+		}
+	}
+	if len(seen) != 5 {
+		t.Fatalf("inserted into %v", seen)
+	}
+}
