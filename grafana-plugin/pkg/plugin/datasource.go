@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"sync"
 	"time"
 
 	"github.com/grafana/grafana-plugin-sdk-go/backend"
@@ -31,8 +32,12 @@ var (
 	_ instancemgmt.InstanceDisposer = (*Datasource)(nil)
 )
 
-// maxPages bounds the API pages read for one instances query.
-const maxPages = 50
+// Bounds of one request: the API pages read for one instances query, and the queries of
+// one request run at once.
+const (
+	maxPages             = 50
+	maxConcurrentQueries = 4
+)
 
 // Datasource is one configured flowwatch data source.
 type Datasource struct {
@@ -79,12 +84,27 @@ func (d *Datasource) Dispose() {
 	}
 }
 
-// QueryData answers each query on its own: one DataResponse per RefID, with its own error.
+// QueryData answers each query on its own, a few at once: one DataResponse per RefID, with
+// its own error.
 func (d *Datasource) QueryData(ctx context.Context, req *backend.QueryDataRequest) (*backend.QueryDataResponse, error) {
 	resp := backend.NewQueryDataResponse()
+	var (
+		mu  sync.Mutex
+		wg  sync.WaitGroup
+		sem = make(chan struct{}, maxConcurrentQueries)
+	)
 	for _, q := range req.Queries {
-		resp.Responses[q.RefID] = d.query(ctx, q)
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			r := d.query(ctx, q)
+			mu.Lock()
+			resp.Responses[q.RefID] = r
+			mu.Unlock()
+		}()
 	}
+	wg.Wait()
 	return resp, nil
 }
 
