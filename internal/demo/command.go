@@ -63,7 +63,7 @@ func DecodeCommand(body []byte) (*Command, error) {
 	if err := json.Unmarshal(body, &c); err != nil {
 		return nil, fmt.Errorf("decode CloudEvent: %w", err)
 	}
-	var errs []error
+	var errs []error // every problem, on one line
 	if c.SpecVersion != "1.0" {
 		errs = append(errs, fmt.Errorf("specversion must be \"1.0\", not %q", c.SpecVersion))
 	}
@@ -88,8 +88,12 @@ func DecodeCommand(body []byte) (*Command, error) {
 	if c.key() == "" {
 		errs = append(errs, errors.New("data.key is missing"))
 	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, fmt.Errorf("invalid unblock command: %w", err)
+	if len(errs) > 0 {
+		msgs := make([]string, len(errs))
+		for i, e := range errs {
+			msgs[i] = e.Error()
+		}
+		return nil, fmt.Errorf("invalid unblock command: %s", strings.Join(msgs, "; "))
 	}
 	return &c, nil
 }

@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/url"
 	"time"
+
+	"github.com/flowwatch/flowwatch/model"
 )
 
 // Protocols of the OTLP exporters.
@@ -17,13 +19,15 @@ const (
 
 // Defaults of Config, the flag defaults of `flowwatch demo`.
 const (
-	DefaultOTLPGRPC        = "127.0.0.1:4317"
-	DefaultOTLPHTTP        = "127.0.0.1:4318"
-	DefaultRate            = 5.0
-	DefaultDelay           = 2 * time.Second
-	DefaultErrorRate       = 0.05
-	DefaultCancelRate      = 0.05
-	DefaultTenant          = "acme"
+	DefaultOTLPGRPC   = "127.0.0.1:4317"
+	DefaultOTLPHTTP   = "127.0.0.1:4318"
+	DefaultRate       = 5.0
+	DefaultDelay      = 2 * time.Second
+	DefaultErrorRate  = 0.05
+	DefaultCancelRate = 0.05
+	// DefaultTenant is model.DefaultTenant, the tenant the query API assumes when none is
+	// asked for, so a first look at the demo needs no ?tenant=.
+	DefaultTenant          = model.DefaultTenant
 	DefaultPaymentShare    = 0.2
 	DefaultOnboardingShare = 0.05
 	DefaultReportEvery     = 100

@@ -411,7 +411,8 @@ func (p *payment) attrs() []attribute.KeyValue {
 		attribute.String("card.last4", p.last4),
 	}
 	if p.order != nil {
-		kv = append(kv, attribute.String("payment.order_id", p.order.id))
+		// payments names the order payment.order_id, and tags its spans with order.id too.
+		kv = append(kv, attribute.String("payment.order_id", p.order.id), attribute.String("order.id", p.order.id))
 	}
 	return kv
 }
