@@ -48,7 +48,7 @@ type fixedIDs struct {
 	span  trace.SpanID
 }
 
-func (f fixedIDs) NewIDs(context.Context) (trace.TraceID, trace.SpanID) { return f.trace, f.span }
+func (f fixedIDs) NewIDs(context.Context) (trace.TraceID, trace.SpanID)  { return f.trace, f.span }
 func (f fixedIDs) NewSpanID(context.Context, trace.TraceID) trace.SpanID { return f.span }
 
 // services sends telemetry like real services do: one tracer and logger provider per service,
