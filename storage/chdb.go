@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"unsafe"
 
@@ -94,6 +95,9 @@ var (
 
 // openSession opens (or shares) the chDB connection on dir.
 func openSession(dir string) (*chdbSession, error) {
+	if dir == "" {
+		return nil, errors.New("open chDB session: a data folder is required")
+	}
 	l, err := loadChDB()
 	if err != nil {
 		return nil, err
@@ -121,6 +125,7 @@ func openSession(dir string) (*chdbSession, error) {
 		cargv[i] = &b[0]
 	}
 	conn := l.connect(len(cargv), cargv)
+	runtime.KeepAlive(cargv)
 	if conn == nil || *(*unsafe.Pointer)(conn) == nil {
 		return nil, fmt.Errorf("open chDB session on %s: chdb_connect failed", abs)
 	}
