@@ -61,6 +61,7 @@ bench: chdb
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./collector/flowexporter/
 	$(GO) test -run '^$$' -bench 'Insert' -benchmem -benchtime $(BENCHTIME) ./storage/
 	$(GO) test -run '^$$' -bench 'BytesPerEvent' -benchtime 1x ./storage/
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./grafana-plugin/pkg/plugin/
 
 clean:
 	rm -rf bin data
