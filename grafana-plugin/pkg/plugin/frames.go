@@ -45,7 +45,9 @@ func (l links) trace() *data.FieldConfig {
 	if l.tracingDSUID != "" {
 		ls = append(ls, data.DataLink{Title: "Open trace in Explore",
 			Internal: &data.InternalDataLink{DatasourceUID: l.tracingDSUID,
-				Query: map[string]any{"query": "${__value.raw}"}}})
+				// Tempo reads a trace ID as a TraceQL query; Jaeger opens any non-search
+				// query as a trace ID.
+				Query: map[string]any{"query": "${__value.raw}", "queryType": "traceql"}}})
 	}
 	return &data.FieldConfig{DisplayName: "trace", Links: ls}
 }
