@@ -79,59 +79,56 @@ func nullableTime(t Time) *time.Time {
 // instancesFrame is the instances table, one row an instance, key first (dashboards use
 // the first column for variables).
 func instancesFrame(name string, insts []Instance, l links) *data.Frame {
-	n := len(insts)
-	var (
-		key, flow, tenant, status, lastCP, expected, stuckCP, service, summary, lastErr, trace = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-		version                                                                                = make([]int64, n)
-		started, seen, deadline                                                                = make([]*time.Time, n), make([]*time.Time, n), make([]*time.Time, n)
-		overdue                                                                                = make([]*float64, n)
+	f := data.NewFrame(name,
+		data.NewField("key", nil, []string{}).SetConfig(l.key()),
+		data.NewField("flow", nil, []string{}),
+		data.NewField("version", nil, []int64{}),
+		data.NewField("tenant", nil, []string{}),
+		data.NewField("status", nil, []string{}).SetConfig(statusConfig()),
+		data.NewField("started_at", nil, []*time.Time{}),
+		data.NewField("last_seen", nil, []*time.Time{}),
+		data.NewField("last_checkpoint", nil, []string{}),
+		data.NewField("expected", nil, []string{}),
+		data.NewField("deadline", nil, []*time.Time{}),
+		data.NewField("stuck_at", nil, []string{}).SetConfig(&data.FieldConfig{DisplayName: "overdue checkpoint"}),
+		data.NewField("overdue", nil, []*float64{}).SetConfig(&data.FieldConfig{Unit: "s"}),
+		data.NewField("service", nil, []string{}),
+		data.NewField("last_error", nil, []string{}),
+		data.NewField("summary", nil, []string{}),
+		data.NewField("trace_id", nil, []string{}).SetConfig(l.trace()),
 	)
-	for i, in := range insts {
-		key[i], flow[i], tenant[i], status[i] = in.Key, in.Flow, in.Tenant, in.Status
-		version[i] = int64(in.Version)
-		started[i], seen[i] = nullableTime(in.StartedAt), nullableTime(in.LastSeen)
-		lastCP[i] = in.LastCheckpoint
-		names := make([]string, len(in.Expected))
+	for _, in := range insts {
+		var (
+			names    = make([]string, len(in.Expected))
+			deadline *time.Time // the earliest
+		)
 		for j, x := range in.Expected {
 			names[j] = x.Checkpoint
-			if d := nullableTime(x.Deadline); d != nil && (deadline[i] == nil || d.Before(*deadline[i])) {
-				deadline[i] = d
+			if d := nullableTime(x.Deadline); d != nil && (deadline == nil || d.Before(*deadline)) {
+				deadline = d
 			}
 		}
-		expected[i] = strings.Join(names, ", ")
+		var (
+			stuckAt, service, lastErr, summary, trace string
+			overdue                                   *float64
+		)
 		if r := in.Reason; r != nil {
-			stuckCP[i], service[i], summary[i] = r.Checkpoint, r.Service, r.Summary
-			o := r.OverdueSeconds
-			overdue[i] = &o
+			stuckAt, service, summary = r.Checkpoint, r.Service, r.Summary
+			overdue = &r.OverdueSeconds
 			if len(r.TraceIDs) > 0 {
-				trace[i] = r.TraceIDs[0]
+				trace = r.TraceIDs[0]
 			}
 			if e := r.LastError; e != nil {
-				lastErr[i] = errorText(e)
-				if trace[i] == "" {
-					trace[i] = e.TraceID
+				lastErr = errorText(e)
+				if trace == "" {
+					trace = e.TraceID
 				}
 			}
 		}
+		f.AppendRow(in.Key, in.Flow, int64(in.Version), in.Tenant, in.Status,
+			nullableTime(in.StartedAt), nullableTime(in.LastSeen), in.LastCheckpoint,
+			strings.Join(names, ", "), deadline, stuckAt, overdue, service, lastErr, summary, trace)
 	}
-	f := data.NewFrame(name,
-		data.NewField("key", nil, key).SetConfig(l.key()),
-		data.NewField("flow", nil, flow),
-		data.NewField("version", nil, version),
-		data.NewField("tenant", nil, tenant),
-		data.NewField("status", nil, status).SetConfig(statusConfig()),
-		data.NewField("started_at", nil, started),
-		data.NewField("last_seen", nil, seen),
-		data.NewField("last_checkpoint", nil, lastCP),
-		data.NewField("expected", nil, expected),
-		data.NewField("deadline", nil, deadline),
-		data.NewField("stuck_at", nil, stuckCP).SetConfig(&data.FieldConfig{DisplayName: "overdue checkpoint"}),
-		data.NewField("overdue", nil, overdue).SetConfig(&data.FieldConfig{Unit: "s"}),
-		data.NewField("service", nil, service),
-		data.NewField("last_error", nil, lastErr),
-		data.NewField("summary", nil, summary),
-		data.NewField("trace_id", nil, trace).SetConfig(l.trace()),
-	)
 	f.Meta = &data.FrameMeta{PreferredVisualization: data.VisTypeTable}
 	return f
 }
