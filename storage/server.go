@@ -3,9 +3,11 @@ package storage
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"os"
 	"strings"
 	"time"
 
@@ -41,11 +43,25 @@ func OpenServer(ctx context.Context, dsn string, o Options) (Store, error) {
 	if o.Password != "" {
 		co.Auth.Password = o.Password
 	}
-	if o.TLS || o.InsecureSkipVerify {
+	if o.TLS || o.InsecureSkipVerify || o.CAFile != "" {
 		if co.TLS == nil {
 			co.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
 		}
 		co.TLS.InsecureSkipVerify = o.InsecureSkipVerify
+		if o.CAFile != "" {
+			pem, err := os.ReadFile(o.CAFile)
+			if err != nil {
+				return nil, fmt.Errorf("open server store: read CA file: %w", err)
+			}
+			pool, err := x509.SystemCertPool()
+			if err != nil {
+				pool = x509.NewCertPool()
+			}
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("open server store: CA file %s holds no PEM certificate", o.CAFile)
+			}
+			co.TLS.RootCAs = pool
+		}
 	}
 	if o.DialTimeout > 0 {
 		co.DialTimeout = o.DialTimeout

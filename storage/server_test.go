@@ -145,6 +145,34 @@ func TestServerLegacy(t *testing.T) {
 		t.Logf("wrong password: %v", err)
 	})
 
+	t.Run("TLS", func(t *testing.T) {
+		s, err := OpenServer(ctx, ch.TLSDSN(), Options{Database: "legacy", TLS: true, InsecureSkipVerify: true})
+		if err != nil {
+			t.Fatalf("over TLS: %v", err)
+		}
+		defer s.Close()
+		if _, err := s.EventsSince(ctx, time.Time{}, 1); err != nil {
+			t.Fatalf("query over TLS: %v", err)
+		}
+		// Verification on, with the server's certificate as the authority.
+		trusted, err := OpenServer(ctx, ch.TLSDSN(), Options{Database: "legacy", TLS: true, CAFile: ch.CertFile})
+		if err != nil {
+			t.Fatalf("over TLS with the CA file: %v", err)
+		}
+		trusted.Close()
+		if _, err := OpenServer(ctx, ch.TLSDSN(), Options{TLS: true, CAFile: "/nonexistent.pem"}); err == nil || !strings.Contains(err.Error(), "CA file") {
+			t.Fatalf("a missing CA file: %v", err)
+		}
+		// Verification on: the self-signed certificate is refused.
+		if _, err := OpenServer(ctx, ch.TLSDSN(), Options{TLS: true, DialTimeout: time.Second}); err == nil || !strings.Contains(err.Error(), "certificate") {
+			t.Fatalf("an untrusted certificate was accepted: %v", err)
+		}
+		// TLS towards the plain port fails quickly.
+		if _, err := OpenServer(ctx, ch.DSN(), Options{TLS: true, InsecureSkipVerify: true, DialTimeout: time.Second, ReadTimeout: time.Second}); err == nil {
+			t.Fatal("TLS handshake with a plain port succeeded")
+		}
+	})
+
 	t.Run("ReadTimeout", func(t *testing.T) {
 		slow := openLegacy(t, ch, Options{Database: "legacy", ReadTimeout: 300 * time.Millisecond})
 		start := time.Now()

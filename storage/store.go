@@ -24,8 +24,10 @@ type Options struct {
 	// Server transport only.
 	Username string
 	Password string
-	// TLS enables TLS; InsecureSkipVerify is for tests only.
+	// TLS enables TLS; CAFile (PEM) adds the authorities that sign the server's certificate
+	// to the system's; InsecureSkipVerify is for tests only.
 	TLS                bool
+	CAFile             string
 	InsecureSkipVerify bool
 	// DialTimeout and ReadTimeout bound connecting and every read from the server; a read
 	// timeout is always set (default 30 s), so a stuck server fails a call instead of hanging.

@@ -36,9 +36,11 @@ type Config struct {
 	// Username and Password override the DSN's.
 	Username string              `mapstructure:"username"`
 	Password configopaque.String `mapstructure:"password"`
-	// TLS connects with TLS; InsecureSkipVerify skips the certificate check (tests only).
-	TLS                bool `mapstructure:"tls"`
-	InsecureSkipVerify bool `mapstructure:"insecure_skip_verify"`
+	// TLS connects with TLS; CAFile (PEM) adds the authorities of the server's certificate;
+	// InsecureSkipVerify skips the certificate check (tests only).
+	TLS                bool   `mapstructure:"tls"`
+	CAFile             string `mapstructure:"ca_file"`
+	InsecureSkipVerify bool   `mapstructure:"insecure_skip_verify"`
 	// DialTimeout and ReadTimeout bound connecting to and every read from the server.
 	DialTimeout time.Duration `mapstructure:"dial_timeout"`
 	ReadTimeout time.Duration `mapstructure:"read_timeout"`
@@ -72,6 +74,9 @@ func (c *Config) Validate() error {
 		} else if u.Scheme != "clickhouse" && u.Scheme != "tcp" {
 			errs = append(errs, fmt.Errorf("'endpoint' scheme %q: only the native protocol (clickhouse:// or tcp://) is supported", u.Scheme))
 		}
+	}
+	if (c.TLS || c.CAFile != "" || c.InsecureSkipVerify) && c.Path != "" {
+		errs = append(errs, errors.New("'tls', 'ca_file' and 'insecure_skip_verify' apply to a server 'endpoint', not the embedded 'path'"))
 	}
 	if c.Cluster != "" && c.Path != "" {
 		errs = append(errs, errors.New("'cluster' needs a server 'endpoint', not the embedded 'path'"))

@@ -58,6 +58,7 @@ func openStore(ctx context.Context, cfg *Config, logger *zap.Logger) (storage.St
 		Username:           cfg.Username,
 		Password:           string(cfg.Password),
 		TLS:                cfg.TLS,
+		CAFile:             cfg.CAFile,
 		InsecureSkipVerify: cfg.InsecureSkipVerify,
 		DialTimeout:        cfg.DialTimeout,
 		ReadTimeout:        cfg.ReadTimeout,

@@ -5,8 +5,15 @@ package testsvc
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -35,6 +42,10 @@ type ClickHouse struct {
 	Dir      string
 	TCPPort  int
 	HTTPPort int
+	// TLSPort serves the native protocol over TLS, with a self-signed certificate for
+	// 127.0.0.1 (CertFile).
+	TLSPort  int
+	CertFile string
 	cmd      *exec.Cmd
 	done     chan error
 }
@@ -68,7 +79,14 @@ func StartClickHouse(ctx context.Context, dir string) (*ClickHouse, error) {
 			return nil, err
 		}
 	}
-	c := &ClickHouse{Dir: dir, TCPPort: tcp, HTTPPort: httpPort}
+	tlsPort, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
+	c := &ClickHouse{Dir: dir, TCPPort: tcp, HTTPPort: httpPort, TLSPort: tlsPort}
+	if tlsPort == tcp || tlsPort == httpPort {
+		return nil, fmt.Errorf("start clickhouse: free ports collided, try again")
+	}
 	if err := c.writeConfig(); err != nil {
 		return nil, err
 	}
@@ -83,6 +101,43 @@ func (c *ClickHouse) DSN() string {
 	return fmt.Sprintf("clickhouse://default@127.0.0.1:%d/default?dial_timeout=2s&read_timeout=10s", c.TCPPort)
 }
 
+// TLSDSN is the native-protocol address over TLS (the client must trust CertFile or skip
+// verification).
+func (c *ClickHouse) TLSDSN() string {
+	return fmt.Sprintf("clickhouse://default@127.0.0.1:%d/default?dial_timeout=2s&read_timeout=10s", c.TLSPort)
+}
+
+// writeSelfSigned writes a fresh self-signed certificate for 127.0.0.1 and its key (PEM).
+func writeSelfSigned(certFile, keyFile string) error {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return fmt.Errorf("generate key: %w", err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(time.Now().UnixNano()),
+		Subject:               pkix.Name{CommonName: "127.0.0.1"},
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return fmt.Errorf("create certificate: %w", err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return fmt.Errorf("marshal key: %w", err)
+	}
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600)
+}
+
 // Addr is host:port of the native protocol.
 func (c *ClickHouse) Addr() string { return "127.0.0.1:" + strconv.Itoa(c.TCPPort) }
 
@@ -91,6 +146,11 @@ func (c *ClickHouse) writeConfig() error {
 		if err := os.MkdirAll(filepath.Join(c.Dir, d), 0o755); err != nil {
 			return fmt.Errorf("start clickhouse: %w", err)
 		}
+	}
+	c.CertFile = filepath.Join(c.Dir, "server.crt")
+	keyFile := filepath.Join(c.Dir, "server.key")
+	if err := writeSelfSigned(c.CertFile, keyFile); err != nil {
+		return fmt.Errorf("start clickhouse: %w", err)
 	}
 	config := `<?xml version="1.0"?>
 <yandex>
@@ -104,6 +164,18 @@ func (c *ClickHouse) writeConfig() error {
     <listen_host>127.0.0.1</listen_host>
     <tcp_port>` + strconv.Itoa(c.TCPPort) + `</tcp_port>
     <http_port>` + strconv.Itoa(c.HTTPPort) + `</http_port>
+    <tcp_port_secure>` + strconv.Itoa(c.TLSPort) + `</tcp_port_secure>
+    <openSSL>
+        <server>
+            <certificateFile>` + c.CertFile + `</certificateFile>
+            <privateKeyFile>` + keyFile + `</privateKeyFile>
+            <verificationMode>none</verificationMode>
+            <loadDefaultCAFile>false</loadDefaultCAFile>
+            <cacheSessions>true</cacheSessions>
+            <disableProtocols>sslv2,sslv3</disableProtocols>
+            <preferServerCiphers>true</preferServerCiphers>
+        </server>
+    </openSSL>
     <path>` + filepath.Join(c.Dir, "data") + `/</path>
     <tmp_path>` + filepath.Join(c.Dir, "tmp") + `/</tmp_path>
     <user_files_path>` + filepath.Join(c.Dir, "user_files") + `/</user_files_path>
