@@ -95,9 +95,9 @@ const (
 	DefaultFlowsReload = 30 * time.Second
 )
 
-// LoadConfig reads and validates a detector configuration file. FLOWWATCH_SHARD_INDEX and
-// FLOWWATCH_TOKEN in the environment override shard.index and token (Kubernetes sets the
-// first from the pod ordinal).
+// LoadConfig reads and validates a detector configuration file. In the environment,
+// FLOWWATCH_SHARD_INDEX, FLOWWATCH_TOKEN and FLOWWATCH_CLICKHOUSE_DSN override shard.index,
+// token and store.dsn (Kubernetes sets the first from the pod ordinal, the others from Secrets).
 func LoadConfig(path string) (*FileConfig, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -118,6 +118,9 @@ func LoadConfig(path string) (*FileConfig, error) {
 	}
 	if v := os.Getenv("FLOWWATCH_TOKEN"); v != "" {
 		c.Token = v
+	}
+	if v := os.Getenv("FLOWWATCH_CLICKHOUSE_DSN"); v != "" {
+		c.Store.DSN, c.Store.Embedded = v, ""
 	}
 	c.setDefaults()
 	if err := c.Validate(); err != nil {

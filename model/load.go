@@ -65,6 +65,29 @@ var nameRE = regexp.MustCompile(`^[a-z0-9_-]+$`)
 // and returns the validated set. On any problem it returns a nil Set and a Problems error
 // listing every problem of every file at once.
 func Load(paths ...string) (*Set, error) {
+	files, probs := FlowFiles(paths...)
+	var flows []*Flow
+	for _, path := range files {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			probs = append(probs, Problem{Pos{path, 0, 0}, fmt.Sprintf("cannot read: %v", errors.Unwrap(err))})
+			continue
+		}
+		fl, ps := Parse(path, data)
+		flows = append(flows, fl...)
+		probs = append(probs, ps...)
+	}
+	probs = append(probs, checkUnique(flows)...)
+	if len(probs) > 0 {
+		return nil, probs.sorted()
+	}
+	return NewSet(flows), nil
+}
+
+// FlowFiles lists the flow files of paths: files as given, and every *.yaml and *.yml below
+// a folder in lexical order, skipping hidden entries (names starting with "."), so that a
+// Kubernetes ConfigMap mount (whose ..data and timestamped folders are hidden) loads once.
+func FlowFiles(paths ...string) ([]string, Problems) {
 	var files []string
 	var probs Problems
 	for _, p := range paths {
@@ -82,6 +105,12 @@ func Load(paths ...string) (*Set, error) {
 			if err != nil {
 				return err
 			}
+			if path != p && strings.HasPrefix(d.Name(), ".") {
+				if d.IsDir() {
+					return filepath.SkipDir
+				}
+				return nil
+			}
 			if !d.IsDir() && (strings.HasSuffix(path, ".yaml") || strings.HasSuffix(path, ".yml")) {
 				found = append(found, path)
 			}
@@ -93,22 +122,7 @@ func Load(paths ...string) (*Set, error) {
 		sort.Strings(found)
 		files = append(files, found...)
 	}
-	var flows []*Flow
-	for _, path := range files {
-		data, err := os.ReadFile(path)
-		if err != nil {
-			probs = append(probs, Problem{Pos{path, 0, 0}, fmt.Sprintf("cannot read: %v", errors.Unwrap(err))})
-			continue
-		}
-		fl, ps := Parse(path, data)
-		flows = append(flows, fl...)
-		probs = append(probs, ps...)
-	}
-	probs = append(probs, checkUnique(flows)...)
-	if len(probs) > 0 {
-		return nil, probs.sorted()
-	}
-	return NewSet(flows), nil
+	return files, probs
 }
 
 func checkUnique(flows []*Flow) Problems {

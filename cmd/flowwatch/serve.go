@@ -6,12 +6,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	iofs "io/fs"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"sync/atomic"
 	"time"
 
@@ -48,26 +46,18 @@ func loadFlows(paths []string, log *slog.Logger) (*flowSource, error) {
 // filesDigest hashes the names, sizes and contents of the flow files below paths, so a reload
 // happens only when something changed (definitions are compared by identity elsewhere).
 func filesDigest(paths []string) (string, error) {
+	files, probs := model.FlowFiles(paths...)
+	if len(probs) > 0 {
+		return "", probs
+	}
 	h := sha256.New()
-	for _, p := range paths {
-		err := filepath.WalkDir(p, func(path string, d iofs.DirEntry, err error) error {
-			if err != nil {
-				return err
-			}
-			if d.IsDir() {
-				return nil
-			}
-			data, err := os.ReadFile(path)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(h, "%s\x00%d\x00", path, len(data))
-			h.Write(data)
-			return nil
-		})
+	for _, path := range files {
+		data, err := os.ReadFile(path)
 		if err != nil {
 			return "", err
 		}
+		fmt.Fprintf(h, "%s\x00%d\x00", path, len(data))
+		h.Write(data)
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
