@@ -108,6 +108,10 @@ type CommandRecord struct {
 // batch, a replayed queue) leaves the store as if they were written once, as seen by Reader.
 // A method returns only after the rows are durable in the store, or an error.
 type Writer interface {
+	// WriteEvents writes one batch. It fills in place the EventID (see EventID) and the
+	// IngestTime (now) of events that lack them. A batch with an invalid row (no tenant,
+	// flow or time; a malformed EventID) writes nothing and returns an error wrapping
+	// ErrInvalid that names every bad row.
 	WriteEvents(ctx context.Context, events []CheckpointEvent) error
 	WriteAliases(ctx context.Context, aliases []Alias) error
 	WriteStates(ctx context.Context, states []InstanceState) error
