@@ -101,6 +101,7 @@ func (h *taskHeap) Push(x any)   { *h = append(*h, x.(task)) }
 func (h *taskHeap) Pop() any {
 	old := *h
 	t := old[len(old)-1]
+	old[len(old)-1] = task{} // drop the closure
 	*h = old[:len(old)-1]
 	return t
 }
