@@ -5,7 +5,7 @@ PKGS      := ./...
 FUZZTIME  ?= 10s
 BENCHTIME ?= 1s
 
-.PHONY: all build test run bench lint deps chdb fuzz clean plugin plugin-deps test-plugin deploy-flows
+.PHONY: all build test run bench lint deps chdb fuzz clean plugin plugin-deps test-plugin deploy-flows demo
 
 all: build
 
@@ -55,6 +55,11 @@ plugin: plugin-deps
 run: build
 	$(BIN) run --demo
 
+## demo: the simulated choreography alone, against a flowwatch (or any OTLP receiver) already
+## running; e.g. make demo DEMOFLAGS='--rate 20 --error-rate 0.2 --nats nats://127.0.0.1:4222'
+demo: build
+	$(BIN) demo $(DEMOFLAGS)
+
 bench: chdb
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./model/...
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./collector/flowprocessor/
@@ -62,6 +67,7 @@ bench: chdb
 	$(GO) test -run '^$$' -bench 'Insert' -benchmem -benchtime $(BENCHTIME) ./storage/
 	$(GO) test -run '^$$' -bench 'BytesPerEvent' -benchtime 1x ./storage/
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./grafana-plugin/pkg/plugin/
+	$(GO) test -run '^$$' -bench DemoOrders -benchtime $(BENCHTIME) ./internal/demo/
 
 clean:
 	rm -rf bin data
