@@ -142,20 +142,47 @@ func newTelemetry(ctx context.Context, cfg *Config, ids sdktrace.IDGenerator, ho
 	return t, nil
 }
 
-// shutdown flushes and stops every provider, then closes the shared connection.
+// shutdown flushes and stops every provider, all at once so that an unreachable receiver
+// costs one timeout, not one per provider; then closes the shared connection.
 func (t *telemetry) shutdown(ctx context.Context) error {
-	var errs []error
+	var (
+		mu     sync.Mutex
+		failed []string
+		first  error
+		wg     sync.WaitGroup
+	)
+	fail := func(what string, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if first == nil {
+			first = fmt.Errorf("%s: %w", what, err)
+		}
+		failed = append(failed, what)
+	}
 	for _, name := range serviceNames {
 		s := t.services[name]
 		if s == nil {
 			continue
 		}
-		if err := s.tp.Shutdown(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("flush spans of %s: %w", name, err))
-		}
-		if err := s.lp.Shutdown(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("flush logs of %s: %w", name, err))
-		}
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			if err := s.tp.Shutdown(ctx); err != nil {
+				fail("spans of "+name, err)
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			if err := s.lp.Shutdown(ctx); err != nil {
+				fail("logs of "+name, err)
+			}
+		}()
+	}
+	wg.Wait()
+	var errs []error
+	if first != nil {
+		errs = append(errs, fmt.Errorf("flush telemetry (%d of %d exports failed, e.g. %w)",
+			len(failed), 2*len(t.services), first))
 	}
 	if t.conn != nil {
 		if err := t.conn.Close(); err != nil {
