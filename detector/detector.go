@@ -290,22 +290,33 @@ func (d *Detector) read(ctx context.Context) ([]storage.CheckpointEvent, error) 
 			d.m.readErrors.Inc()
 			return out, fmt.Errorf("read events since %s: %w", since.Format(time.RFC3339Nano), err)
 		}
-		for _, r := range rows {
+		full := len(rows) >= limit
+		last := time.Time{}
+		if len(rows) > 0 {
+			last = rows[len(rows)-1].IngestTime
+		}
+		fresh := rows[:0] // filter in place: rows are ours
+		for i := range rows {
+			r := &rows[i]
 			if _, dup := d.seen[r.EventID]; dup {
 				continue
 			}
 			ns := r.IngestTime.UnixNano()
 			d.seen[r.EventID] = ns
 			d.seenQ = append(d.seenQ, seenEntry{r.EventID, ns})
-			out = append(out, r)
 			if r.IngestTime.After(d.cursor) {
 				d.cursor = r.IngestTime
 			}
+			fresh = append(fresh, *r)
 		}
-		if len(rows) < limit {
+		if out == nil {
+			out = fresh
+		} else {
+			out = append(out, fresh...)
+		}
+		if !full {
 			break
 		}
-		last := rows[len(rows)-1].IngestTime
 		if !last.After(since) {
 			limit *= 2 // a full page of one ingest time: widen it rather than loop
 			continue
@@ -345,8 +356,10 @@ func (d *Detector) read(ctx context.Context) ([]storage.CheckpointEvent, error) 
 // back from the store the instances it does not know (late or out-of-order events).
 func (d *Detector) ingest(ctx context.Context, events []storage.CheckpointEvent, now time.Time, touched map[string]*inst) error {
 	set := d.cfg.Flows()
-	events = append(d.unresolved, events...)
-	d.unresolved = nil
+	if len(d.unresolved) > 0 {
+		events = append(d.unresolved, events...)
+		d.unresolved = nil
+	}
 	resolveErr := d.resolveAliases(ctx, set, events)
 	hydrate := map[string]bool{}
 	for i := range events {
