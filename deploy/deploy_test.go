@@ -4,11 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"net"
 	"net/url"
 	"os"
+	"os/exec"
 	"path"
 	"path/filepath"
 	"regexp"
@@ -659,6 +661,15 @@ func TestDockerfile(t *testing.T) {
 			t.Errorf("FROM %s: pin a tag", img)
 		}
 	}
+	// A binary that binds C libraries through purego is linked against glibc's loader even
+	// with CGO_ENABLED=0: it does not start on musl (alpine) or without a libc.
+	if usesPurego(t) {
+		for _, bad := range []string{"alpine", "scratch", "distroless/static", "busybox"} {
+			if strings.Contains(final.from, bad) {
+				t.Errorf("final stage FROM %s: ./cmd/flowwatch uses purego, so the binary needs glibc (ld-linux); use a glibc image", final.from)
+			}
+		}
+	}
 	var user, entrypoint string
 	for _, l := range final.lines {
 		instr, rest, _ := strings.Cut(l, " ")
@@ -713,4 +724,19 @@ func TestNATSSubjectMatches(t *testing.T) {
 			t.Errorf("natsSubjectMatches(%q, %q) = %v, want %v", c.filter, c.subject, got, c.want)
 		}
 	}
+}
+
+// usesPurego says whether ./cmd/flowwatch, built as the image builds it, links purego.
+func usesPurego(t *testing.T) bool {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "go", "list", "-deps", "-f", "{{.ImportPath}}", "./cmd/flowwatch")
+	cmd.Dir = repoRoot
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list -deps ./cmd/flowwatch: %v", err)
+	}
+	return slices.Contains(strings.Fields(string(out)), "github.com/ebitengine/purego")
 }
