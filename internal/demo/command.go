@@ -14,9 +14,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// CommandType is the CloudEvents type of an unblock command (model.DefaultCommandType).
-const CommandType = "dev.flowwatch.unblock"
-
 // Command is an unblock command: a CloudEvents 1.0 event in structured JSON mode.
 type Command struct {
 	SpecVersion     string      `json:"specversion"`
@@ -32,6 +29,8 @@ type Command struct {
 
 // CommandData is the data of an unblock command.
 type CommandData struct {
+	// Tenant, when the detector sends it, must be the demo's own tenant.
+	Tenant     string `json:"tenant,omitempty"`
 	Flow       string `json:"flow"`
 	Version    int    `json:"version,omitempty"`
 	Key        string `json:"key"`

@@ -203,14 +203,21 @@ func TestWebhookRetriesStuckPaymentOnce(t *testing.T) {
 	code, out = post(command("cmd-3", "customer-onboarding", "identity_verified", "cus-1"), "cmd-3")
 	assert.Equal(t, http.StatusOK, code)
 	assert.Equal(t, demo.OutcomeIgnored, out["status"])
+	// So is a command for another tenant's order, even a stuck one's key.
+	other := bytes.Replace(command("cmd-4", "order-fulfilment", "paid", orders[1]),
+		[]byte(`"flow":`), []byte(`"tenant":"globex","flow":`), 1)
+	code, out = post(other, "cmd-4")
+	assert.Equal(t, http.StatusOK, code)
+	assert.Equal(t, demo.OutcomeIgnored, out["status"])
+	assert.Contains(t, out["detail"], `tenant "globex"`)
 
 	assert.Zero(t, count(c.collect(), authorizedFor(orders[1])), "the other order stays stuck")
 	st := d.Stats()
 	assert.EqualValues(t, 1, st.Retries)
 	assert.EqualValues(t, 2, st.Duplicates)
-	assert.EqualValues(t, 2, st.Ignored)
+	assert.EqualValues(t, 3, st.Ignored)
 	assert.EqualValues(t, 1, st.Invalid)
-	assert.EqualValues(t, 5, st.Commands)
+	assert.EqualValues(t, 6, st.Commands)
 	assert.Contains(t, log.String(), "webhook command cmd-1 for order-fulfilment/"+orders[0]+" retried")
 }
 

@@ -903,6 +903,10 @@ func (s *sim) handle(cmd *Command, dedupKey string) Outcome {
 		s.seen.add(dedupKey)
 	}
 	key := cmd.key()
+	if cmd.Data.Tenant != "" && cmd.Data.Tenant != s.cfg.Tenant {
+		s.stats.ignored.Add(1)
+		return Outcome{Status: OutcomeIgnored, Detail: fmt.Sprintf("tenant %q is not this demo's (%q)", cmd.Data.Tenant, s.cfg.Tenant)}
+	}
 	switch {
 	case cmd.Data.Flow == flowOrder && cmd.Data.Checkpoint == checkpointPaid:
 		o, ok := s.orders.get(key)
