@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/flowwatch/flowwatch/storage"
 )
 
 // chConfig is the part of a ClickHouse server or Keeper configuration file the cluster
@@ -373,4 +375,47 @@ func TestClickHouseCluster(t *testing.T) {
 func sameFile(src, rel string) bool {
 	abs, err := filepath.Abs(rel)
 	return err == nil && src != "" && filepath.Clean(src) == abs
+}
+
+// TestClusterDDLMacros generates the cluster DDL flowwatch applies (storage.DDL, as `flowwatch
+// schema --cluster flowwatch` prints it) and checks that every macro it uses is defined on
+// every server of both cluster configurations. (TestClickHouseCluster checks that the {replica}
+// values are unique across the whole cluster, which the DDL needs: some tables replicate over
+// all shards on one Keeper path.)
+func TestClusterDDLMacros(t *testing.T) {
+	ddl, err := storage.DDL(storage.SchemaOptions{Cluster: clusterName, RetentionDays: 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(ddl, "ON CLUSTER "+clusterName) {
+		t.Fatalf("the cluster DDL does not run ON CLUSTER %s", clusterName)
+	}
+	builtin := map[string]bool{"database": true, "table": true, "uuid": true}
+	used := map[string]bool{}
+	for _, m := range regexp.MustCompile(`\{([a-z_]+)\}`).FindAllStringSubmatch(ddl, -1) {
+		if !builtin[m[1]] {
+			used[m[1]] = true
+		}
+	}
+	if !used["shard"] || !used["replica"] {
+		t.Fatalf("the cluster DDL uses macros %v; want at least {shard} and {replica}", used)
+	}
+	files, _ := filepath.Glob(filepath.Join("clickhouse", "macros", "*.xml"))
+	files = append(files, filepath.Join("compose", "clickhouse", "flowwatch.xml"))
+	for _, f := range files {
+		c, err := readCHConfig(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Macros == nil {
+			t.Errorf("%s: no macros", f)
+			continue
+		}
+		defined := map[string]string{"cluster": c.Macros.Cluster, "shard": c.Macros.Shard, "replica": c.Macros.Replica}
+		for m := range used {
+			if defined[m] == "" {
+				t.Errorf("%s: the cluster DDL uses {%s}, which this server does not define", f, m)
+			}
+		}
+	}
 }
