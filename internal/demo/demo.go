@@ -174,16 +174,15 @@ func (d *Demo) Run(ctx context.Context) error {
 		}
 	}
 
-	where := fmt.Sprintf("OTLP/%s to %s", d.cfg.Protocol, d.cfg.Endpoint())
-	d.logf("demo: emitting %s as tenant %s, %g orders/s, seed %d", where, d.cfg.Tenant, d.cfg.Rate, d.seed)
-	if nc != nil {
-		d.logf("demo: consuming commands from NATS %s, stream %s, subject %s", d.cfg.NATS, CommandStream, CommandSubject)
-	}
-	if srv != nil {
-		d.logf("demo: accepting webhook commands on http://%s/", d.Addr())
-	}
-
 	if ctx.Err() == nil {
+		d.logf("demo: emitting OTLP/%s to %s as tenant %s, %g orders/s, seed %d",
+			d.cfg.Protocol, d.cfg.Endpoint(), d.cfg.Tenant, d.cfg.Rate, d.seed)
+		if nc != nil {
+			d.logf("demo: consuming commands from NATS %s, stream %s, subject %s", d.cfg.NATS, CommandStream, CommandSubject)
+		}
+		if srv != nil {
+			d.logf("demo: accepting webhook commands on http://%s/", d.Addr())
+		}
 		d.loop(ctx, consumers)
 	}
 	close(d.loopDone)
