@@ -550,6 +550,14 @@ func TestCompose(t *testing.T) {
 		if !slices.Contains(strings.Split(g.Environment["GF_PLUGINS_ALLOW_LOADING_UNSIGNED_PLUGINS"], ","), pluginID) {
 			t.Errorf("service %s: GF_PLUGINS_ALLOW_LOADING_UNSIGNED_PLUGINS must list %s", gName, pluginID)
 		}
+		if dep, err := grafanaPluginDependency(); err == nil {
+			_, tag, _ := strings.Cut(g.Image, ":")
+			if !versionAtLeast(tag, dep) {
+				t.Errorf("service %s: image %s, but the plugin needs Grafana %s (plugin.json dependencies.grafanaDependency)", gName, g.Image, dep)
+			}
+		} else if !isNotExist(err) {
+			t.Error(err)
+		}
 		if id, err := grafanaPluginID(); err == nil && id != pluginID {
 			t.Errorf("service %s: plugin mounted as %s, grafana-plugin/src/plugin.json says %s", gName, pluginID, id)
 		} else if err != nil && !isNotExist(err) {
@@ -892,4 +900,44 @@ func stripYAMLComments(data []byte) []byte {
 		}
 	}
 	return out
+}
+
+// grafanaPluginDependency reads the minimum Grafana version from plugin.json (">=12.0.0" ->
+// "12.0.0").
+func grafanaPluginDependency() (string, error) {
+	data, err := os.ReadFile(filepath.Join(repoRoot, "grafana-plugin", "src", "plugin.json"))
+	if err != nil {
+		return "", err
+	}
+	var p struct {
+		Dependencies struct {
+			GrafanaDependency string `json:"grafanaDependency"`
+		} `json:"dependencies"`
+	}
+	if err := json.Unmarshal(data, &p); err != nil {
+		return "", fmt.Errorf("grafana-plugin/src/plugin.json: %w", err)
+	}
+	v, ok := strings.CutPrefix(strings.TrimSpace(p.Dependencies.GrafanaDependency), ">=")
+	if !ok {
+		return "", fmt.Errorf("grafana-plugin/src/plugin.json: grafanaDependency %q: want >=X.Y.Z", p.Dependencies.GrafanaDependency)
+	}
+	return strings.TrimSpace(v), nil
+}
+
+// versionAtLeast compares dotted numeric versions ("13.2.3" >= "12.0.0").
+func versionAtLeast(v, min string) bool {
+	a, b := strings.Split(v, "."), strings.Split(min, ".")
+	for i := range max(len(a), len(b)) {
+		var x, y int
+		if i < len(a) {
+			x, _ = strconv.Atoi(a[i])
+		}
+		if i < len(b) {
+			y, _ = strconv.Atoi(b[i])
+		}
+		if x != y {
+			return x > y
+		}
+	}
+	return true
 }
