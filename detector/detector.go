@@ -189,6 +189,13 @@ func New(cfg Config) (*Detector, error) {
 			return nil, errors.New("detector: a sink configuration has no sink")
 		}
 		d.sinks[s.Sink.Name()] = newSinkState(s)
+		for _, o := range []string{OutcomeSent, OutcomeFailed} {
+			d.m.commands.WithLabelValues(s.Sink.Name(), o) // exported at zero from the start
+		}
+	}
+	for _, n := range cfg.Alerting.Notifiers {
+		d.m.alertsSent.WithLabelValues(n.Name())
+		d.m.alertsFailed.WithLabelValues(n.Name())
 	}
 	return d, nil
 }
