@@ -189,7 +189,7 @@ func (e *flowExporter) write(ctx context.Context, b *batch) error {
 // addSpan adds the rows of a span (checkpoint time: its end) and of its span events
 // (their own times).
 func (b *batch) addSpan(service string, span ptrace.Span, maxMsg int) {
-	traceID, spanID := traceHex(span.TraceID()), spanHex(span.SpanID())
+	traceID, spanID := idsHex(span.TraceID(), span.SpanID())
 	status := statusString(span.Status().Code())
 	if flowattr.Has(span.Attributes()) {
 		b.matches = flowattr.Get(span.Attributes(), b.matches[:0])
@@ -235,7 +235,8 @@ func (b *batch) addLog(service string, lr plog.LogRecord, maxMsg int) {
 		status = "error"
 		msg = truncate(lr.Body().AsString(), maxMsg)
 	}
-	b.add(item{attrs: lr.Attributes(), time: ts, traceID: traceHex(lr.TraceID()), spanID: spanHex(lr.SpanID()),
+	traceID, spanID := idsHex(lr.TraceID(), lr.SpanID())
+	b.add(item{attrs: lr.Attributes(), time: ts, traceID: traceID, spanID: spanID,
 		service: service, name: name, status: status, message: msg})
 }
 
@@ -330,18 +331,31 @@ func statusString(c ptrace.StatusCode) string {
 	}
 }
 
-func traceHex(id pcommon.TraceID) string {
-	if id.IsEmpty() {
-		return ""
+// idsHex returns the hex forms of a trace and a span id ("" for an empty id), with one
+// allocation for both.
+func idsHex(tid pcommon.TraceID, sid pcommon.SpanID) (traceID, spanID string) {
+	var buf [48]byte
+	n := 0
+	if !tid.IsEmpty() {
+		hex.Encode(buf[:32], tid[:])
+		n = 32
 	}
-	return hex.EncodeToString(id[:])
-}
-
-func spanHex(id pcommon.SpanID) string {
-	if id.IsEmpty() {
-		return ""
+	if !sid.IsEmpty() {
+		hex.Encode(buf[n:n+16], sid[:])
+		n += 16
 	}
-	return hex.EncodeToString(id[:])
+	if n == 0 {
+		return "", ""
+	}
+	s := string(buf[:n])
+	switch {
+	case tid.IsEmpty():
+		return "", s
+	case sid.IsEmpty():
+		return s, ""
+	default:
+		return s[:32], s[32:]
+	}
 }
 
 // truncate cuts s to at most n bytes on a rune boundary (n 0: no limit).

@@ -191,3 +191,19 @@ func BenchmarkEncodeRow(b *testing.B) {
 		b.Fatalf("encoded %d rows, %d aliases", len(bt.events), len(bt.aliases))
 	}
 }
+
+func TestIDsHex(t *testing.T) {
+	tid := pcommon.TraceID{0xab, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 0xff}
+	sid := pcommon.SpanID{0xcd, 1, 2, 3, 4, 5, 6, 0xef}
+	tr, sp := idsHex(tid, sid)
+	assert.Equal(t, "ab0102030405060708090a0b0c0d0eff", tr)
+	assert.Equal(t, "cd010203040506ef", sp)
+	tr, sp = idsHex(pcommon.TraceID{}, sid)
+	assert.Equal(t, "", tr)
+	assert.Equal(t, "cd010203040506ef", sp)
+	tr, sp = idsHex(tid, pcommon.SpanID{})
+	assert.Equal(t, "ab0102030405060708090a0b0c0d0eff", tr)
+	assert.Equal(t, "", sp)
+	tr, sp = idsHex(pcommon.TraceID{}, pcommon.SpanID{})
+	assert.Equal(t, "", tr+sp)
+}
