@@ -293,14 +293,43 @@ func (n *NATSSink) Name() string { return n.SinkName }
 // Close closes the connection.
 func (n *NATSSink) Close() { n.conn.Close() }
 
+// ensureStream creates the command stream, or adds our subjects to an existing one without
+// removing anyone else's (a consumer may have created it first).
+func (n *NATSSink) ensureStream(ctx context.Context) error {
+	st, err := n.js.Stream(ctx, n.Stream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		_, err = n.js.CreateStream(ctx, jetstream.StreamConfig{Name: n.Stream, Subjects: n.Subjects,
+			Duplicates: 10 * time.Minute, Storage: jetstream.FileStorage})
+		return err
+	}
+	if err != nil {
+		return err
+	}
+	cfg := st.CachedInfo().Config
+	have := map[string]bool{}
+	for _, s := range cfg.Subjects {
+		have[s] = true
+	}
+	changed := false
+	for _, s := range n.Subjects {
+		if !have[s] {
+			cfg.Subjects = append(cfg.Subjects, s)
+			changed = true
+		}
+	}
+	if !changed {
+		return nil
+	}
+	_, err = n.js.UpdateStream(ctx, cfg)
+	return err
+}
+
 // Send implements Sink.
 func (n *NATSSink) Send(ctx context.Context, cmd Command) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if !n.ensured && len(n.Subjects) > 0 {
-		_, err := n.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: n.Stream, Subjects: n.Subjects,
-			Duplicates: 10 * time.Minute, Storage: jetstream.FileStorage})
-		if err != nil {
+		if err := n.ensureStream(ctx); err != nil {
 			return fmt.Errorf("ensure stream %s: %w", n.Stream, err)
 		}
 		n.ensured = true
