@@ -203,6 +203,42 @@ func BenchmarkBytesPerEvent(b *testing.B) {
 		b.Fatalf("%d rows stored, want %d", nrows, total)
 	}
 	b.ReportMetric(float64(bytes)/float64(nrows), "B/event")
+
+	// What the readers cost on that table (one run each, after the merge).
+	last := realisticEvents(uint64(total-batch), total-batch, batch)
+	tail := last[len(last)-1]
+	day0 := time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)
+	timed := func(unit string, f func() (int, error)) {
+		start := time.Now()
+		n, err := f()
+		if err != nil {
+			b.Fatalf("%s: %v", unit, err)
+		}
+		if n == 0 {
+			b.Fatalf("%s: nothing found", unit)
+		}
+		b.ReportMetric(float64(time.Since(start).Microseconds())/1000, unit)
+	}
+	timed("ms/EventsSince", func() (int, error) {
+		evs, err := s.EventsSince(ctx, tail.IngestTime.Add(-30*time.Second), 1000)
+		return len(evs), err
+	})
+	timed("ms/InstanceEvents", func() (int, error) {
+		evs, err := s.InstanceEvents(ctx, tail.Tenant, tail.Flow, tail.Key)
+		return len(evs), err
+	})
+	timed("ms/CheckpointCounts", func() (int, error) {
+		cs, err := s.CheckpointCounts(ctx, "acme", "order-fulfilment", day0, day0.Add(24*time.Hour))
+		return len(cs), err
+	})
+	timed("ms/Transitions", func() (int, error) {
+		tr, err := s.Transitions(ctx, "acme", "order-fulfilment", [][2]string{{"placed", "paid"}, {"paid", "settled"}, {"shipped", "delivered"}}, day0, day0.Add(24*time.Hour))
+		return int(tr[0].Count), err
+	})
+	timed("ms/Series", func() (int, error) {
+		ss, err := s.Series(ctx, "acme", "order-fulfilment", "checkpoint", day0, day0.Add(24*time.Hour), 5*time.Minute)
+		return len(ss), err
+	})
 	q = "SELECT column, toUInt64(sum(column_data_compressed_bytes)) AS c FROM system.parts_columns WHERE active AND database = " + quote(st.db) +
 		" AND table = 'checkpoint_events' GROUP BY column ORDER BY c DESC"
 	_ = st.each(ctx, q, func(r rows) error {

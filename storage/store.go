@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"sort"
 	"strconv"
 	"strings"
@@ -621,58 +622,78 @@ func (s *store) Transitions(ctx context.Context, tenant, flow string, edges [][2
 	if len(edges) == 0 {
 		return nil, nil
 	}
-	var edgeLits, cps []string
-	seen := map[string]bool{}
+	var cps []string
+	col := map[string]string{} // checkpoint -> its column in the per-instance row
 	for _, e := range edges {
-		edgeLits = append(edgeLits, "("+quote(e[0])+", "+quote(e[1])+")")
 		for _, c := range e {
-			if !seen[c] {
-				seen[c] = true
+			if _, ok := col[c]; !ok {
+				col[c] = "t" + strconv.Itoa(len(cps))
 				cps = append(cps, c)
 			}
 		}
 	}
-	// Per instance (alias-keyed rows resolved to their instance's key), the first time it
-	// reached each checkpoint; then, per edge, the instances that reached the source in
-	// [from, to) and the target afterwards.
-	events := "SELECT e.tenant AS tenant, if(a.key != '', a.key, e.key) AS ikey, e.checkpoint AS checkpoint, e.time AS time" +
-		" FROM " + s.table("checkpoint_events") + " AS e " + s.d.global() + "LEFT JOIN (SELECT tenant, attr, value, argMin(key, time) AS key FROM " +
-		s.table("aliases") + " WHERE " + s.flowWhere(tenant, flow) + " GROUP BY tenant, attr, value) AS a" +
-		" ON e.tenant = a.tenant AND e.key_attr = a.attr AND e.key = a.value" +
-		" WHERE " + flowWhereAs("e.", tenant, flow) +
-		" AND e.checkpoint IN (" + quoteList(cps) + ") AND e.time >= " + s.d.ts(from)
-	firsts := "SELECT tenant, ikey, checkpoint, min(time) AS t FROM (" + events + ") GROUP BY tenant, ikey, checkpoint"
-	perInstance := "SELECT groupArray(checkpoint) AS cps, groupArray(toUnixTimestamp64Nano(t)) AS ts FROM (" + firsts + ") GROUP BY tenant, ikey"
-	q := "SELECT edge.1, edge.2, count(), quantile(0.5)(ts[indexOf(cps, edge.2)] - ts[indexOf(cps, edge.1)]), " +
-		"quantile(0.95)(ts[indexOf(cps, edge.2)] - ts[indexOf(cps, edge.1)])" +
-		" FROM (" + perInstance + ") ARRAY JOIN [" + strings.Join(edgeLits, ", ") + "] AS edge" +
-		" WHERE has(cps, edge.1) AND has(cps, edge.2)" +
-		" AND ts[indexOf(cps, edge.1)] >= " + strconv.FormatInt(from.UnixNano(), 10) +
-		" AND ts[indexOf(cps, edge.1)] < " + strconv.FormatInt(to.UnixNano(), 10) +
-		" AND ts[indexOf(cps, edge.2)] >= ts[indexOf(cps, edge.1)]" +
-		" GROUP BY edge.1, edge.2"
-	got := map[[2]string]Transition{}
+	// The flow's events of these checkpoints, alias-keyed rows resolved to their instance's
+	// key: only rows keyed by an alias attribute go through the join.
+	where := flowWhereAs("", tenant, flow) + " AND checkpoint IN (" + quoteList(cps) + ") AND time >= " + s.d.ts(from)
+	aliasAttrs := "SELECT DISTINCT attr FROM " + s.table("aliases") + " WHERE " + s.flowWhere(tenant, flow)
+	events := "SELECT tenant, key AS ikey, checkpoint, time FROM " + s.table("checkpoint_events") +
+		" WHERE " + where + " AND key_attr " + s.d.global() + "NOT IN (" + aliasAttrs + ")" +
+		" UNION ALL " +
+		"SELECT e.tenant AS tenant, if(a.key != '', a.key, e.key) AS ikey, e.checkpoint AS checkpoint, e.time AS time FROM (" +
+		"SELECT tenant, key, key_attr, checkpoint, time FROM " + s.table("checkpoint_events") +
+		" WHERE " + where + " AND key_attr " + s.d.global() + "IN (" + aliasAttrs + ")) AS e " + s.d.global() +
+		"LEFT JOIN (SELECT tenant, attr, value, argMin(key, time) AS key FROM " + s.table("aliases") +
+		" WHERE " + s.flowWhere(tenant, flow) + " GROUP BY tenant, attr, value) AS a" +
+		" ON e.tenant = a.tenant AND e.key_attr = a.attr AND e.key = a.value"
+	// One row per instance: the first time it reached each checkpoint (0: never).
+	var firsts []string
+	for _, c := range cps {
+		firsts = append(firsts, "minIf(toUnixTimestamp64Nano(time), checkpoint = "+quote(c)+") AS "+col[c])
+	}
+	perInstance := "SELECT " + strings.Join(firsts, ", ") + " FROM (" + events + ") GROUP BY tenant, ikey"
+	// Per edge: instances that reached the source in [from, to) and the target afterwards.
+	var aggs []string
+	fromNs, toNs := strconv.FormatInt(from.UnixNano(), 10), strconv.FormatInt(to.UnixNano(), 10)
+	for _, e := range edges {
+		src, dst := col[e[0]], col[e[1]]
+		cond := src + " >= " + fromNs + " AND " + src + " < " + toNs + " AND " + dst + " >= " + src + " AND " + src + " > 0"
+		d := "toFloat64(" + dst + " - " + src + ")"
+		aggs = append(aggs, "countIf("+cond+")", "quantileIf(0.5)("+d+", "+cond+")", "quantileIf(0.95)("+d+", "+cond+")")
+	}
+	q := "SELECT " + strings.Join(aggs, ", ") + " FROM (" + perInstance + ")"
+	out := make([]Transition, len(edges))
+	for i, e := range edges {
+		out[i] = Transition{Source: e[0], Target: e[1]}
+	}
 	if err := s.each(ctx, q, func(r rows) error {
-		var t Transition
-		var p50, p95 float64
-		if err := r.Scan(&t.Source, &t.Target, &t.Count, &p50, &p95); err != nil {
+		counts := make([]uint64, len(edges))
+		qs := make([]float64, 2*len(edges))
+		dest := make([]any, 0, 3*len(edges))
+		for i := range edges {
+			dest = append(dest, &counts[i], &qs[2*i], &qs[2*i+1])
+		}
+		if err := r.Scan(dest...); err != nil {
 			return err
 		}
-		t.P50, t.P95 = time.Duration(p50), time.Duration(p95)
-		got[[2]string{t.Source, t.Target}] = t
+		for i := range edges {
+			out[i].Count = counts[i]
+			if counts[i] > 0 {
+				out[i].P50, out[i].P95 = nanos(qs[2*i]), nanos(qs[2*i+1])
+			}
+		}
 		return nil
 	}); err != nil {
 		return nil, fmt.Errorf("transitions of %s: %w", flow, err)
 	}
-	out := make([]Transition, len(edges))
-	for i, e := range edges {
-		t, ok := got[e]
-		if !ok {
-			t = Transition{Source: e[0], Target: e[1]}
-		}
-		out[i] = t
-	}
 	return out, nil
+}
+
+// nanos converts a quantile of nanoseconds; NaN (no values) is 0.
+func nanos(v float64) time.Duration {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return 0
+	}
+	return time.Duration(v)
 }
 
 func (s *store) Series(ctx context.Context, tenant, flow, by string, from, to time.Time, step time.Duration) ([]Series, error) {
