@@ -61,6 +61,7 @@ func parseDemoFlags(args []string, stderr io.Writer) (demo.Config, int) {
 	fs.StringVar(&cfg.NATS, "nats", cfg.NATS, "NATS URL: consume unblock commands from JetStream ("+demo.CommandStream+", "+demo.CommandSubject+")")
 	fs.StringVar(&cfg.Consumer, "consumer", cfg.Consumer, "durable JetStream consumer name")
 	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "host:port of an HTTP endpoint accepting webhook commands (POST)")
+	fs.StringVar(&cfg.WebhookSecret, "webhook-secret", cfg.WebhookSecret, "require this Standard Webhooks secret's signature on webhook commands")
 	fs.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "random seed; 0 picks one (printed)")
 	fs.IntVar(&cfg.ReportEvery, "report-every", cfg.ReportEvery, "print a progress line every this many orders; 0 never")
 	fs.DurationVar(&cfg.ExportInterval, "export-interval", cfg.ExportInterval, "how often the SDK exports batches")

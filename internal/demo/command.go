@@ -2,11 +2,15 @@ package demo
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -140,10 +144,11 @@ func (d *Demo) submit(ctx context.Context, cmd *Command, dedupKey string) (Outco
 // maxCommandBytes bounds a webhook body.
 const maxCommandBytes = 1 << 20
 
-// Handler returns the webhook sink for commands: POST a structured CloudEvent; the
-// Idempotency-Key header (else the event id) makes a repeated delivery a no-op. Answers 202
-// when the command was acted on, 200 when it was a duplicate or needed nothing, 400 for a
-// malformed command, 503 when the demo is stopping.
+// Handler returns the webhook sink for commands, on any path: POST a structured CloudEvent;
+// the Idempotency-Key header (else the event id) makes a repeated delivery a no-op. With a
+// WebhookSecret, the Standard Webhooks signature must verify. Answers 202 when the command
+// was acted on, 200 when it was a duplicate or needed nothing, 400 for a malformed command,
+// 401 for a bad signature, 503 when the demo is stopping.
 func (d *Demo) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
@@ -155,6 +160,14 @@ func (d *Demo) Handler() http.Handler {
 		if err != nil {
 			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "read body: " + err.Error()})
 			return
+		}
+		if d.cfg.WebhookSecret != "" {
+			if err := verifyWebhook(d.cfg.WebhookSecret, r.Header, body, d.now()); err != nil {
+				d.stats.invalid.Add(1)
+				d.logf("demo: rejected webhook command: %v", err)
+				writeJSON(w, http.StatusUnauthorized, map[string]string{"error": err.Error()})
+				return
+			}
 		}
 		cmd, err := DecodeCommand(body)
 		if err != nil {
@@ -280,4 +293,44 @@ func (d *Demo) onNATS(ctx context.Context, msg jetstream.Msg) {
 func (c *natsConsumer) stop() {
 	c.cc.Stop()
 	c.nc.Close()
+}
+
+// webhookTolerance is how far a signed webhook's timestamp may be from now.
+const webhookTolerance = 5 * time.Minute
+
+// verifyWebhook checks a Standard Webhooks signature: webhook-signature holds one or more
+// space-separated "v1,<base64 HMAC-SHA256 of id.timestamp.body>"; the secret is a
+// "whsec_<base64>" key or, otherwise, the raw bytes of the string.
+func verifyWebhook(secret string, h http.Header, body []byte, now time.Time) error {
+	id, ts, sigs := h.Get("webhook-id"), h.Get("webhook-timestamp"), h.Get("webhook-signature")
+	if id == "" || ts == "" || sigs == "" {
+		return errors.New("webhook signature required: webhook-id, webhook-timestamp or webhook-signature missing")
+	}
+	sec, err := strconv.ParseInt(ts, 10, 64)
+	if err != nil {
+		return fmt.Errorf("webhook-timestamp %q is not a Unix time", ts)
+	}
+	if d := now.Sub(time.Unix(sec, 0)); d > webhookTolerance || d < -webhookTolerance {
+		return fmt.Errorf("webhook-timestamp %s is more than %s away from now", ts, webhookTolerance)
+	}
+	key := []byte(secret)
+	if raw, ok := strings.CutPrefix(secret, "whsec_"); ok {
+		if b, err := base64.StdEncoding.DecodeString(raw); err == nil {
+			key = b
+		}
+	}
+	mac := hmac.New(sha256.New, key)
+	mac.Write([]byte(id + "." + ts + "."))
+	mac.Write(body)
+	want := mac.Sum(nil)
+	for _, sig := range strings.Fields(sigs) {
+		v, b64, ok := strings.Cut(sig, ",")
+		if !ok || v != "v1" {
+			continue
+		}
+		if got, err := base64.StdEncoding.DecodeString(b64); err == nil && hmac.Equal(got, want) {
+			return nil
+		}
+	}
+	return errors.New("webhook signature does not verify")
 }

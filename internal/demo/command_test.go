@@ -3,6 +3,7 @@ package demo_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/flowwatch/flowwatch/detector"
 	"github.com/flowwatch/flowwatch/internal/demo"
 	"github.com/flowwatch/flowwatch/model"
 )
@@ -338,4 +340,60 @@ func TestNATSUnreachableFailsRun(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "connect to NATS")
 	assert.True(t, errors.Is(err, nats.ErrNoServers), "%v", err)
+}
+
+// TestDetectorSinksReachTheDemo delivers commands the way the detector does — its own
+// CloudEvent JSON, its HTTP sink (signed) and its NATS JetStream sink — and checks the demo
+// heals the orders they name.
+func TestDetectorSinksReachTheDemo(t *testing.T) {
+	ns := startNATS(t)
+	c := startCollector(t)
+	cfg := baseConfig(c)
+	cfg.Orders = 2
+	cfg.ErrorRate = 1
+	cfg.NATS = ns.ClientURL()
+	cfg.Listen = "127.0.0.1:0"
+	cfg.WebhookSecret = "whsec_" + base64.StdEncoding.EncodeToString([]byte("a shared secret of 32 bytes....."))
+	d := running(t, cfg)
+	orders := stuckOrders(t, c, 2)
+
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	commandFor := func(key string) detector.Command {
+		id := detector.CommandID(cfg.Tenant, "order-fulfilment", key, "paid", 0, 1)
+		body, err := json.Marshal(detector.CloudEvent{SpecVersion: "1.0", ID: id, Source: "flowwatch/detector/0",
+			Type: "dev.flowwatch.unblock", Subject: "order-fulfilment/" + key, Time: time.Now(),
+			DataContentType: "application/json", CorrelationID: key,
+			Data: detector.CommandData{Tenant: cfg.Tenant, Flow: "order-fulfilment", Version: 1, Key: key,
+				Checkpoint: "paid", Attempt: 1, MaxAttempts: 3, Payload: map[string]any{"action": "retry-payment"}}})
+		require.NoError(t, err)
+		return detector.Command{ID: id, Subject: demo.CommandSubject, Type: "dev.flowwatch.unblock", Body: body}
+	}
+
+	// Over HTTP: a wrong secret is refused; the right one is acted on once.
+	web := &detector.HTTPSink{SinkName: "webhook", URL: "http://" + d.Addr(), Secret: "whsec_" +
+		base64.StdEncoding.EncodeToString([]byte("not the secret"))}
+	hc := commandFor(orders[0])
+	hc.Subject = "payments/retry"
+	err := web.Send(ctx, hc)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "401")
+	web.Secret = cfg.WebhookSecret
+	require.NoError(t, web.Send(ctx, hc))
+	require.NoError(t, web.Send(ctx, hc), "a repeated delivery is acknowledged")
+
+	// Over NATS JetStream, twice.
+	sink, err := detector.NewNATSSink("nats", ns.ClientURL(), "", []string{demo.CommandSubject})
+	require.NoError(t, err)
+	defer sink.Close()
+	nc := commandFor(orders[1])
+	require.NoError(t, sink.Send(ctx, nc))
+	require.NoError(t, sink.Send(ctx, nc))
+
+	require.Eventually(t, func() bool { return d.Stats().Retries == 2 }, waitFor, 20*time.Millisecond, "%+v", d.Stats())
+	assertHealed(t, c, orders[0])
+	assertHealed(t, c, orders[1])
+	st := d.Stats()
+	assert.EqualValues(t, 1, st.Invalid, "the badly signed delivery")
+	assert.EqualValues(t, 1, st.Duplicates, "the HTTP repeat (JetStream drops the NATS one)")
 }

@@ -86,6 +86,9 @@ type Config struct {
 	Consumer string
 	// Listen is the address of the HTTP webhook endpoint for commands; empty disables it.
 	Listen string
+	// WebhookSecret, when set, makes the webhook endpoint require a valid Standard Webhooks
+	// signature ("whsec_<base64>" or a plain string, as the detector's HTTP sink is given).
+	WebhookSecret string
 	// Seed seeds every random choice and the trace and span IDs; zero picks one from the
 	// clock (it is printed, so a run can be repeated).
 	Seed uint64
