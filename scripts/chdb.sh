@@ -26,7 +26,17 @@ if [ "$(uname -s)-$(uname -m)" != "Linux-x86_64" ]; then
 	echo "chdb.sh: $PKG is built for Linux x86_64 only; set CHDB_LIB_PATH to a libchdb.so for $(uname -s)-$(uname -m)" >&2
 	exit 1
 fi
-command -v npm >/dev/null || { echo "chdb.sh: npm is needed to fetch $PKG (apt-get install -y npm)" >&2; exit 1; }
+if ! command -v npm >/dev/null; then
+	# npm (and node) come from Debian; install them as the other test dependencies are.
+	sudo_cmd=""
+	[ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+	if command -v apt-get >/dev/null; then
+		echo "chdb.sh: installing npm to fetch $PKG" >&2
+		DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -q npm >/dev/null ||
+			{ DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get update -q && DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -q npm >/dev/null; }
+	fi
+	command -v npm >/dev/null || { echo "chdb.sh: npm is needed to fetch $PKG" >&2; exit 1; }
+fi
 
 mkdir -p "$DEST"
 work="$(mktemp -d "$DEST/.fetch.XXXXXX")"
@@ -36,7 +46,8 @@ echo "chdb.sh: fetching $PKG@$VERSION (about 180 MB) into $DEST" >&2
 (cd "$work" && npm pack --silent --ignore-scripts "$PKG@$VERSION" >/dev/null)
 tgz="$(ls "$work"/*.tgz)"
 
-got="sha512-$(openssl dgst -sha512 -binary "$tgz" | base64 -w0)"
+# node comes with npm: no other tool is needed for the checksum.
+got="sha512-$(node -e 'const h=require("crypto").createHash("sha512");require("fs").createReadStream(process.argv[1]).on("data",d=>h.update(d)).on("end",()=>process.stdout.write(h.digest("base64")))' "$tgz")"
 if [ "$got" != "$INTEGRITY" ]; then
 	echo "chdb.sh: checksum mismatch for $tgz" >&2
 	echo "  want $INTEGRITY" >&2
