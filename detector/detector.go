@@ -77,14 +77,15 @@ type Detector struct {
 	m     *Metrics
 	sinks map[string]*sinkState
 
-	fams   families
-	open   map[string]*inst
-	heap   deadlineHeap
-	closed map[string]int64 // instance id → when it closed (unix ns)
+	fams    families
+	open    map[string]*inst
+	heap    deadlineHeap
+	closed  map[string]int64 // instance id → when it closed (unix ns)
+	closedQ timedQueue       // the same, in closing order, for pruning
 
 	cursor time.Time
 	seen   map[string]int64 // event_id → ingest unix ns, for the overlap window
-	seenQ  []seenEntry
+	seenQ  timedQueue
 	// seenHigh is the most ids seen held since the map was last rebuilt.
 	seenHigh int
 
@@ -106,6 +107,34 @@ type Detector struct {
 	ready bool
 }
 
+// timedQueue holds entries in time order; popping the old ones costs what is popped
+// (amortized), never a scan or a copy of the rest.
+type timedQueue struct {
+	items []seenEntry
+	head  int
+}
+
+func (q *timedQueue) push(e seenEntry) { q.items = append(q.items, e) }
+
+// popOlder removes, oldest first, the entries older than cut.
+func (q *timedQueue) popOlder(cut int64, f func(seenEntry)) {
+	for q.head < len(q.items) && q.items[q.head].ingest < cut {
+		f(q.items[q.head])
+		q.items[q.head] = seenEntry{}
+		q.head++
+	}
+	if q.head > 1024 && q.head*2 > len(q.items) {
+		n := copy(q.items, q.items[q.head:])
+		q.items, q.head = q.items[:n], 0
+	}
+}
+
+// shrink copies the live entries into a right-sized slice (after a burst).
+func (q *timedQueue) shrink() {
+	q.items, q.head = append([]seenEntry(nil), q.items[q.head:]...), 0
+}
+
+// seenEntry is an id with a time (ingest time for event ids, closing time for instances).
 type seenEntry struct {
 	id     string
 	ingest int64
@@ -310,7 +339,7 @@ func (d *Detector) read(ctx context.Context) ([]storage.CheckpointEvent, error) 
 			}
 			ns := r.IngestTime.UnixNano()
 			d.seen[r.EventID] = ns
-			d.seenQ = append(d.seenQ, seenEntry{r.EventID, ns})
+			d.seenQ.push(seenEntry{r.EventID, ns})
 			if r.IngestTime.After(d.cursor) {
 				d.cursor = r.IngestTime
 			}
@@ -335,16 +364,11 @@ func (d *Detector) read(ctx context.Context) ([]storage.CheckpointEvent, error) 
 		d.m.readLag.Set(d.cfg.Now().Sub(d.cursor).Seconds())
 	}
 	// Forget ids older than the overlap window: they can no longer be read again.
-	cut := d.cursor.Add(-2 * d.cfg.Overlap).UnixNano()
-	i := 0
-	for ; i < len(d.seenQ) && d.seenQ[i].ingest < cut; i++ {
-		if d.seen[d.seenQ[i].id] == d.seenQ[i].ingest {
-			delete(d.seen, d.seenQ[i].id)
+	d.seenQ.popOlder(d.cursor.Add(-2*d.cfg.Overlap).UnixNano(), func(e seenEntry) {
+		if d.seen[e.id] == e.ingest {
+			delete(d.seen, e.id)
 		}
-	}
-	if i > 0 {
-		d.seenQ = append(d.seenQ[:0], d.seenQ[i:]...)
-	}
+	})
 	if len(d.seen) > d.seenHigh {
 		d.seenHigh = len(d.seen)
 	} else if d.seenHigh > 4096 && len(d.seen) < d.seenHigh/4 {
@@ -354,7 +378,7 @@ func (d *Detector) read(ctx context.Context) ([]storage.CheckpointEvent, error) 
 			small[k] = v
 		}
 		d.seen, d.seenHigh = small, len(small)
-		d.seenQ = append([]seenEntry(nil), d.seenQ...)
+		d.seenQ.shrink()
 	}
 	return out, nil
 }
@@ -575,6 +599,7 @@ func (d *Detector) judge(ctx context.Context, in *inst, now time.Time) {
 		d.heap.schedule(in, 0)
 		delete(d.open, in.id)
 		d.closed[in.id] = now.UnixNano()
+		d.closedQ.push(seenEntry{in.id, now.UnixNano()})
 		d.mu.Lock()
 		if v.Status == model.StatusCompleted {
 			d.stats.Completed++
@@ -709,15 +734,12 @@ func (d *Detector) flush(ctx context.Context) error {
 }
 
 func (d *Detector) pruneClosed(now time.Time) {
-	if len(d.closed) < 1024 {
-		return
-	}
-	cut := now.Add(-d.cfg.ClosedMemory).UnixNano()
-	for id, t := range d.closed {
-		if t < cut {
-			delete(d.closed, id)
+	// closedQ is in closing order: pruning costs what expires, never a scan of all.
+	d.closedQ.popOlder(now.Add(-d.cfg.ClosedMemory).UnixNano(), func(e seenEntry) {
+		if d.closed[e.id] == e.ingest {
+			delete(d.closed, e.id)
 		}
-	}
+	})
 }
 
 func (d *Detector) updateStats() {
