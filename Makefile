@@ -68,6 +68,9 @@ bench: chdb
 	$(GO) test -run '^$$' -bench 'BytesPerEvent' -benchtime 1x ./storage/
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./grafana-plugin/pkg/plugin/
 	$(GO) test -run '^$$' -bench DemoOrders -benchtime $(BENCHTIME) ./internal/demo/
+	$(GO) test -run '^$$' -bench 'Tick|Ingest' -benchmem -benchtime 100x ./detector/
+	$(GO) test -run '^$$' -bench OpenInstanceMemory -benchtime 1x ./detector/
+	$(GO) test -run '^$$' -bench API -benchtime $(BENCHTIME) ./api/
 
 clean:
 	rm -rf bin data
