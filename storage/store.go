@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -119,6 +120,77 @@ func (s *store) Migrate(ctx context.Context) error {
 			return fmt.Errorf("migrate %03d_%s: record: %w", m.Version, m.Name, err)
 		}
 		s.log.Info("schema migration applied", "version", m.Version, "name", m.Name)
+	}
+	if s.d.legacy {
+		return nil
+	}
+	return s.syncRetention(ctx)
+}
+
+var (
+	ttlDeclRe    = regexp.MustCompile(`TTL toDateTime\((\w+)\) \+ INTERVAL \d+ DAY`)
+	ttlCurrentRe = regexp.MustCompile(`TTL toDateTime\((\w+)\) \+ toIntervalDay\((\d+)\)`)
+)
+
+// ttlColumns maps each table that has a retention TTL to the time column it is on.
+func ttlColumns(o SchemaOptions) (map[string]string, error) {
+	o.RetentionDays = 1
+	ms, err := Migrations(o)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for _, m := range ms {
+		for _, st := range m.Statements {
+			t := createTableRe.FindStringSubmatch(st)
+			c := ttlDeclRe.FindStringSubmatch(stripComments(st))
+			if t != nil && c != nil {
+				out[t[2]] = c[1]
+			}
+		}
+	}
+	return out, nil
+}
+
+// syncRetention brings the tables' TTL to the configured retention when it was changed after
+// the tables were created (MODIFY TTL, or REMOVE TTL for 0). Tables already right are left
+// alone, so this is a no-op on every start but the first after a change.
+func (s *store) syncRetention(ctx context.Context) error {
+	cols, err := ttlColumns(s.schema)
+	if err != nil {
+		return err
+	}
+	current := map[string]int{}
+	q := "SELECT name, create_table_query FROM system.tables WHERE database = " + quote(s.db)
+	if err := s.each(ctx, q, func(r rows) error {
+		var name, create string
+		if err := r.Scan(&name, &create); err != nil {
+			return err
+		}
+		if m := ttlCurrentRe.FindStringSubmatch(create); m != nil {
+			current[name], _ = strconv.Atoi(m[2])
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("migrate: read the tables' retention: %w", err)
+	}
+	onCluster := ""
+	if s.schema.Cluster != "" {
+		onCluster = " ON CLUSTER " + s.schema.Cluster
+	}
+	want := s.schema.RetentionDays
+	for table, col := range cols {
+		if current[table] == want {
+			continue
+		}
+		alter := "ALTER TABLE " + s.table(table) + onCluster + " REMOVE TTL"
+		if want > 0 {
+			alter = "ALTER TABLE " + s.table(table) + onCluster + " MODIFY TTL toDateTime(" + col + ") + INTERVAL " + strconv.Itoa(want) + " DAY"
+		}
+		if err := s.b.exec(ctx, alter); err != nil {
+			return fmt.Errorf("migrate: set the retention of %s to %d days: %w", table, want, err)
+		}
+		s.log.Info("retention changed", "table", table, "from_days", current[table], "to_days", want)
 	}
 	return nil
 }

@@ -63,6 +63,47 @@ func runSuite(t *testing.T, open opener) {
 		}
 	})
 
+	t.Run("RetentionChange", func(t *testing.T) {
+		s := open(t, "suite_retention") // created with 30 days
+		st := s.(*store)
+		ttls := func() map[string]string {
+			out := map[string]string{}
+			q := "SELECT name, create_table_query FROM system.tables WHERE database = " + quote(st.db)
+			if err := st.each(ctx, q, func(r rows) error {
+				var name, create string
+				if err := r.Scan(&name, &create); err != nil {
+					return err
+				}
+				if m := ttlCurrentRe.FindStringSubmatch(create); m != nil {
+					out[name] = m[1] + "+" + m[2]
+				}
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			return out
+		}
+		if got := fmt.Sprint(ttls()); got != "map[alerts:time+30 aliases:time+30 checkpoint_events:time+30 commands:time+30 instance_states:updated_at+30]" {
+			t.Fatalf("TTLs at creation = %s", got)
+		}
+		st.schema.RetentionDays = 7
+		if err := s.Migrate(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got := fmt.Sprint(ttls()); got != "map[alerts:time+7 aliases:time+7 checkpoint_events:time+7 commands:time+7 instance_states:updated_at+7]" {
+			t.Fatalf("TTLs after retention 7 = %s", got)
+		}
+		st.schema.RetentionDays = 0
+		for i := 0; i < 2; i++ {
+			if err := s.Migrate(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := ttls(); len(got) != 0 {
+			t.Fatalf("TTLs after retention 0 = %v", got)
+		}
+	})
+
 	t.Run("Events", func(t *testing.T) {
 		s := open(t, "suite_events")
 		evs := fixtureEvents()
