@@ -397,3 +397,32 @@ func TestDetectorSinksReachTheDemo(t *testing.T) {
 	assert.EqualValues(t, 1, st.Invalid, "the badly signed delivery")
 	assert.EqualValues(t, 1, st.Duplicates, "the HTTP repeat (JetStream drops the NATS one)")
 }
+
+func TestNATSStreamMadeByOthersIsUsed(t *testing.T) {
+	ns := startNATS(t)
+	nc, err := nats.Connect(ns.ClientURL())
+	require.NoError(t, err)
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	_, err = js.CreateStream(ctx, jetstream.StreamConfig{Name: demo.CommandStream, Subjects: []string{"payments.>", "flowwatch.>"}})
+	require.NoError(t, err)
+
+	c := startCollector(t)
+	cfg := baseConfig(c)
+	cfg.Orders = 1
+	cfg.ErrorRate = 1
+	cfg.NATS = ns.ClientURL()
+	d := running(t, cfg)
+	orders := stuckOrders(t, c, 1)
+	_, err = js.Publish(ctx, demo.CommandSubject, command("cmd-o", "order-fulfilment", "paid", orders[0]))
+	require.NoError(t, err)
+	assertHealed(t, c, orders[0])
+
+	st, err := js.Stream(ctx, demo.CommandStream)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"payments.>", "flowwatch.>"}, st.CachedInfo().Config.Subjects, "the demo leaves others' streams alone")
+	assert.EqualValues(t, 1, d.Stats().Retries)
+}

@@ -40,8 +40,11 @@ const (
 	CommandSubject = "payments.retry"
 )
 
-// CommandStreamSubjects are the subjects of CommandStream when the demo creates it.
-var CommandStreamSubjects = []string{"payments.>", "flowwatch.>"}
+// CommandStreamSubjects are the subjects of CommandStream when the demo creates it: just
+// the one it consumes. A publisher adds its own subjects to the stream (the detector's NATS
+// sink does), and a wildcard here would collide with those ("payments.>" overlaps
+// "payments.retry", which JetStream refuses in one stream).
+var CommandStreamSubjects = []string{CommandSubject}
 
 // Config configures a simulated choreography. The zero value is not valid: start from
 // DefaultConfig.
