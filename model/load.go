@@ -615,6 +615,9 @@ func (p *parser) link(f *Flow, listKey *yaml.Node, nodes map[*Checkpoint]*cpNode
 				names[i] = s.Name
 			}
 			p.errorf(nodes[c].terminal, "terminal checkpoint %q cannot have successors (%s come after it)", c.Name, strings.Join(names, ", "))
+			for _, succ := range c.Succs {
+				p.errorf(afterNode(nodes[succ], succ, c.Name), "%q cannot come after %q: a terminal checkpoint ends the flow", succ.Name, c.Name)
+			}
 		}
 	}
 	if cyc := findCycle(f); cyc != nil {
@@ -622,12 +625,11 @@ func (p *parser) link(f *Flow, listKey *yaml.Node, nodes map[*Checkpoint]*cpNode
 		for i, c := range cyc {
 			names[i] = c.Name
 		}
-		first := cyc[0]
-		at := nodes[first].after
-		if at == nil {
-			at = nodes[first].name
+		// Reported at every edge of the cycle: each `after` entry that closes it.
+		for i := 0; i+1 < len(cyc); i++ {
+			pred, c := cyc[i], cyc[i+1]
+			p.errorf(afterNode(nodes[c], c, pred.Name), "cycle in 'after': %s", strings.Join(names, " -> "))
 		}
-		p.errorf(at, "cycle in 'after': %s", strings.Join(names, " -> "))
 		return // reachability is meaningless with a cycle
 	}
 	// Reachable: starts, then any checkpoint whose join can be satisfied by reachable ones.
@@ -667,6 +669,20 @@ func (p *parser) link(f *Flow, listKey *yaml.Node, nodes map[*Checkpoint]*cpNode
 	for _, c := range f.Checkpoints {
 		c.ancestors = ancestors(c, len(f.Checkpoints))
 	}
+}
+
+// afterNode is the YAML node of c's `after` entry naming pred (or the `after` key, or the
+// checkpoint's name when there is none).
+func afterNode(cn *cpNodes, c *Checkpoint, pred string) *yaml.Node {
+	for i, name := range c.After {
+		if name == pred && i < len(cn.afterItems) {
+			return cn.afterItems[i]
+		}
+	}
+	if cn.after != nil {
+		return cn.after
+	}
+	return cn.name
 }
 
 // findCycle returns the checkpoints of a cycle along `after`, or nil.
