@@ -383,7 +383,7 @@ func TestDetectorSinksReachTheDemo(t *testing.T) {
 	require.NoError(t, web.Send(ctx, hc), "a repeated delivery is acknowledged")
 
 	// Over NATS JetStream, twice.
-	sink, err := detector.NewNATSSink("nats", ns.ClientURL(), "", []string{demo.CommandSubject})
+	sink, err := detector.NewNATSSink("nats", ns.ClientURL(), "", demo.CommandStreamSubjects)
 	require.NoError(t, err)
 	defer sink.Close()
 	nc := commandFor(orders[1])

@@ -40,11 +40,10 @@ const (
 	CommandSubject = "payments.retry"
 )
 
-// CommandStreamSubjects are the subjects of CommandStream when the demo creates it: just
-// the one it consumes. A publisher adds its own subjects to the stream (the detector's NATS
-// sink does), and a wildcard here would collide with those ("payments.>" overlaps
-// "payments.retry", which JetStream refuses in one stream).
-var CommandStreamSubjects = []string{CommandSubject}
+// CommandStreamSubjects are the subjects of CommandStream when the demo creates it: the
+// same as the detector's NATS sink is given by `flowwatch run` and the deploy configurations,
+// so that neither has to change the stream the other made.
+var CommandStreamSubjects = []string{"payments.>", "flowwatch.>"}
 
 // Config configures a simulated choreography. The zero value is not valid: start from
 // DefaultConfig.
