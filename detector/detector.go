@@ -78,7 +78,7 @@ type Detector struct {
 	sinks map[string]*sinkState
 
 	fams    families
-	open    map[string]*inst
+	open    instTable
 	heap    deadlineHeap
 	closed  map[string]int64 // instance id → when it closed (unix ns)
 	closedQ timedQueue       // the same, in closing order, for pruning
@@ -203,7 +203,6 @@ func New(cfg Config) (*Detector, error) {
 	d := &Detector{
 		cfg: cfg, log: cfg.Logger, m: cfg.Metrics,
 		sinks:        map[string]*sinkState{},
-		open:         map[string]*inst{},
 		closed:       map[string]int64{},
 		seen:         map[string]int64{},
 		aliases:      map[string]string{},
@@ -264,7 +263,7 @@ func (d *Detector) Start(ctx context.Context) error {
 	d.ready = true
 	d.mu.Unlock()
 	d.log.Info("detector rebuilt", "shard", d.cfg.Shard, "shards", d.cfg.Shards,
-		"open", len(d.open), "commands_recorded", len(d.commandsDone))
+		"open", d.open.len(), "commands_recorded", len(d.commandsDone))
 	return nil
 }
 
@@ -301,7 +300,7 @@ func (d *Detector) Tick(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	for id, in := range touched {
-		if in.heapIdx >= 0 || d.open[id] == in {
+		if d.open.get(id) == in {
 			d.judge(ctx, in, now)
 		}
 	}
@@ -415,7 +414,7 @@ func (d *Detector) ingest(ctx context.Context, events []storage.CheckpointEvent,
 			continue
 		}
 		id := d.fams.id(e.Tenant, e.Flow, e.Key)
-		in := d.open[id]
+		in := d.open.get(id)
 		if in == nil {
 			if e.Checkpoint != "" && isStart(versions, e.Checkpoint) && d.closed[id] == 0 && !hydrate[id] {
 				in = d.newInst(id, set.At(e.Flow, e.Time))
@@ -459,7 +458,7 @@ func (d *Detector) newInst(id string, f *model.Flow) *inst {
 	if f == nil {
 		return nil
 	}
-	if len(d.open) >= d.cfg.MaxOpen {
+	if d.open.len() >= d.cfg.MaxOpen {
 		d.m.rejected.Inc()
 		if d.m.rejectedLogged.CompareAndSwap(false, true) {
 			d.log.Warn("open instance limit reached: new instances are not tracked", "max_open", d.cfg.MaxOpen)
@@ -467,7 +466,7 @@ func (d *Detector) newInst(id string, f *model.Flow) *inst {
 		return nil
 	}
 	in := &inst{id: id, version: d.fams.pin(id, f), first: make([]int64, len(f.Checkpoints)), heapIdx: -1}
-	d.open[id] = in
+	d.open.put(in)
 	return in
 }
 
@@ -547,12 +546,12 @@ func (d *Detector) hydrate(ctx context.Context, id string, set *model.Set, now t
 	if pinned == nil || !hasCheckpoint(full) {
 		return nil, nil // only error notes, or nothing: not an instance yet
 	}
-	in := d.open[id]
+	in := d.open.get(id)
 	// Versions compare by number: a reload of the flow files builds new definitions.
 	if in == nil || d.fams.flow(in).Version != pinned.Version {
 		if in != nil {
 			d.heap.schedule(in, 0)
-			delete(d.open, id)
+			d.open.del(id)
 		}
 		if in = d.newInst(id, pinned); in == nil {
 			return nil, nil
@@ -597,7 +596,7 @@ func (d *Detector) judge(ctx context.Context, in *inst, now time.Time) {
 		in.status = statusOf(v.Status)
 		d.writeState(in, d.compactState(in, v), now)
 		d.heap.schedule(in, 0)
-		delete(d.open, in.id)
+		d.open.del(in.id)
 		d.closed[in.id] = now.UnixNano()
 		d.closedQ.push(seenEntry{in.id, now.UnixNano()})
 		d.mu.Lock()
@@ -660,7 +659,7 @@ func (d *Detector) expire(ctx context.Context, now time.Time) {
 	}
 	d.m.expired.Add(float64(len(due)))
 	for _, in := range due {
-		if d.open[in.id] == in {
+		if d.open.get(in.id) == in {
 			d.judge(ctx, in, now)
 		}
 	}
@@ -745,11 +744,11 @@ func (d *Detector) pruneClosed(now time.Time) {
 func (d *Detector) updateStats() {
 	// Counted on transitions (enterStuck, leaveStuck), never by scanning the open instances.
 	stuck := d.stuck
-	running := len(d.open) - stuck
+	running := d.open.len() - stuck
 	d.m.open.WithLabelValues("running").Set(float64(running))
 	d.m.open.WithLabelValues("stuck").Set(float64(stuck))
 	d.mu.Lock()
-	d.stats.Open, d.stats.Running, d.stats.Stuck = len(d.open), running, stuck
+	d.stats.Open, d.stats.Running, d.stats.Stuck = d.open.len(), running, stuck
 	d.stats.Cursor = d.cursor
 	d.mu.Unlock()
 }
