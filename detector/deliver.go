@@ -312,7 +312,7 @@ func (n *NATSSink) ensureStream(ctx context.Context) error {
 	}
 	changed := false
 	for _, s := range n.Subjects {
-		if !have[s] {
+		if !have[s] && !coveredBy(cfg.Subjects, s) {
 			cfg.Subjects = append(cfg.Subjects, s)
 			changed = true
 		}
@@ -322,6 +322,36 @@ func (n *NATSSink) ensureStream(ctx context.Context) error {
 	}
 	_, err = n.js.UpdateStream(ctx, cfg)
 	return err
+}
+
+// coveredBy reports whether one of the stream subjects (which may hold * and > wildcards)
+// already takes every message of subject s; adding s then would only overlap.
+func coveredBy(streamSubjects []string, s string) bool {
+	for _, p := range streamSubjects {
+		if subjectCovers(p, s) {
+			return true
+		}
+	}
+	return false
+}
+
+func subjectCovers(pattern, s string) bool {
+	pt, st := strings.Split(pattern, "."), strings.Split(s, ".")
+	for i, tok := range pt {
+		if tok == ">" {
+			return i < len(st) // ">" takes one or more tokens, of any kind
+		}
+		if i >= len(st) {
+			return false
+		}
+		if tok != "*" && tok != st[i] {
+			return false
+		}
+		if tok == "*" && st[i] == ">" {
+			return false
+		}
+	}
+	return len(pt) == len(st)
 }
 
 // Send implements Sink.

@@ -302,3 +302,18 @@ func TestWebhooksSignedAndIdempotent(t *testing.T) {
 
 var _ = model.StatusStuck
 var _ = apitest.Store{}
+
+func TestSubjectCovers(t *testing.T) {
+	for _, c := range []struct {
+		pattern, s string
+		want       bool
+	}{
+		{"payments.>", "payments.retry", true}, {"payments.>", "payments.>", true}, {"payments.>", "payments", false},
+		{"payments.*", "payments.retry", true}, {"payments.*", "payments.retry.x", false}, {"payments.*", "payments.>", false},
+		{"flowwatch.>", "payments.retry", false}, {"a.b", "a.b", true}, {">", "x.y", true},
+	} {
+		if got := subjectCovers(c.pattern, c.s); got != c.want {
+			t.Errorf("subjectCovers(%q, %q) = %v", c.pattern, c.s, got)
+		}
+	}
+}
