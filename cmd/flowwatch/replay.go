@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -89,14 +88,7 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 
 	set, err := model.Load(*flows)
 	if err != nil {
-		var probs model.Problems
-		if errors.As(err, &probs) {
-			for _, p := range probs {
-				fmt.Fprintln(stderr, p.Error())
-			}
-		} else {
-			fmt.Fprintf(stderr, "flowwatch replay: %v\n", err)
-		}
+		printLoadError(stderr, "flowwatch replay", err)
 		return 1
 	}
 	if *flow != "" && set.Latest(*flow) == nil {

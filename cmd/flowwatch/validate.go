@@ -29,14 +29,7 @@ func runValidate(_ context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	set, err := model.Load(fs.Args()...)
 	if err != nil {
-		var probs model.Problems
-		if errors.As(err, &probs) {
-			for _, p := range probs {
-				fmt.Fprintln(stderr, p.Error())
-			}
-		} else {
-			fmt.Fprintf(stderr, "flowwatch validate: %v\n", err)
-		}
+		printLoadError(stderr, "flowwatch validate", err)
 		return 1
 	}
 	for _, f := range set.Flows {
@@ -48,4 +41,16 @@ func runValidate(_ context.Context, args []string, stdout, stderr io.Writer) int
 			f.Name, f.Version, len(f.Checkpoints), f.Key, active, f.Source.Path)
 	}
 	return 0
+}
+
+// printLoadError prints a model.Load error: one `path:line:col: message` line per problem.
+func printLoadError(w io.Writer, prefix string, err error) {
+	var probs model.Problems
+	if !errors.As(err, &probs) {
+		fmt.Fprintf(w, "%s: %v\n", prefix, err)
+		return
+	}
+	for _, p := range probs {
+		fmt.Fprintln(w, p.Error())
+	}
 }
