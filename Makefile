@@ -66,7 +66,7 @@ bench: chdb
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./collector/flowexporter/
 	$(GO) test -run '^$$' -bench 'Insert' -benchmem -benchtime $(BENCHTIME) ./storage/
 	$(GO) test -run '^$$' -bench 'BytesPerEvent' -benchtime 1x ./storage/
-	$(GO) test -run '^$$' -bench 'IngestPath' -benchtime 1x -timeout 20m ./internal/ingestbench/
+	$(GO) test -run '^$$' -bench 'IngestPath' -benchtime 1x -count 3 -timeout 20m ./internal/ingestbench/
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./grafana-plugin/pkg/plugin/
 	$(GO) test -run '^$$' -bench DemoOrders -benchtime $(BENCHTIME) ./internal/demo/
 	$(GO) test -run '^$$' -bench 'Tick|Ingest' -benchmem -benchtime 100x ./detector/
