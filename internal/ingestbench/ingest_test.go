@@ -28,13 +28,16 @@ import (
 	"github.com/flowwatch/flowwatch/storage"
 )
 
-// The benchmark's knobs, from the environment:
+// The benchmark's knobs, from the environment (which the collector inherits: GOGC and
+// GOMEMLIMIT apply to it, CHDB_LIB_PATH finds the store's library):
 //
 //	FLOWWATCH_BIN            a flowwatch binary to run (default: built once from this tree)
 //	INGESTBENCH_SPANS        spans sent per iteration and pipeline (default 1000000)
 //	INGESTBENCH_SENDERS      concurrent OTLP senders (default 4)
 //	INGESTBENCH_BATCH        the batch processor's timeout (default 200ms, as in
 //	                         examples/collector.yaml)
+//	INGESTBENCH_QUEUE        the flow exporter's sending queue: memory (exporterhelper's
+//	                         default) or file (file_storage, as the example configs have it)
 //	INGESTBENCH_CPUPROFILE   a folder: save a CPU profile of the collector per pipeline
 //	                         (pprof extension, INGESTBENCH_PROFILE_SECONDS long, default 10)
 const (
@@ -234,7 +237,24 @@ func startCollector(tb testing.TB, r ingestRun) *collector {
 		processors = "[flow, batch]"
 	}
 	q := strconv.Quote
-	cfg := `extensions:
+	// The exporter's sending queue: exporterhelper's default (in memory), or on disk through
+	// file_storage as examples/collector.yaml and `flowwatch run` configure it.
+	queue, storageExt, exts := "", "", "[health_check, pprof]"
+	switch v := os.Getenv("INGESTBENCH_QUEUE"); v {
+	case "", "memory":
+	case "file":
+		storageExt = `
+  file_storage:
+    directory: ` + q(filepath.Join(dir, "queue")) + `
+    create_directory: true`
+		queue = `
+    sending_queue:
+      storage: file_storage`
+		exts = "[health_check, pprof, file_storage]"
+	default:
+		tb.Fatalf("INGESTBENCH_QUEUE=%q: want memory or file", v)
+	}
+	cfg := `extensions:` + storageExt + `
   health_check:
     endpoint: ` + q(addr(2)) + `
   pprof:
@@ -256,9 +276,9 @@ exporters:
   flow:
     path: ` + q(c.store) + `
     create_schema: true
-    timeout: 30s
+    timeout: 30s` + queue + `
 service:
-  extensions: [health_check, pprof]
+  extensions: ` + exts + `
   telemetry:
     logs:
       level: warn
