@@ -196,8 +196,19 @@ func nonEmpty[T any](s []T) []T {
 // reason and violations, for storage.InstanceState's Expected, Reason and Violations columns.
 // Empties are EmptyExpected ("[]"), EmptyReason ("null") and EmptyViolations ("[]").
 func StateDocs(st model.State) (expected, reason, violations string) {
-	return mustJSON(ExpectedFromModel(st.Expected)), mustJSON(ReasonFromModel(st.Reason)),
-		mustJSON(ViolationsFromModel(st.Violations))
+	// The detector writes a state per touched instance: most have no reason and no
+	// violations, so skip encoding what is empty.
+	expected, reason, violations = "[]", "null", "[]"
+	if len(st.Expected) > 0 {
+		expected = mustJSON(ExpectedFromModel(st.Expected))
+	}
+	if st.Reason != nil {
+		reason = mustJSON(ReasonFromModel(st.Reason))
+	}
+	if len(st.Violations) > 0 {
+		violations = mustJSON(ViolationsFromModel(st.Violations))
+	}
+	return expected, reason, violations
 }
 
 // StateRow builds the storage row of an evaluated state, with its JSON documents. The caller
