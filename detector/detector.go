@@ -392,6 +392,7 @@ func (d *Detector) ingest(ctx context.Context, events []storage.CheckpointEvent,
 	}
 	resolveErr := d.resolveAliases(ctx, set, events)
 	hydrate := map[string]bool{}
+	var idBuf []byte
 	for i := range events {
 		e := &events[i]
 		versions := set.Versions(e.Flow)
@@ -413,9 +414,13 @@ func (d *Detector) ingest(ctx context.Context, events []storage.CheckpointEvent,
 		if ShardOf(e.Tenant, e.Flow, e.Key, d.cfg.Shards) != d.cfg.Shard {
 			continue
 		}
-		id := d.fams.id(e.Tenant, e.Flow, e.Key)
-		in := d.open.get(id)
-		if in == nil {
+		idBuf = d.fams.appendID(idBuf[:0], e.Tenant, e.Flow, e.Key)
+		in := d.open.getBytes(idBuf)
+		id := ""
+		if in != nil {
+			id = in.id
+		} else {
+			id = string(idBuf)
 			if e.Checkpoint != "" && isStart(versions, e.Checkpoint) && d.closed[id] == 0 && !hydrate[id] {
 				in = d.newInst(id, set.At(e.Flow, e.Time))
 				if in == nil {

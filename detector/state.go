@@ -74,10 +74,22 @@ func (fs *families) id(tenant, flow, key string) string {
 		fs.list = append(fs.list, &family{tenant: tenant, flow: flow})
 		fs.index[[2]string{tenant, flow}] = n
 	}
-	b := make([]byte, 4+len(key))
-	binary.LittleEndian.PutUint32(b, n)
-	copy(b[4:], key)
-	return string(b)
+	return string(fs.appendIDn(nil, n, key))
+}
+
+// appendID appends the id of (tenant, flow, key) to b, adding the family when new; with
+// instTable.getBytes it looks an instance up without allocating.
+func (fs *families) appendID(b []byte, tenant, flow, key string) []byte {
+	n, ok := fs.index[[2]string{tenant, flow}]
+	if !ok {
+		return append(b, fs.id(tenant, flow, key)...)
+	}
+	return fs.appendIDn(b, n, key)
+}
+
+func (fs *families) appendIDn(b []byte, n uint32, key string) []byte {
+	b = binary.LittleEndian.AppendUint32(b, n)
+	return append(b, key...)
 }
 
 func (fs *families) of(id string) *family { return fs.list[binary.LittleEndian.Uint32([]byte(id[:4]))] }

@@ -35,6 +35,23 @@ func (t *instTable) get(id string) *inst {
 	}
 }
 
+// getBytes is get for an id held in a byte slice, without allocating.
+func (t *instTable) getBytes(id []byte) *inst {
+	if t.n == 0 {
+		return nil
+	}
+	mask := len(t.slots) - 1
+	for i := int(maphash.Bytes(t.seed, id) & uint64(mask)); ; i = (i + 1) & mask {
+		in := t.slots[i]
+		if in == nil {
+			return nil
+		}
+		if in.id == string(id) {
+			return in
+		}
+	}
+}
+
 // put adds an instance whose id is not in the table.
 func (t *instTable) put(in *inst) {
 	if (t.n+1)*5 > len(t.slots)*4 { // keep the load under 80 %

@@ -34,6 +34,9 @@ func TestInstTableAgainstMap(t *testing.T) {
 				}
 			}
 		}
+		if got := tab.getBytes([]byte(id)); got != ref[id] {
+			t.Fatalf("op %d: getBytes(%s) = %v, want %v", op, id, got, ref[id])
+		}
 		if got := tab.get(id); got != ref[id] {
 			t.Fatalf("op %d: get(%s) = %v, want %v", op, id, got, ref[id])
 		}
