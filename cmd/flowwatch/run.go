@@ -74,6 +74,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*runOptions, error) {
 }
 
 func runAll(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	tuneGC()
 	o, err := parseRunFlags(args, stderr)
 	if err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
@@ -319,7 +320,7 @@ processors:
     drop_unmatched: true
     reload_interval: 30s
   batch:
-    timeout: 200ms
+    timeout: 1s
 exporters:
   flow:
     path: ` + q(filepath.Join(data, "store")) + `

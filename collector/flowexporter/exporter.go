@@ -189,9 +189,17 @@ func (e *flowExporter) write(ctx context.Context, b *batch) error {
 // addSpan adds the rows of a span (checkpoint time: its end) and of its span events
 // (their own times).
 func (b *batch) addSpan(service string, span ptrace.Span, maxMsg int) {
-	traceID, spanID := idsHex(span.TraceID(), span.SpanID())
-	status := statusString(span.Status().Code())
+	// Most spans that reach the exporter carry no annotation (a pass-through pipeline, or
+	// drop_unmatched off): encode the ids only for a span that has a row.
+	var traceID, spanID string
+	ids := func() {
+		if traceID == "" {
+			traceID, spanID = idsHex(span.TraceID(), span.SpanID())
+		}
+	}
 	if flowattr.Has(span.Attributes()) {
+		ids()
+		status := statusString(span.Status().Code())
 		b.matches = flowattr.Get(span.Attributes(), b.matches[:0])
 		b.add(item{
 			attrs: span.Attributes(), time: span.EndTimestamp(), traceID: traceID, spanID: spanID,
@@ -205,6 +213,7 @@ func (b *batch) addSpan(service string, span ptrace.Span, maxMsg int) {
 			continue
 		}
 		b.matches = flowattr.Get(ev.Attributes(), b.matches[:0])
+		ids()
 		it := item{attrs: ev.Attributes(), time: ev.Timestamp(), traceID: traceID, spanID: spanID,
 			service: service, name: ev.Name(), status: "unset"}
 		if ev.Name() == exceptionEvent {

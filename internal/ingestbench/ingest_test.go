@@ -34,7 +34,7 @@ import (
 //	FLOWWATCH_BIN            a flowwatch binary to run (default: built once from this tree)
 //	INGESTBENCH_SPANS        spans sent per iteration and pipeline (default 1000000)
 //	INGESTBENCH_SENDERS      concurrent OTLP senders (default 4)
-//	INGESTBENCH_BATCH        the batch processor's timeout (default 200ms, as in
+//	INGESTBENCH_BATCH        the batch processor's timeout (default 1s, as in
 //	                         examples/collector.yaml)
 //	INGESTBENCH_QUEUE        the flow exporter's sending queue: memory (exporterhelper's
 //	                         default) or file (file_storage, as the example configs have it)
@@ -227,7 +227,7 @@ func startCollector(tb testing.TB, r ingestRun) *collector {
 		store: filepath.Join(dir, "store"),
 	}
 	processors := "[batch]"
-	batchTimeout := "200ms"
+	batchTimeout := "1s"
 	if s := os.Getenv("INGESTBENCH_BATCH"); s != "" {
 		_, err := time.ParseDuration(s)
 		require.NoError(tb, err, "INGESTBENCH_BATCH")
