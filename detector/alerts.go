@@ -208,6 +208,11 @@ func (d *Detector) updateAlert(in *inst, st model.State, now time.Time) {
 	s.alert.Annotations = ann
 	s.alert.GeneratorURL = gen
 	s.markDirty()
+	if old := in.extra.alert; old != nil && old != s {
+		// The label set changed (an error arrived: reason overdue → error_seen): the alert
+		// under the old labels resolves, or loses this member.
+		d.detachAlert(in, old, now)
+	}
 	in.extra.alert = s
 }
 
@@ -225,21 +230,32 @@ func (d *Detector) leaveStuck(in *inst, now time.Time) {
 	if c := d.fams.flow(in).Checkpoint(x.checkpoint); c != nil && in.first[c.Index] != 0 {
 		arrived = true
 	}
+	tenant, flow, key := d.fams.split(in.id)
 	for i := range x.actions {
 		a := &x.actions[i]
-		if a.lastID == "" {
-			continue
+		if a.lastID != "" {
+			outcome := OutcomeNoEffect
+			if arrived {
+				outcome = OutcomeSucceeded
+			}
+			d.recordOutcome(in, x, a, outcome, now)
 		}
-		outcome := OutcomeNoEffect
 		if arrived {
-			outcome = OutcomeSucceeded
+			// The checkpoint is reached for good: no attempt of this action can be due again,
+			// so its ids need not be remembered (the store keeps the records).
+			for attempt := 1; attempt <= a.sent; attempt++ {
+				delete(d.commandsDone, CommandID(tenant, flow, key, x.checkpoint, a.index, attempt))
+			}
 		}
-		d.recordOutcome(in, x, a, outcome, now)
 	}
-	s := x.alert
-	if s == nil {
-		return
+	if x.alert != nil {
+		d.detachAlert(in, x.alert, now)
 	}
+}
+
+// detachAlert takes an instance off an alert: a per-instance alert resolves; a group alert
+// loses a member and resolves with its last one.
+func (d *Detector) detachAlert(in *inst, s *alertState, now time.Time) {
 	if s.members != nil {
 		delete(s.members, in.id)
 		if len(s.members) > 0 {

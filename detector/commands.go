@@ -211,16 +211,20 @@ func (d *Detector) runActions(ctx context.Context, in *inst, now time.Time) {
 				d.mu.Lock()
 				d.stats.CommandsErr++
 				d.mu.Unlock()
-				retry := time.Second
-				if !a.nextTry.IsZero() {
-					retry = min(2*max(a.nextTry.Sub(now), time.Second), 30*time.Second)
+				if IsPermanent(err) {
+					// The receiver refused it (4xx): sending it again cannot help.
+					d.log.Warn("command refused; giving up on this action", "sink", a.action.Sink, "id", id, "err", err)
+					a.sent, a.lastID = a.action.MaxAttempts, ""
+					continue
 				}
+				retry := min(time.Second<<min(a.failures, 5), 30*time.Second)
+				a.failures++
 				a.nextTry = now.Add(retry)
 				d.log.Warn("command delivery failed; will retry", "sink", a.action.Sink, "id", id, "retry_in", retry, "err", err)
 				continue
 			}
 		}
-		a.nextTry = time.Time{}
+		a.nextTry, a.failures = time.Time{}, 0
 		a.sent, a.lastSent, a.lastID = attempt, now, id
 		d.commandsDone[id] = rec
 		d.cmdRec = append(d.cmdRec, rec)

@@ -22,6 +22,9 @@ import (
 	"github.com/flowwatch/flowwatch/storage"
 )
 
+// errReadEvents marks a failed read of new events (the cursor did not move).
+var errReadEvents = errors.New("read events")
+
 // Store is what the detector needs of storage.
 type Store interface {
 	storage.Reader
@@ -36,6 +39,10 @@ const (
 	DefaultMaxOpen       = 5_000_000
 	DefaultResend        = time.Minute
 	DefaultClosedMemory  = time.Hour
+	// AliasWait is how long an event keyed by an alias waits for its alias row.
+	AliasWait = 10 * time.Minute
+	// maxUnresolved bounds the events waiting for an alias row.
+	maxUnresolved = 100_000
 )
 
 // Config configures a Detector. Flows, Store and Now are required.
@@ -91,6 +98,7 @@ type Detector struct {
 
 	aliases      map[string]string // tenant\x00flow\x00attr\x00value → key
 	unresolved   []storage.CheckpointEvent
+	rehydrate    map[string]bool // instances whose read-back failed, retried next tick
 	commandsDone map[string]storage.CommandRecord
 
 	alerts      map[string]*alertState
@@ -206,6 +214,7 @@ func New(cfg Config) (*Detector, error) {
 		closed:       map[string]int64{},
 		seen:         map[string]int64{},
 		aliases:      map[string]string{},
+		rehydrate:    map[string]bool{},
 		commandsDone: map[string]storage.CommandRecord{},
 		alerts:       map[string]*alertState{},
 		notifyAt:     make([]time.Time, len(cfg.Alerting.Notifiers)),
@@ -255,9 +264,15 @@ func (d *Detector) Start(ctx context.Context) error {
 			d.commandsDone[c.ID] = c
 		}
 	}
-	d.cursor = now.Add(-d.cfg.RebuildWindow)
+	if d.cursor.IsZero() {
+		d.cursor = now.Add(-d.cfg.RebuildWindow)
+	}
 	if err := d.Tick(ctx); err != nil {
-		return fmt.Errorf("rebuild: %w", err)
+		if errors.Is(err, errReadEvents) {
+			return fmt.Errorf("rebuild: %w", err) // the cursor did not move: retry Start
+		}
+		// Per-instance failures are retried by the following ticks.
+		d.log.Warn("rebuild: some instances will be read again on the next tick", "err", err)
 	}
 	d.mu.Lock()
 	d.ready = true
@@ -284,6 +299,14 @@ func (d *Detector) Run(ctx context.Context, interval time.Duration) {
 	}
 }
 
+// Flush runs a last tick on the way down: delivery backoffs are reset first, so alerts and
+// commands still pending get their chance even if the interrupted tick had just failed them.
+func (d *Detector) Flush(ctx context.Context) error {
+	clear(d.notifyAt)
+	clear(d.notifyFails)
+	return d.Tick(ctx)
+}
+
 // Tick reads new events, applies them, fires what expired, delivers alerts and commands,
 // and writes states and audit records.
 func (d *Detector) Tick(ctx context.Context) error {
@@ -301,7 +324,7 @@ func (d *Detector) Tick(ctx context.Context) error {
 	}
 	for id, in := range touched {
 		if d.open.get(id) == in {
-			d.judge(ctx, in, now)
+			d.judge(ctx, in, now, true)
 		}
 	}
 	d.expire(ctx, now)
@@ -323,7 +346,7 @@ func (d *Detector) read(ctx context.Context) ([]storage.CheckpointEvent, error) 
 		rows, err := d.cfg.Store.EventsSince(ctx, since, limit)
 		if err != nil {
 			d.m.readErrors.Inc()
-			return out, fmt.Errorf("read events since %s: %w", since.Format(time.RFC3339Nano), err)
+			return out, fmt.Errorf("%w since %s: %w", errReadEvents, since.Format(time.RFC3339Nano), err)
 		}
 		full := len(rows) >= limit
 		last := time.Time{}
@@ -391,7 +414,8 @@ func (d *Detector) ingest(ctx context.Context, events []storage.CheckpointEvent,
 		d.unresolved = nil
 	}
 	resolveErr := d.resolveAliases(ctx, set, events)
-	hydrate := map[string]bool{}
+	hydrate := d.rehydrate // read-backs that failed last tick are retried first
+	d.rehydrate = map[string]bool{}
 	var idBuf []byte
 	for i := range events {
 		e := &events[i]
@@ -403,10 +427,13 @@ func (d *Detector) ingest(ctx context.Context, events []storage.CheckpointEvent,
 		if isAlias(versions, e.KeyAttr) {
 			key, ok := d.aliases[aliasKey(e.Tenant, e.Flow, e.KeyAttr, e.Key)]
 			if !ok {
-				if now.Sub(e.IngestTime) < d.cfg.RebuildWindow {
-					d.unresolved = append(d.unresolved, *e) // its alias row may not be visible yet
+				// Its alias row may not be visible yet (another collector): retry for a while,
+				// then give up on it, counted.
+				if now.Sub(e.IngestTime) < AliasWait && len(d.unresolved) < maxUnresolved {
+					d.unresolved = append(d.unresolved, *e)
+				} else {
+					d.m.unresolvedAlias.Inc()
 				}
-				d.m.unresolvedAlias.Inc()
 				continue
 			}
 			e.Key, e.KeyAttr = key, ""
@@ -449,6 +476,7 @@ func (d *Detector) ingest(ctx context.Context, events []storage.CheckpointEvent,
 	for id := range hydrate {
 		in, err := d.hydrate(ctx, id, set, now)
 		if err != nil {
+			d.rehydrate[id] = true // the events are read; the read-back is what must be retried
 			errs = append(errs, err)
 			continue
 		}
@@ -543,7 +571,14 @@ func (d *Detector) hydrate(ctx context.Context, id string, set *model.Set, now t
 		return nil, fmt.Errorf("read events of %s/%s: %w", flow, key, err)
 	}
 	d.m.hydrations.Inc()
-	full := model.NewInstance(set.Versions(flow), tenant, key)
+	in := d.open.get(id)
+	versions := set.Versions(flow)
+	if in != nil {
+		// An open instance keeps its version and its definition, even when a reload rebuilt
+		// the set: newer versions never re-judge older instances.
+		versions = []*model.Flow{d.fams.flow(in)}
+	}
+	full := model.NewInstance(versions, tenant, key)
 	for _, r := range rows {
 		full.Apply(modelEvent(r))
 	}
@@ -551,13 +586,7 @@ func (d *Detector) hydrate(ctx context.Context, id string, set *model.Set, now t
 	if pinned == nil || !hasCheckpoint(full) {
 		return nil, nil // only error notes, or nothing: not an instance yet
 	}
-	in := d.open.get(id)
-	// Versions compare by number: a reload of the flow files builds new definitions.
-	if in == nil || d.fams.flow(in).Version != pinned.Version {
-		if in != nil {
-			d.heap.schedule(in, 0)
-			d.open.del(id)
-		}
+	if in == nil {
 		if in = d.newInst(id, pinned); in == nil {
 			return nil, nil
 		}
@@ -589,12 +618,21 @@ func modelEvent(r storage.CheckpointEvent) model.Event {
 		Name: r.Name, TraceID: r.TraceID, SpanID: r.SpanID, Status: r.Status, Message: r.Message}
 }
 
-// judge re-evaluates one instance from its compact state and acts on what changed.
-func (d *Detector) judge(ctx context.Context, in *inst, now time.Time) {
+// judge re-evaluates one instance from its compact state and acts on what changed. touched
+// says new events came for it (rather than a due time).
+func (d *Detector) judge(ctx context.Context, in *inst, now time.Time, touched bool) {
+	d.judgeOnce(ctx, in, now, touched, true)
+}
+
+func (d *Detector) judgeOnce(ctx context.Context, in *inst, now time.Time, touched, mayRead bool) {
 	var buf [32]time.Time
 	v := d.fams.flow(in).Judge(in.firstTimes(buf[:0]), now)
 	if in.extra != nil && (v.Status != model.StatusStuck || v.Expected[0].Checkpoint != in.extra.checkpoint) {
 		d.leaveStuck(in, now)
+	}
+	if v.Status != model.StatusCompleted && v.Status != model.StatusFailed && d.idle(in, v, now) {
+		d.evict(in, now)
+		return
 	}
 	switch v.Status {
 	case model.StatusCompleted, model.StatusFailed:
@@ -616,18 +654,30 @@ func (d *Detector) judge(ctx context.Context, in *inst, now time.Time) {
 		if in.extra == nil {
 			// Newly stuck: read the instance back for the whole story (errors, traces,
 			// violations). Rare, and bounded by the deadlines that expire.
-			if h, err := d.hydrate(ctx, in.id, d.cfg.Flows(), now); err != nil {
-				d.log.Warn("read stuck instance back", "instance", in.id, "err", err)
-				st := d.compactState(in, v)
-				d.enterStuck(in, st, now)
-				d.writeState(in, st, now)
-			} else if h != nil {
-				in = h
+			var h *inst
+			var err error
+			if mayRead {
+				h, err = d.hydrate(ctx, in.id, d.cfg.Flows(), now)
 			}
-			if in.extra == nil { // hydrate found it moved on meanwhile
-				d.scheduleNext(in, v.NextDeadline, now)
+			if err != nil || h == nil {
+				if err != nil {
+					d.log.Warn("read stuck instance back; retrying", "instance", in.id, "err", err)
+				}
+				d.heap.schedule(in, now.Add(time.Second).UnixNano()) // retry: never drop it
 				return
 			}
+			in = h
+			if in.extra == nil {
+				// The store knew more than the compact state (a row read late): judge again
+				// on what it said.
+				d.judgeOnce(ctx, in, now, touched, false)
+				return
+			}
+		} else if touched {
+			// New events while stuck on the same checkpoint: keep the stored state current.
+			st := d.compactState(in, v)
+			st.Reason = in.extra.reason
+			d.writeState(in, st, now)
 		}
 		in.status = statusStuck
 		d.runActions(ctx, in, now)
@@ -636,6 +686,27 @@ func (d *Detector) judge(ctx context.Context, in *inst, now time.Time) {
 		d.writeState(in, d.compactState(in, v), now)
 		d.scheduleNext(in, v.NextDeadline, now)
 	}
+}
+
+// idle reports whether an instance has had no event for the rebuild window and has nothing
+// left to wait for: no deadline ahead and no action due.
+func (d *Detector) idle(in *inst, v model.Verdict, now time.Time) bool {
+	if !v.NextDeadline.IsZero() || now.Sub(time.Unix(0, in.last())) < d.cfg.RebuildWindow {
+		return false
+	}
+	return in.extra == nil || d.nextActionTime(in).IsZero()
+}
+
+// evict stops tracking an instance that has been idle for the rebuild window (an abandoned
+// instance waiting only for optional checkpoints, or stuck with its actions exhausted). Its
+// stored state stays as last written; a restart would not load it either. Counted.
+func (d *Detector) evict(in *inst, now time.Time) {
+	if in.extra != nil {
+		d.leaveStuck(in, now)
+	}
+	d.heap.schedule(in, 0)
+	d.open.del(in.id)
+	d.m.evicted.Inc()
 }
 
 // scheduleNext puts the instance on the heap at its next deadline (just past it, so the
@@ -649,6 +720,9 @@ func (d *Detector) scheduleNext(in *inst, deadline time.Time, now time.Time) {
 		if a := d.nextActionTime(in); !a.IsZero() && (due == 0 || a.UnixNano() < due) {
 			due = a.UnixNano()
 		}
+	}
+	if due == 0 {
+		due = in.last() + int64(d.cfg.RebuildWindow) // look again when it would be idle
 	}
 	d.heap.schedule(in, due)
 }
@@ -665,7 +739,7 @@ func (d *Detector) expire(ctx context.Context, now time.Time) {
 	d.m.expired.Add(float64(len(due)))
 	for _, in := range due {
 		if d.open.get(in.id) == in {
-			d.judge(ctx, in, now)
+			d.judge(ctx, in, now, false)
 		}
 	}
 }

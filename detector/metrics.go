@@ -18,6 +18,7 @@ type Metrics struct {
 	hydrations      prometheus.Counter
 	expired         prometheus.Counter
 	rejected        prometheus.Counter
+	evicted         prometheus.Counter
 	rejectedLogged  atomic.Bool
 	alertsSent      *prometheus.CounterVec
 	alertsFailed    *prometheus.CounterVec
@@ -49,6 +50,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Deadline-heap entries that came due."}),
 		rejected: prometheus.NewCounter(prometheus.CounterOpts{Name: "flowwatch_detector_instances_rejected_total",
 			Help: "New instances not tracked because max_open was reached."}),
+		evicted: prometheus.NewCounter(prometheus.CounterOpts{Name: "flowwatch_detector_instances_evicted_total",
+			Help: "Open instances no longer tracked after a rebuild window with no event and nothing to wait for."}),
 		alertsSent: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "flowwatch_detector_alerts_sent_total",
 			Help: "Alerts delivered, by notifier."}, []string{"notifier"}),
 		alertsFailed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "flowwatch_detector_alerts_failed_total",
@@ -62,7 +65,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.open, m.eventsRead, m.readErrors, m.writeErrors, m.readLag, m.unknownFlow,
-			m.unresolvedAlias, m.hydrations, m.expired, m.rejected, m.alertsSent, m.alertsFailed,
+			m.unresolvedAlias, m.hydrations, m.expired, m.rejected, m.evicted, m.alertsSent, m.alertsFailed,
 			m.commands, m.rateLimited, m.tickSeconds)
 	}
 	return m

@@ -132,6 +132,7 @@ type actionState struct {
 	lastSent time.Time // when the last attempt was delivered
 	lastID   string    // its command id, pending an outcome
 	nextTry  time.Time // when to retry a failed delivery
+	failures int       // consecutive failed deliveries, for the backoff
 }
 
 // ShardOf returns the shard (0..shards-1) that owns an instance. It is stable across
@@ -167,6 +168,15 @@ func (in *inst) firstTimes(buf []time.Time) []time.Time {
 		}
 	}
 	return out
+}
+
+// last is the latest first-reached time (unix ns): the instance's last progress.
+func (in *inst) last() int64 {
+	var t int64
+	for _, ns := range in.first {
+		t = max(t, ns)
+	}
+	return t
 }
 
 // reach records that checkpoint c was reached at t; it reports whether anything changed.

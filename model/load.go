@@ -363,6 +363,9 @@ func (p *parser) flow(n *yaml.Node) *Flow {
 	}
 	if fd, ok := required("key"); ok {
 		f.Key = p.str(fd, "key")
+		if f.Key == "" && fd.val.Kind == yaml.ScalarNode && fd.val.Tag != "!!null" {
+			p.errorf(fd.val, "'key' must name the attribute that holds the business key")
+		}
 	}
 	if fd, ok := fields["active_from"]; ok {
 		s := p.str(fd, "active_from")
@@ -421,6 +424,9 @@ func (p *parser) checkpoint(n *yaml.Node, f *Flow) (*Checkpoint, *cpNodes) {
 	}
 	nodes.name = fd.val
 	c.Name = p.str(fd, "name")
+	if c.Name == "" && fd.val.Kind == yaml.ScalarNode && fd.val.Tag != "!!null" {
+		p.errorf(fd.val, "checkpoint 'name' must not be empty")
+	}
 	if fd, ok := fields["start"]; ok {
 		c.Start = p.boolean(fd, "start")
 	}
@@ -454,6 +460,9 @@ func (p *parser) checkpoint(n *yaml.Node, f *Flow) (*Checkpoint, *cpNodes) {
 	c.Key = f.Key
 	if fd, ok := fields["key"]; ok {
 		c.Key = p.str(fd, "key")
+		if c.Key == "" && fd.val.Kind == yaml.ScalarNode && fd.val.Tag != "!!null" {
+			p.errorf(fd.val, "checkpoint 'key' must name an attribute (or be left out to use the flow's key)")
+		}
 	}
 	if fd, ok := fields["aliases"]; ok {
 		c.Aliases = p.strings(fd, "aliases")

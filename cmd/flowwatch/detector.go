@@ -86,6 +86,7 @@ func serveDetector(ctx context.Context, cfg *detector.FileConfig, log *slog.Logg
 	}
 	s := &service{
 		store: st, flows: flows, listen: cfg.Listen, token: cfg.Token, tick: time.Duration(cfg.Tick), log: log,
+		reload: time.Duration(cfg.FlowsReload),
 		det: detector.Config{
 			Shard: cfg.Shard.Index, Shards: cfg.Shard.Count, Overlap: time.Duration(cfg.Overlap),
 			MaxOpen: cfg.MaxOpen, RebuildWindow: time.Duration(cfg.RebuildWindow), Sinks: sinks,

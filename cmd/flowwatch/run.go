@@ -248,6 +248,13 @@ func allInOne(ctx context.Context, o *runOptions, stdout io.Writer, log *slog.Lo
 		case err := <-svcDone:
 			return err
 		case err := <-colDone:
+			colDone <- err // for the deferred stopCollector
+			stopDemo()
+			if dm != nil {
+				<-demoDone
+			}
+			stopSvc() // the detector flushes before the store closes
+			<-svcDone
 			return fmt.Errorf("collector stopped: %v", err)
 		case <-summary:
 			printSummary(stdout, det, dm)

@@ -99,6 +99,7 @@ type service struct {
 	listen string
 	token  string
 	tick   time.Duration
+	reload time.Duration // how often flow files are re-read; default detector.DefaultFlowsReload
 	log    *slog.Logger
 	// started is called once the API listens and the detector is rebuilt.
 	started func(d *detector.Detector, apiURL string)
@@ -151,7 +152,11 @@ func (s *service) run(ctx context.Context) error {
 	if s.started != nil {
 		s.started(d, "http://"+ln.Addr().String())
 	}
-	go s.flows.watch(ctx, detector.DefaultFlowsReload)
+	reload := s.reload
+	if reload == 0 {
+		reload = detector.DefaultFlowsReload
+	}
+	go s.flows.watch(ctx, reload)
 	done := make(chan struct{})
 	go func() { d.Run(ctx, s.tick); close(done) }()
 	select {
@@ -163,7 +168,7 @@ func (s *service) run(ctx context.Context) error {
 	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = srv.Shutdown(shutdown)
-	if err := d.Tick(shutdown); err != nil { // flush what the last tick still held
+	if err := d.Flush(shutdown); err != nil { // what the interrupted tick still held
 		s.log.Warn("last detector tick", "err", err)
 	}
 	return nil
