@@ -181,17 +181,10 @@ func (e *embedded) insert(ctx context.Context, table string, cols []string, rs [
 			case int64:
 				b = strconv.AppendInt(b, x, 10)
 			case time.Time:
-				// Decimal seconds: read right by a DateTime64 column of any scale.
-				ns := x.UnixNano()
-				sec, frac := ns/1e9, ns%1e9
-				if frac < 0 {
-					sec, frac = sec-1, frac+1e9
-				}
-				b = append(b, '"')
-				b = strconv.AppendInt(b, sec, 10)
-				b = append(b, '.')
-				b = append(b, fmt.Sprintf("%09d", frac)...)
-				b = append(b, '"')
+				// Integer nanoseconds, as appendEventJSON writes them: every time column of the
+				// embedded schema is DateTime64(9), and a decimal string of fewer than ten digits
+				// of seconds (a time before 1973) does not parse.
+				b = strconv.AppendInt(b, x.UnixNano(), 10)
 			case float64:
 				if math.IsNaN(x) || math.IsInf(x, 0) {
 					return fmt.Errorf("insert into %s: non-finite number", table)

@@ -280,7 +280,7 @@ func (s *store) WriteAliases(ctx context.Context, aliases []Alias) error {
 // the epoch (and read back as the zero time).
 func (s *store) timeValue(t time.Time) any {
 	if t.IsZero() {
-		t = unixNano(0)
+		t = time.Unix(0, 0).UTC()
 	}
 	if s.d.legacy {
 		return t.UnixNano()
@@ -443,8 +443,12 @@ func (s *store) InstanceEvents(ctx context.Context, tenant, flow, key string) ([
 	if s.d.legacy {
 		cond = where + " AND key = " + quote(key)
 	} else {
-		// The instance's own rows, and the rows keyed by one of its aliases.
-		aliases := "SELECT attr, value FROM " + s.table("aliases") + " WHERE " + where + " AND key = " + quote(key)
+		// The instance's own rows, and the rows keyed by one of its aliases — by the first
+		// mapping of an alias value, as ResolveAliases resolves it, so that a conflicting later
+		// mapping never shows one event on two instances.
+		aliases := "SELECT attr, value FROM (SELECT attr, value, argMin(key, time) AS k FROM " + s.table("aliases") +
+			" WHERE " + where + " AND (attr, value) " + s.d.global() + "IN (SELECT attr, value FROM " + s.table("aliases") +
+			" WHERE " + where + " AND key = " + quote(key) + ") GROUP BY attr, value) WHERE k = " + quote(key)
 		cond = where + " AND (key = " + quote(key) + " OR (key_attr, key) " + s.d.global() + "IN (" + aliases + "))"
 	}
 	q := "SELECT " + s.eventColumns() + " FROM " + s.table("checkpoint_events") + " WHERE " + cond +

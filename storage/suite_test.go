@@ -261,6 +261,47 @@ func runSuite(t *testing.T, open opener) {
 		}
 	})
 
+	t.Run("OldAndZeroTimes", func(t *testing.T) {
+		s := open(t, "suite_times")
+		old := time.Date(1970, 1, 1, 0, 0, 1, 5, time.UTC)
+		if err := s.WriteAliases(ctx, []Alias{{Tenant: "t", Flow: "f", Attr: "a", Value: "v", Key: "k", Time: old},
+			{Tenant: "t", Flow: "f", Attr: "a", Value: "w", Key: "k"}}); err != nil {
+			t.Fatalf("aliases with an old and a zero time: %v", err)
+		}
+		if err := s.WriteStates(ctx, []InstanceState{{Tenant: "t", Flow: "f", Key: "k", Status: "running", Version: 1,
+			StartedAt: time.Time{}, LastSeen: old, Expected: "[]", Reason: "null", Violations: "[]", UpdatedAt: time.Unix(2e9, 0)}}); err != nil {
+			t.Fatalf("a state with zero and old times: %v", err)
+		}
+		if st, err := s.Instance(ctx, "t", "f", "k"); err != nil || st == nil {
+			t.Fatalf("read back: %+v, %v", st, err)
+		}
+	})
+
+	t.Run("ConflictingAliasFirstWins", func(t *testing.T) {
+		s := open(t, "suite_alias_conflict")
+		base := time.Now().UTC().Truncate(time.Second)
+		if err := s.WriteAliases(ctx, []Alias{{Tenant: "t", Flow: "f", Attr: "payment.id", Value: "p1", Key: "k1", Time: base.Add(time.Second)},
+			{Tenant: "t", Flow: "f", Attr: "payment.id", Value: "p1", Key: "k9", Time: base.Add(2 * time.Second)}}); err != nil {
+			t.Fatal(err)
+		}
+		ev := CheckpointEvent{Tenant: "t", Flow: "f", Checkpoint: "settled", Key: "p1", KeyAttr: "payment.id",
+			Time: base.Add(3 * time.Second), Service: "ledger", Name: "settled", Status: "ok"}
+		if err := s.WriteEvents(ctx, []CheckpointEvent{ev}); err != nil {
+			t.Fatal(err)
+		}
+		if m, err := s.ResolveAliases(ctx, "t", "f", "payment.id", []string{"p1"}); err != nil || m["p1"] != "k1" {
+			t.Fatalf("resolve: %v %v", m, err)
+		}
+		if all, err := s.EventsSince(ctx, time.Time{}, 10); err != nil || len(all) != 1 {
+			t.Fatalf("events: %+v %v", all, err)
+		}
+		k1, err1 := s.InstanceEvents(ctx, "t", "f", "k1")
+		k9, err9 := s.InstanceEvents(ctx, "t", "f", "k9")
+		if err1 != nil || err9 != nil || len(k1) != 1 || len(k9) != 0 {
+			t.Fatalf("the event belongs to k1 only: k1 %d (%v), k9 %d (%v)", len(k1), err1, len(k9), err9)
+		}
+	})
+
 	t.Run("HostileValues", func(t *testing.T) {
 		s := open(t, "suite_hostile")
 		tenant, flow, key := `it's AND 1=1 --`, `o\'rder AND flow = ''`, "k\n\x00'\\"
