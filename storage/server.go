@@ -91,7 +91,7 @@ func OpenServer(ctx context.Context, dsn string, o Options) (Store, error) {
 			o.Logger.Warn("old ClickHouse server: using the legacy tables (events and aliases only)", "version", v.String())
 		}
 	}
-	st, err := newStore(&server{conn: conn, legacy: o.Legacy}, o)
+	st, err := newStore(&server{conn: conn, legacy: o.Legacy, cluster: o.Cluster != ""}, o)
 	if err != nil {
 		conn.Close()
 		return nil, err
@@ -104,6 +104,23 @@ func OpenServer(ctx context.Context, dsn string, o Options) (Store, error) {
 type server struct {
 	conn   driver.Conn
 	legacy bool
+	// cluster: writes go to Distributed tables, which return once rows are queued on the
+	// receiving node unless told to wait; the Writer contract (durable on return) needs the wait.
+	cluster bool
+}
+
+// insertContext carries the settings every insert of this server needs.
+func (s *server) insertContext(ctx context.Context, settings clickhouse.Settings) context.Context {
+	if s.cluster {
+		if settings == nil {
+			settings = clickhouse.Settings{}
+		}
+		settings["insert_distributed_sync"] = 1 // foreground: into the shards before returning
+	}
+	if len(settings) == 0 {
+		return ctx
+	}
+	return clickhouse.Context(ctx, clickhouse.WithSettings(settings))
 }
 
 func (s *server) exec(ctx context.Context, sql string) error { return s.conn.Exec(ctx, sql) }
@@ -134,11 +151,13 @@ func dedupToken(ids []uint64) string {
 
 func (s *server) insertEvents(ctx context.Context, table string, events []CheckpointEvent, ids []uint64) error {
 	cols := eventColumnList
+	var settings clickhouse.Settings
 	if s.legacy {
 		cols = strings.Replace(cols, "attributes", "attributes.k, attributes.v", 1)
 	} else {
-		ctx = clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"insert_deduplication_token": dedupToken(ids)}))
+		settings = clickhouse.Settings{"insert_deduplication_token": dedupToken(ids)}
 	}
+	ctx = s.insertContext(ctx, settings)
 	batch, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+table+" ("+cols+")")
 	if err != nil {
 		return err
@@ -154,6 +173,7 @@ func (s *server) insertEvents(ctx context.Context, table string, events []Checkp
 }
 
 func (s *server) insert(ctx context.Context, table string, cols []string, rs [][]any) error {
+	ctx = s.insertContext(ctx, nil)
 	batch, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+table+" ("+strings.Join(cols, ", ")+")")
 	if err != nil {
 		return err
