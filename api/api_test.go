@@ -394,6 +394,19 @@ func testInstanceDetail(t *testing.T, f *fixture) {
 		t.Errorf("a/b = %+v", slash)
 	}
 
+	// A state whose events have expired still answers with "events": [] and "violations": [].
+	if err := f.rw.WriteStates(context.Background(), []storage.InstanceState{{Tenant: "default", Flow: "order", Version: 1,
+		Key: "gone", Status: "running", StartedAt: t0, LastSeen: t0, Expected: "[]", Reason: "null", Violations: "[]",
+		UpdatedAt: t0}}); err != nil {
+		t.Fatal(err)
+	}
+	raw := get(t, f.h, "/api/v1/flows/order/instances/gone", 200)
+	var keys map[string]json.RawMessage
+	raw.decode(t, &keys)
+	if string(keys["events"]) != "[]" || string(keys["violations"]) != "[]" {
+		t.Errorf("events %s, violations %s: want both present and empty", keys["events"], keys["violations"])
+	}
+
 	if msg := get(t, f.h, "/api/v1/flows/order/instances/o-9", 404).errorText(t); !strings.Contains(msg, `"o-9"`) {
 		t.Errorf("unknown key: %q", msg)
 	}

@@ -369,7 +369,11 @@ func (s *server) instance(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	refresh(&in, now)
-	writeJSON(w, http.StatusOK, in)
+	detail := InstanceDetail{Instance: in, Events: in.Events, Violations: in.Violations}
+	if detail.Violations == nil {
+		detail.Violations = []Violation{}
+	}
+	writeJSON(w, http.StatusOK, detail)
 	return nil
 }
 

@@ -32,6 +32,15 @@ type Instance struct {
 	Violations     []Violation `json:"violations,omitempty"`
 }
 
+// InstanceDetail is GET /api/v1/flows/{flow}/instances/{key}: an instance whose events and
+// violations are always present, as empty lists when there are none (an instance can outlive
+// its events: they expire by event time, its state by its last update).
+type InstanceDetail struct {
+	Instance
+	Events     []Event     `json:"events"`
+	Violations []Violation `json:"violations"`
+}
+
 // Expected is a checkpoint an instance awaits, with its deadline.
 type Expected struct {
 	Checkpoint string    `json:"checkpoint"`

@@ -655,8 +655,10 @@ func (s *store) CheckpointCounts(ctx context.Context, tenant, flow string, from,
 	}); err != nil {
 		return nil, fmt.Errorf("checkpoint counts of %s: %w", flow, err)
 	}
-	q = "SELECT cp, count() FROM " + s.table("instance_states") + " FINAL ARRAY JOIN expected_checkpoints AS cp" +
-		" WHERE " + s.flowWhere(tenant, flow) + " AND status = 'stuck' GROUP BY cp"
+	// A stuck instance counts at the checkpoint its reason names (the most overdue one), not at
+	// every checkpoint it awaits.
+	q = "SELECT cp, count() FROM (SELECT JSONExtractString(reason, 'checkpoint') AS cp FROM " + s.table("instance_states") +
+		" FINAL WHERE " + s.flowWhere(tenant, flow) + " AND status = 'stuck') WHERE cp != '' GROUP BY cp"
 	if err := s.each(ctx, q, func(r rows) error {
 		var cp string
 		var n uint64

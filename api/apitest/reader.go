@@ -323,10 +323,13 @@ func (s *Store) CheckpointCounts(_ context.Context, tenant, flow string, from, t
 		if (tenant != "" && st.Tenant != tenant) || st.Flow != flow || st.Status != "stuck" {
 			continue
 		}
-		var xs []expectedDoc
-		_ = json.Unmarshal([]byte(st.Expected), &xs)
-		for _, x := range xs {
-			get(x.Checkpoint).Stuck++
+		// Stuck at the checkpoint its reason names (the most overdue), not at every one it
+		// awaits.
+		var r struct {
+			Checkpoint string `json:"checkpoint"`
+		}
+		if json.Unmarshal([]byte(st.Reason), &r) == nil && r.Checkpoint != "" {
+			get(r.Checkpoint).Stuck++
 		}
 	}
 	out := make([]storage.CheckpointCount, 0, len(counts))
