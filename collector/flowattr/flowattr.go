@@ -134,15 +134,19 @@ func (m *Match) field(f int) string {
 	}
 }
 
+// IsAnnotation reports whether k is one of the annotation attributes (other attributes that
+// merely start with "flow." are the item's own).
+func IsAnnotation(k string) bool {
+	switch k {
+	case AttrName, AttrCheckpoint, AttrKey, AttrKeyAttr, AttrTenant, AttrAliases:
+		return true
+	}
+	return false
+}
+
 // Remove deletes every annotation attribute from attrs.
 func Remove(attrs pcommon.Map) {
-	attrs.RemoveIf(func(k string, _ pcommon.Value) bool {
-		switch k {
-		case AttrName, AttrCheckpoint, AttrKey, AttrKeyAttr, AttrTenant, AttrAliases:
-			return true
-		}
-		return false
-	})
+	attrs.RemoveIf(func(k string, _ pcommon.Value) bool { return IsAnnotation(k) })
 }
 
 // Has reports whether attrs carry an annotation.

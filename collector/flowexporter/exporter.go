@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"unicode/utf8"
 
@@ -298,7 +297,7 @@ func (b *batch) add(it item) {
 func ownAttributes(m pcommon.Map) map[string]string {
 	n := 0
 	for k := range m.All() {
-		if !strings.HasPrefix(k, "flow.") {
+		if !flowattr.IsAnnotation(k) {
 			n++
 		}
 	}
@@ -307,7 +306,7 @@ func ownAttributes(m pcommon.Map) map[string]string {
 	}
 	out := make(map[string]string, n)
 	for k, v := range m.All() {
-		if strings.HasPrefix(k, "flow.") {
+		if flowattr.IsAnnotation(k) {
 			continue
 		}
 		if v.Type() == pcommon.ValueTypeStr {
