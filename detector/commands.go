@@ -240,6 +240,11 @@ func (d *Detector) runActions(ctx context.Context, in *inst, now time.Time) {
 // checkpoint.
 func (d *Detector) recordOutcome(in *inst, x *stuckState, a *actionState, outcome string, now time.Time) {
 	prev := d.commandsDone[a.lastID]
+	if prev.Outcome == OutcomeDryRun {
+		// Nothing was sent: the record stays dry_run rather than claiming an effect.
+		a.lastID = ""
+		return
+	}
 	tenant, flow, key := d.fams.split(in.id)
 	rec := storage.CommandRecord{ID: a.lastID, Time: now, Tenant: tenant, Flow: flow, Version: d.fams.flow(in).Version,
 		Key: key, Checkpoint: x.checkpoint, Attempt: a.sent, Sink: a.action.Sink, Subject: a.action.Subject,

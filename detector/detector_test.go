@@ -386,6 +386,13 @@ func TestCommandDeliveryFailureIsRetriedAndDryRunSendsNothing(t *testing.T) {
 	if g.nats.count() != 0 || len(recs) != 1 || recs[0].Outcome != OutcomeDryRun {
 		t.Fatalf("dry run: sent %d, records %+v", g.nats.count(), recs)
 	}
+	// The payment arrives: a dry run claims no effect either way.
+	g.emit("order-fulfilment", "paid", "o-6", "payment.order_id", 2*time.Minute+20*time.Second)
+	g.tick(dd, 2*time.Minute+25*time.Second)
+	recs, _ = g.store.Commands(context.Background(), "", "", 10)
+	if len(recs) != 1 || recs[0].Outcome != OutcomeDryRun {
+		t.Fatalf("dry run after the checkpoint arrived: %+v", recs)
+	}
 }
 
 func TestRateLimitPerSink(t *testing.T) {
