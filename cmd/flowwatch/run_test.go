@@ -161,6 +161,39 @@ func poll(t *testing.T, what string, within time.Duration, cond func() bool) {
 	t.Fatalf("timed out after %s waiting for %s", within, what)
 }
 
+// startAllInOne starts the all-in-one with fresh loopback ports, again with new ones when a
+// port was taken between choosing it and listening (other test packages run in parallel).
+// It returns what it runs on and a stop function that waits for a clean stop.
+func startAllInOne(t *testing.T, o *runOptions) (runtimeInfo, func()) {
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	for try := 0; ; try++ {
+		o.otlpGRPC, o.otlpHTTP, o.http = freeAddr(t), freeAddr(t), freeAddr(t)
+		ctx, cancel := context.WithCancel(context.Background())
+		info := make(chan runtimeInfo, 1)
+		done := make(chan error, 1)
+		go func() { done <- allInOne(ctx, o, io.Discard, log, func(ri runtimeInfo) { info <- ri }) }()
+		select {
+		case ri := <-info:
+			return ri, func() {
+				cancel()
+				if err := <-done; err != nil {
+					t.Errorf("all-in-one stopped with %v", err)
+				}
+			}
+		case err := <-done:
+			cancel()
+			if try < 3 && err != nil && strings.Contains(err.Error(), "address already in use") {
+				continue
+			}
+			t.Fatalf("all-in-one did not start: %v", err)
+		case <-time.After(60 * time.Second):
+			cancel()
+			t.Fatal("all-in-one did not start within 60s")
+		}
+	}
+}
+
 // TestAllInOne is the end-to-end test of `flowwatch run`: real OTLP from the OTel SDK into the
 // in-process collector, the embedded chDB store, the detector, a real Alertmanager, NATS
 // JetStream, and a consumer that acts on the unblock command.
@@ -176,27 +209,12 @@ func TestAllInOne(t *testing.T) {
 	}
 	defer ns.Shutdown()
 
-	o := &runOptions{flows: "testdata/e2e", data: filepath.Join(t.TempDir(), "data"), otlpGRPC: freeAddr(t), otlpHTTP: freeAddr(t),
-		http: freeAddr(t), tick: 200 * time.Millisecond, alertmanagers: stringList{am.URL()}, nats: ns.ClientURL()}
+	o := &runOptions{flows: "testdata/e2e", data: filepath.Join(t.TempDir(), "data"), tick: 200 * time.Millisecond,
+		alertmanagers: stringList{am.URL()}, nats: ns.ClientURL()}
+	ri, stop := startAllInOne(t, o)
+	defer stop()
 	ctx, cancel := context.WithCancel(context.Background())
-	info := make(chan runtimeInfo, 1)
-	done := make(chan error, 1)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	go func() { done <- allInOne(ctx, o, io.Discard, log, func(ri runtimeInfo) { info <- ri }) }()
-	var ri runtimeInfo
-	select {
-	case ri = <-info:
-	case err := <-done:
-		t.Fatalf("all-in-one did not start: %v", err)
-	case <-time.After(60 * time.Second):
-		t.Fatal("all-in-one did not start within 60s")
-	}
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("all-in-one stopped with %v", err)
-		}
-	}()
+	defer cancel()
 	svc := &services{t: t, grpcAddr: o.otlpGRPC, httpAddr: o.otlpHTTP}
 
 	// The consumer of unblock commands: on a payment retry it authorizes the payment and the
@@ -353,30 +371,8 @@ func TestAllInOne(t *testing.T) {
 // TestRunStopLosesNothing: spans accepted by the OTLP receiver just before a stop are stored,
 // whether the collector's queue drains on the way down or replays from disk on the next start.
 func TestRunStopLosesNothing(t *testing.T) {
-	data := filepath.Join(t.TempDir(), "data")
-	o := &runOptions{flows: "testdata/e2e", data: data, otlpGRPC: freeAddr(t), otlpHTTP: freeAddr(t),
-		http: freeAddr(t), tick: 200 * time.Millisecond}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	start := func() (runtimeInfo, func()) {
-		ctx, cancel := context.WithCancel(context.Background())
-		info := make(chan runtimeInfo, 1)
-		done := make(chan error, 1)
-		go func() { done <- allInOne(ctx, o, io.Discard, log, func(ri runtimeInfo) { info <- ri }) }()
-		select {
-		case ri := <-info:
-			return ri, func() {
-				cancel()
-				if err := <-done; err != nil {
-					t.Errorf("all-in-one stopped with %v", err)
-				}
-			}
-		case err := <-done:
-			t.Fatalf("all-in-one did not start: %v", err)
-		case <-time.After(60 * time.Second):
-			t.Fatal("all-in-one did not start within 60s")
-		}
-		return runtimeInfo{}, nil
-	}
+	o := &runOptions{flows: "testdata/e2e", data: filepath.Join(t.TempDir(), "data"), tick: 200 * time.Millisecond}
+	start := func() (runtimeInfo, func()) { return startAllInOne(t, o) }
 	_, stop := start()
 	svc := &services{t: t, grpcAddr: o.otlpGRPC, httpAddr: o.otlpHTTP}
 	const n = 20
