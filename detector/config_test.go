@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/flowwatch/flowwatch/model"
 )
 
 func writeConfig(t *testing.T, body string) string {
@@ -60,5 +62,22 @@ sinks:
 	}
 	if _, err := LoadConfig(writeConfig(t, "store: {dsn: x}\nflows: [f]\ncolour: blue\n")); err == nil || !strings.Contains(err.Error(), "colour") {
 		t.Fatalf("unknown field: %v", err)
+	}
+}
+
+func TestAutoRebuildWindow(t *testing.T) {
+	flows, probs := model.Parse("bench.yaml", []byte(benchFlow)) // start → paid|reserved (1h) → shipped (1h)
+	if len(probs) > 0 {
+		t.Fatal(probs)
+	}
+	if got := autoRebuildWindow(model.NewSet(flows)); got != 5*time.Hour {
+		t.Fatalf("auto rebuild window = %s, want 2×2h+1h", got)
+	}
+	set, err := model.Load("../model/testdata/flows") // onboarding: a 13-day horizon
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := autoRebuildWindow(set); got != DefaultRebuildWindow {
+		t.Fatalf("capped window = %s", got)
 	}
 }

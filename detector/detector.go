@@ -59,7 +59,10 @@ type Config struct {
 	Overlap time.Duration
 	// ReadLimit bounds the rows of one read.
 	ReadLimit int
-	// RebuildWindow is how far back Start reads events to rebuild open instances.
+	// RebuildWindow is how far back Start reads events to rebuild open instances, and how long
+	// an instance with nothing left to wait for is kept without events. Zero derives it from the
+	// flows: twice the longest horizon (model.Flow.Horizon) plus an hour, at most
+	// DefaultRebuildWindow.
 	RebuildWindow time.Duration
 	// MaxOpen bounds the open instances kept in memory. Past it, new instances are not tracked:
 	// they are counted (flowwatch_detector_instances_rejected_total) and logged.
@@ -185,7 +188,7 @@ func New(cfg Config) (*Detector, error) {
 		cfg.ReadLimit = DefaultReadLimit
 	}
 	if cfg.RebuildWindow <= 0 {
-		cfg.RebuildWindow = DefaultRebuildWindow
+		cfg.RebuildWindow = autoRebuildWindow(cfg.Flows())
 	}
 	if cfg.MaxOpen <= 0 {
 		cfg.MaxOpen = DefaultMaxOpen
@@ -235,6 +238,18 @@ func New(cfg Config) (*Detector, error) {
 		d.m.alertsFailed.WithLabelValues(n.Name())
 	}
 	return d, nil
+}
+
+// autoRebuildWindow is twice the longest flow horizon plus an hour, at most
+// DefaultRebuildWindow: long enough to see every instance that can still become stuck.
+func autoRebuildWindow(set *model.Set) time.Duration {
+	var h time.Duration
+	if set != nil {
+		for _, f := range set.Flows {
+			h = max(h, f.Horizon())
+		}
+	}
+	return min(2*h+time.Hour, DefaultRebuildWindow)
 }
 
 // Ready reports whether Start has rebuilt the state.

@@ -160,6 +160,31 @@ func (f *Flow) KeyAttributes() []string {
 	return out
 }
 
+// Horizon is the longest an instance can take while it still has a deadline ahead: the
+// longest chain of `within`s from a start checkpoint. Past it, an instance's verdict no longer
+// changes by itself (optional checkpoints, which have no `within`, may still come).
+func (f *Flow) Horizon() time.Duration {
+	memo := make([]time.Duration, len(f.Checkpoints))
+	done := make([]bool, len(f.Checkpoints))
+	var at func(c *Checkpoint) time.Duration
+	at = func(c *Checkpoint) time.Duration {
+		if done[c.Index] {
+			return memo[c.Index]
+		}
+		var longest time.Duration
+		for _, p := range c.Preds {
+			longest = max(longest, at(p))
+		}
+		memo[c.Index], done[c.Index] = longest+c.Within, true
+		return memo[c.Index]
+	}
+	var h time.Duration
+	for _, c := range f.Checkpoints {
+		h = max(h, at(c))
+	}
+	return h
+}
+
 // Pos is a place in a flow file.
 type Pos struct {
 	Path string

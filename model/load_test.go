@@ -50,6 +50,10 @@ func TestLoadExamples(t *testing.T) {
 	if ob.Checkpoint("credit_checked").Within != 36*time.Hour || ob.Checkpoint("welcome_kit_shipped").Within != 7*24*time.Hour {
 		t.Fatal("day durations not parsed")
 	}
+	// 3d email, then 2d identity or 1.5d credit, then 1d account, then 7d welcome kit.
+	if h := ob.Horizon(); h != 13*24*time.Hour {
+		t.Fatalf("onboarding horizon = %s", h)
+	}
 	if pay := set.Latest("payment"); pay.Checkpoint("authorized").Join != JoinAny ||
 		pay.Checkpoint("abandoned").Terminal != TerminalFailure {
 		t.Fatal("payment compiled wrong")
