@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/flowwatch/flowwatch/internal/testsvc"
 	"github.com/flowwatch/flowwatch/storage"
 )
 
@@ -18,15 +19,7 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "flowwatch-api-chdb-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	embeddedDir = dir
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(testsvc.RunInChDBFolder(m, "flowwatch-api-chdb-", &embeddedDir))
 }
 
 // openEmbedded opens a fresh, migrated database on the embedded store (needs libchdb.so:

@@ -7,6 +7,8 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/flowwatch/flowwatch/internal/testsvc"
 )
 
 // chDB allows one data folder per process: every embedded test shares this one and keeps to
@@ -14,15 +16,7 @@ import (
 var embeddedDir string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "flowwatch-chdb-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	embeddedDir = dir
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(testsvc.RunInChDBFolder(m, "flowwatch-chdb-", &embeddedDir))
 }
 
 func openEmbedded(t testing.TB, db string) Store {

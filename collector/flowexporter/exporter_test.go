@@ -2,7 +2,6 @@ package flowexporter
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/flowwatch/flowwatch/collector/flowattr"
 	"github.com/flowwatch/flowwatch/collector/flowexporter/internal/metadata"
+	"github.com/flowwatch/flowwatch/internal/testsvc"
 	"github.com/flowwatch/flowwatch/storage"
 )
 
@@ -27,15 +27,7 @@ import (
 var embeddedDir string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "flowwatch-exporter-chdb-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	embeddedDir = dir
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(testsvc.RunInChDBFolder(m, "flowwatch-exporter-chdb-", &embeddedDir))
 }
 
 var base = time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
