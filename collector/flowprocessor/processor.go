@@ -258,6 +258,12 @@ func matchEventRules(rules []*rule, c *chain, hits []*rule) []*rule {
 	return hits
 }
 
+// keyLookup is one key attribute looked up on an error item.
+type keyLookup struct {
+	attr, value string
+	ok          bool
+}
+
 // annotate turns the rules an item matched into annotations on dst (the item's attributes)
 // and, for an error item, adds an error note for every flow whose key the item carries but
 // none of whose checkpoints it matched. It reports whether dst was annotated.
@@ -294,12 +300,27 @@ func (p *flowProcessor) annotate(idx *index, rs *resourceState, c *chain, hits [
 		}
 	}
 	if isError {
+		// Flows mostly share their key attributes: look each one up once per item.
+		var seenBuf [8]keyLookup
+		seen := seenBuf[:0]
+		lookup := func(a string) (string, bool) {
+			for _, l := range seen {
+				if l.attr == a {
+					return l.value, l.ok
+				}
+			}
+			v, ok := c.str(a)
+			if len(seen) < cap(seen) {
+				seen = append(seen, keyLookup{a, v, ok})
+			}
+			return v, ok
+		}
 		for _, fi := range idx.flows {
 			if hitFlow(hits, fi) {
 				continue
 			}
 			for _, a := range fi.keyAttrs {
-				if key, ok := c.str(a); ok {
+				if key, ok := lookup(a); ok {
 					ms = append(ms, flowattr.Match{Flow: fi.name, Key: key, KeyAttr: a, Tenant: rs.tenantOf(p.cfg.TenantAttribute)})
 					fi.counts.errorNotes.Add(1)
 					break
