@@ -28,7 +28,7 @@ func TestServerSuite(t *testing.T) {
 		}
 		t.Cleanup(func() { s.Close() })
 		if s.(*store).d.legacy {
-			t.Skip("FLOWWATCH_CLICKHOUSE_DSN points at an old server")
+			t.Fatal("FLOWWATCH_CLICKHOUSE_DSN must point at ClickHouse >= 24.8; the old server has its own tests (TestServerLegacy, TestServerKilledMidStream)")
 		}
 		if err := s.(*store).b.exec(ctx, "DROP DATABASE IF EXISTS "+db); err != nil {
 			t.Fatal(err)
