@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"net/url"
 	"sort"
@@ -354,9 +353,4 @@ func (d *Detector) recordAlert(s *alertState, sink string, now time.Time, err er
 		rec.Error = err.Error()
 	}
 	d.alertRec = append(d.alertRec, rec)
-}
-
-// alertmanagerBody is the JSON body of POST /api/v2/alerts.
-func alertmanagerBody(alerts []Alert) ([]byte, error) {
-	return json.Marshal(alerts)
 }

@@ -93,7 +93,7 @@ func (a *Alertmanager) Name() string { return "alertmanager" }
 
 // Notify implements Notifier: POST /api/v2/alerts to each Alertmanager.
 func (a *Alertmanager) Notify(ctx context.Context, alerts []Alert) error {
-	body, err := alertmanagerBody(alerts)
+	body, err := json.Marshal(alerts) // the body of POST /api/v2/alerts
 	if err != nil {
 		return fmt.Errorf("encode alerts: %w", err)
 	}

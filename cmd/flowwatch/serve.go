@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -220,7 +221,7 @@ func subjectsOf(set *model.Set, sink string) []string {
 				if subj == "" {
 					subj = "flowwatch.commands"
 				}
-				if i := indexByte(subj, '.'); i > 0 {
+				if i := strings.IndexByte(subj, '.'); i > 0 {
 					subj = subj[:i] + ".>"
 				}
 				if !seen[subj] {
@@ -234,13 +235,4 @@ func subjectsOf(set *model.Set, sink string) []string {
 		out = append(out, "flowwatch.>")
 	}
 	return out
-}
-
-func indexByte(s string, b byte) int {
-	for i := 0; i < len(s); i++ {
-		if s[i] == b {
-			return i
-		}
-	}
-	return -1
 }
