@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/flowwatch/flowwatch/api/apitest"
+	"github.com/flowwatch/flowwatch/flowstate"
 	"github.com/flowwatch/flowwatch/model"
 	"github.com/flowwatch/flowwatch/storage"
 )
@@ -64,7 +65,7 @@ func seedInstance(t testing.TB, ctx context.Context, w storage.Writer, set *mode
 		t.Fatal(err)
 	}
 	st := in.Evaluate(now)
-	row := StateRow(st)
+	row := flowstate.Row(st)
 	row.UpdatedAt = now
 	if err := w.WriteStates(ctx, []storage.InstanceState{row}); err != nil {
 		t.Fatal(err)
@@ -712,7 +713,7 @@ func TestDetailEvaluatesCompactState(t *testing.T) {
 			if err != nil || st == nil {
 				t.Fatal(st, err)
 			}
-			st.Reason, st.Violations, st.UpdatedAt = EmptyReason, EmptyViolations, now.Add(time.Second)
+			st.Reason, st.Violations, st.UpdatedAt = flowstate.EmptyReason, flowstate.EmptyViolations, now.Add(time.Second)
 			states = append(states, *st)
 		}
 		if err := f.rw.WriteStates(ctx, states); err != nil {

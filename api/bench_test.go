@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/flowwatch/flowwatch/api/apitest"
+	"github.com/flowwatch/flowwatch/flowstate"
 	"github.com/flowwatch/flowwatch/model"
 	"github.com/flowwatch/flowwatch/storage"
 )
@@ -55,9 +56,9 @@ func seedBench(ctx context.Context, w storage.Writer, set *model.Set) error {
 			e.IngestTime = e.Time
 			e.EventID = storage.EventID(e.Tenant, e.Flow, cp, key, e.TraceID, e.SpanID, e.Time.UnixNano(), cp)
 			events = append(events, e)
-			in.Apply(ModelEvent(e))
+			in.Apply(flowstate.ModelEvent(&e))
 		}
-		st := StateRow(in.Evaluate(now.Add(5 * time.Minute)))
+		st := flowstate.Row(in.Evaluate(now.Add(5 * time.Minute)))
 		st.UpdatedAt = now
 		states = append(states, st)
 		if len(states) == 5000 {

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/flowwatch/flowwatch/flowstate"
 	"github.com/flowwatch/flowwatch/model"
 	"github.com/flowwatch/flowwatch/storage"
 )
@@ -356,11 +357,13 @@ func (s *server) instance(w http.ResponseWriter, r *http.Request) error {
 	now := s.cfg.Now()
 	if set := s.cfg.Flows(); set != nil && len(set.Versions(flow)) > 0 {
 		// The detector stores a compact state for most instances: violations, and the
-		// details of a verdict, come from evaluating the events now.
-		mi := model.NewInstance(set.Versions(flow), tenant, key)
-		for _, e := range events {
-			mi.Apply(ModelEvent(e))
+		// details of a verdict, come from evaluating the events now — by the version the
+		// detector pinned the instance to, never a newer one.
+		versions := set.Versions(flow)
+		if f := set.Version(flow, in.Version); f != nil {
+			versions = []*model.Flow{f}
 		}
+		mi, _ := flowstate.Rebuild(versions, tenant, key, events, nil)
 		ev := mi.Evaluate(now)
 		in.Violations = nonEmpty(ViolationsFromModel(ev.Violations))
 		if string(ev.Status) == in.Status && ev.Version == in.Version {
@@ -375,12 +378,6 @@ func (s *server) instance(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, detail)
 	return nil
-}
-
-// ModelEvent converts a stored checkpoint event to the model's event.
-func ModelEvent(e storage.CheckpointEvent) model.Event {
-	return model.Event{ID: e.EventID, Checkpoint: e.Checkpoint, Time: e.Time, Service: e.Service,
-		Name: e.Name, TraceID: e.TraceID, SpanID: e.SpanID, Status: e.Status, Message: e.Message}
 }
 
 // refresh brings the time-dependent parts of a stored verdict to now: the detector writes a

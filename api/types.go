@@ -1,10 +1,10 @@
 // Package api owns the flowwatch query API v1 (DESIGN.md "Query API v1"): the JSON documents
 // it serves, and the HTTP handler that serves them from a storage.Reader.
 //
-// It is stateless over the store: it never evaluates instances (the detector does, with
-// model/) and never speaks SQL (storage/ does). The documents of this file are also the ones
-// the detector stores in storage.InstanceState's JSON columns (see StateDocs), so the API
-// serves exactly what the detector decided.
+// It is stateless over the store and never speaks SQL (storage/ does). The instance documents
+// the detector stores are flowstate's; this package converts them to its own response types,
+// so that the API serves exactly what the detector decided, and a change to an answer here
+// never changes what is stored.
 package api
 
 import (
@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/flowwatch/flowwatch/flowstate"
 	"github.com/flowwatch/flowwatch/model"
 	"github.com/flowwatch/flowwatch/storage"
 )
@@ -122,57 +123,46 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// Empty documents of the JSON columns, as StateDocs writes them. InstanceFromState also
-// accepts an empty string for each, and "{}" for the reason.
-const (
-	EmptyExpected   = "[]"
-	EmptyReason     = "null"
-	EmptyViolations = "[]"
-)
-
-// utc returns t in UTC, keeping the zero time zero.
-func utc(t time.Time) time.Time {
-	if t.IsZero() {
-		return time.Time{}
-	}
-	return t.UTC()
-}
-
 // ExpectedFromModel converts the model's expected checkpoints; never nil.
-func ExpectedFromModel(xs []model.Expected) []Expected {
-	out := make([]Expected, 0, len(xs))
-	for _, x := range xs {
-		out = append(out, Expected{Checkpoint: x.Checkpoint, Deadline: utc(x.Deadline),
-			Since: utc(x.Since), Service: x.Service, Overdue: x.Overdue})
-	}
-	return out
-}
+func ExpectedFromModel(xs []model.Expected) []Expected { return expectedFrom(flowstate.ExpectedOf(xs)) }
 
 // ReasonFromModel converts a stuck reason; nil stays nil.
-func ReasonFromModel(r *model.Reason) *Reason {
-	if r == nil {
-		return nil
-	}
-	out := &Reason{
-		Checkpoint: r.Checkpoint, Since: utc(r.Since), Deadline: utc(r.Deadline),
-		Overdue: Duration(r.Overdue), OverdueSeconds: r.Overdue.Seconds(), Service: r.Service,
-		LastCheckpoint: r.LastCheckpoint, LastCheckpointAt: utc(r.LastCheckpointAt),
-		TraceIDs: append(make([]string, 0, len(r.TraceIDs)), r.TraceIDs...),
-		Summary:  r.Summary,
-	}
-	if e := r.LastError; e != nil {
-		out.LastError = &ErrorNote{Service: e.Service, Name: e.Name, Message: e.Message,
-			TraceID: e.TraceID, SpanID: e.SpanID, Time: utc(e.Time)}
-	}
-	return out
-}
+func ReasonFromModel(r *model.Reason) *Reason { return reasonFrom(flowstate.ReasonOf(r)) }
 
 // ViolationsFromModel converts conformance violations; never nil.
 func ViolationsFromModel(vs []model.Violation) []Violation {
+	return violationsFrom(flowstate.ViolationsOf(vs))
+}
+
+func expectedFrom(xs []flowstate.Expected) []Expected {
+	out := make([]Expected, 0, len(xs))
+	for _, x := range xs {
+		out = append(out, Expected{Checkpoint: x.Checkpoint, Deadline: x.Deadline, Since: x.Since,
+			Service: x.Service, Overdue: x.Overdue})
+	}
+	return out
+}
+
+func reasonFrom(r *flowstate.Reason) *Reason {
+	if r == nil {
+		return nil
+	}
+	out := &Reason{Checkpoint: r.Checkpoint, Since: r.Since, Deadline: r.Deadline,
+		Overdue: Duration(r.Overdue), OverdueSeconds: r.OverdueSeconds, Service: r.Service,
+		LastCheckpoint: r.LastCheckpoint, LastCheckpointAt: r.LastCheckpointAt,
+		TraceIDs: append(make([]string, 0, len(r.TraceIDs)), r.TraceIDs...), Summary: r.Summary}
+	if e := r.LastError; e != nil {
+		out.LastError = &ErrorNote{Service: e.Service, Name: e.Name, Message: e.Message,
+			TraceID: e.TraceID, SpanID: e.SpanID, Time: e.Time}
+	}
+	return out
+}
+
+func violationsFrom(vs []flowstate.Violation) []Violation {
 	out := make([]Violation, 0, len(vs))
 	for _, v := range vs {
-		out = append(out, Violation{Kind: string(v.Kind), Checkpoint: v.Checkpoint,
-			Time: utc(v.Time), EventID: v.EventID, Detail: v.Detail()})
+		out = append(out, Violation{Kind: v.Kind, Checkpoint: v.Checkpoint, Time: v.Time,
+			EventID: v.EventID, Detail: v.Detail})
 	}
 	return out
 }
@@ -201,75 +191,20 @@ func nonEmpty[T any](s []T) []T {
 	return s
 }
 
-// StateDocs returns the JSON documents of an evaluated state's expected checkpoints, stuck
-// reason and violations, for storage.InstanceState's Expected, Reason and Violations columns.
-// Empties are EmptyExpected ("[]"), EmptyReason ("null") and EmptyViolations ("[]").
-func StateDocs(st model.State) (expected, reason, violations string) {
-	// The detector writes a state per touched instance: most have no reason and no
-	// violations, so skip encoding what is empty.
-	expected, reason, violations = "[]", "null", "[]"
-	if len(st.Expected) > 0 {
-		expected = mustJSON(ExpectedFromModel(st.Expected))
-	}
-	if st.Reason != nil {
-		reason = mustJSON(ReasonFromModel(st.Reason))
-	}
-	if len(st.Violations) > 0 {
-		violations = mustJSON(ViolationsFromModel(st.Violations))
-	}
-	return expected, reason, violations
-}
-
-// StateRow builds the storage row of an evaluated state, with its JSON documents. The caller
-// sets Shard and UpdatedAt.
-func StateRow(st model.State) storage.InstanceState {
-	x, r, v := StateDocs(st)
-	return storage.InstanceState{
-		Tenant: st.Tenant, Flow: st.Flow, Version: st.Version, Key: st.Key,
-		Status: string(st.Status), StartedAt: st.StartedAt, LastSeen: st.LastSeen,
-		LastCheckpoint: st.LastCheckpoint, Expected: x, Reason: r, Violations: v,
-	}
-}
-
-// mustJSON marshals documents made only of strings, numbers, bools, times and slices of
-// them, which cannot fail to marshal.
-func mustJSON(v any) string {
-	b, err := json.Marshal(v)
-	if err != nil {
-		panic(fmt.Sprintf("api: marshal %T: %v", v, err))
-	}
-	return string(b)
-}
-
-// InstanceFromState parses a stored instance state back into the API document. Violations
-// are included (nil when there are none); events are not.
+// InstanceFromState converts a stored instance state (flowstate's documents) to the API
+// document. Violations are included (nil when there are none); events are not.
 func InstanceFromState(s storage.InstanceState) (Instance, error) {
-	in := Instance{
+	d, err := flowstate.Parse(s)
+	if err != nil {
+		return Instance{}, err
+	}
+	return Instance{
 		Tenant: s.Tenant, Flow: s.Flow, Version: s.Version, Key: s.Key, Status: s.Status,
 		StartedAt: utc(s.StartedAt), LastSeen: utc(s.LastSeen), LastCheckpoint: s.LastCheckpoint,
-		Expected: []Expected{},
-	}
-	if s.Expected != "" {
-		if err := json.Unmarshal([]byte(s.Expected), &in.Expected); err != nil {
-			return Instance{}, fmt.Errorf("parse expected of %s/%s/%s: %w", s.Tenant, s.Flow, s.Key, err)
-		}
-		if in.Expected == nil { // "null"
-			in.Expected = []Expected{}
-		}
-	}
-	if s.Reason != "" {
-		if err := json.Unmarshal([]byte(s.Reason), &in.Reason); err != nil {
-			return Instance{}, fmt.Errorf("parse reason of %s/%s/%s: %w", s.Tenant, s.Flow, s.Key, err)
-		}
-		if in.Reason != nil && in.Reason.Checkpoint == "" { // "{}": a reason always names a checkpoint
-			in.Reason = nil
-		}
-	}
-	if s.Violations != "" {
-		if err := json.Unmarshal([]byte(s.Violations), &in.Violations); err != nil {
-			return Instance{}, fmt.Errorf("parse violations of %s/%s/%s: %w", s.Tenant, s.Flow, s.Key, err)
-		}
-		in.Violations = nonEmpty(in.Violations)
-	}
-	return in, nil
+		Expected: expectedFrom(d.Expected), Reason: reasonFrom(d.Reason),
+		Violations: nonEmpty(violationsFrom(d.Violations)),
+	}, nil
 }
+
+// utc returns t in UTC, keeping the zero time zero.
+func utc(t time.Time) time.Time { return flowstate.UTC(t) }

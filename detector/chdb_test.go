@@ -38,6 +38,7 @@ func TestShardsOverRealStore(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		t.Cleanup(d.Close)
 		if err := d.Start(ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -69,6 +70,9 @@ func TestShardsOverRealStore(t *testing.T) {
 		clk.Set(t0.Add(at))
 		for i, d := range ds {
 			if err := d.Tick(ctx); err != nil {
+				t.Fatalf("shard %d at %s: %v", i, at, err)
+			}
+			if err := d.Settle(ctx); err != nil {
 				t.Fatalf("shard %d at %s: %v", i, at, err)
 			}
 		}

@@ -6,18 +6,26 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
-	"github.com/flowwatch/flowwatch/api"
+	"github.com/flowwatch/flowwatch/flowstate"
+	"github.com/flowwatch/flowwatch/model"
 	"github.com/flowwatch/flowwatch/storage"
 )
 
 // Command outcomes recorded in the store.
 const (
-	OutcomeSent      = "sent"
-	OutcomeDryRun    = "dry_run"
-	OutcomeFailed    = "failed"
+	// OutcomeSending is the intent, recorded by the sink's worker just before it sends: a
+	// detector that dies before the result never sends that id again.
+	OutcomeSending = "sending"
+	OutcomeSent    = "sent"
+	OutcomeDryRun  = "dry_run"
+	// OutcomeFailed: the receiver did not accept it (5xx, timeout, unreachable); retried.
+	OutcomeFailed = "failed"
+	// OutcomeRefused: the receiver refused it (4xx); never sent again.
+	OutcomeRefused   = "refused"
 	OutcomeSucceeded = "succeeded"
 	OutcomeNoEffect  = "no_effect"
 )
@@ -49,35 +57,6 @@ type SinkConfig struct {
 	Burst int
 }
 
-type sinkState struct {
-	cfg    SinkConfig
-	tokens float64
-	last   time.Time
-}
-
-func newSinkState(c SinkConfig) *sinkState {
-	if c.Burst <= 0 {
-		c.Burst = max(1, int(c.Rate))
-	}
-	return &sinkState{cfg: c, tokens: float64(c.Burst)}
-}
-
-// allow takes a token from the sink's bucket.
-func (s *sinkState) allow(now time.Time) bool {
-	if s.cfg.Rate <= 0 {
-		return true
-	}
-	if !s.last.IsZero() {
-		s.tokens = min(float64(s.cfg.Burst), s.tokens+now.Sub(s.last).Seconds()*s.cfg.Rate)
-	}
-	s.last = now
-	if s.tokens < 1 {
-		return false
-	}
-	s.tokens--
-	return true
-}
-
 // CommandID is the deterministic CloudEvent id of an attempt: a hash of tenant, flow, key,
 // checkpoint and attempt (and the action's position when a checkpoint has several).
 func CommandID(tenant, flow, key, checkpoint string, action, attempt int) string {
@@ -107,38 +86,43 @@ type CloudEvent struct {
 
 // CommandData is the data of an unblock command.
 type CommandData struct {
-	Tenant      string         `json:"tenant"`
-	Flow        string         `json:"flow"`
-	Version     int            `json:"version"`
-	Key         string         `json:"key"`
-	Checkpoint  string         `json:"checkpoint"`
-	Attempt     int            `json:"attempt"`
-	MaxAttempts int            `json:"max_attempts"`
-	Reason      *api.Reason    `json:"reason,omitempty"`
-	Payload     map[string]any `json:"payload,omitempty"`
+	Tenant      string            `json:"tenant"`
+	Flow        string            `json:"flow"`
+	Version     int               `json:"version"`
+	Key         string            `json:"key"`
+	Checkpoint  string            `json:"checkpoint"`
+	Attempt     int               `json:"attempt"`
+	MaxAttempts int               `json:"max_attempts"`
+	Reason      *flowstate.Reason `json:"reason,omitempty"`
+	Payload     map[string]any    `json:"payload,omitempty"`
 }
 
-// nextActionTime is the earliest time an action of a stuck instance needs attention.
-func (d *Detector) nextActionTime(in *inst) time.Time {
-	var next time.Time
-	for i := range in.extra.actions {
-		t := actionDue(in.extra, &in.extra.actions[i])
-		if !t.IsZero() && (next.IsZero() || t.Before(next)) {
-			next = t
-		}
-	}
-	return next
+// actionState tracks one on_stuck action of an overdue checkpoint.
+type actionState struct {
+	action model.Action
+	index  int       // position in on_stuck
+	sent   int       // attempts delivered (or recorded before a restart)
+	last   time.Time // when the last attempt was delivered
+	// lastID is the last attempt's command id while its verdict (succeeded or no_effect) is
+	// pending, and lastPayload its CloudEvent (the verdict row replaces the sent row).
+	lastID, lastPayload string
+	nextTry             time.Time // when to retry a failed or postponed delivery
+	failures            int       // consecutive failed deliveries, for the backoff
+	inflight            bool      // handed to the sink's worker, result pending
+	dry                 bool      // the last attempt was a dry run: no verdict to record
 }
 
 // actionDue is when an action must next be looked at: its first attempt (deadline + after),
 // the next attempt or the verdict on the last one (last + backoff), or a delivery retry.
-func actionDue(x *stuckState, a *actionState) time.Time {
+func actionDue(o *overdueCP, a *actionState) time.Time {
 	var due time.Time
 	switch {
+	case a.inflight:
+		return time.Time{} // its result will say
 	case a.sent == 0:
-		due = x.deadline.Add(a.action.After)
+		due = o.deadline.Add(a.action.After)
 	case a.sent < a.action.MaxAttempts || a.lastID != "":
-		due = a.lastSent.Add(a.action.Backoff)
+		due = a.last.Add(a.action.Backoff)
 	default:
 		return time.Time{} // exhausted and judged
 	}
@@ -148,50 +132,125 @@ func actionDue(x *stuckState, a *actionState) time.Time {
 	return due
 }
 
-// runActions sends the attempts that are due, records the verdict of attempts that had no
-// effect, and reschedules the instance.
-func (d *Detector) runActions(ctx context.Context, in *inst, now time.Time) {
-	x := in.extra
+// restoreAction starts an action's state from the commands recorded for the instance, so that
+// no attempt is sent twice, across restarts and shard moves. An attempt recorded as failed is
+// sent again; one being sent when a detector died is not (it may have arrived).
+func (d *Detector) restoreAction(in *inst, c *model.Checkpoint, index int, a model.Action) actionState {
+	s := actionState{action: a, index: index}
+	recs := d.recorded[in.id]
+	if len(recs) == 0 {
+		return s
+	}
 	tenant, flow, key := d.fams.split(in.id)
-	for i := range x.actions {
-		a := &x.actions[i]
-		due := actionDue(x, a)
+	for attempt := 1; attempt <= a.MaxAttempts; attempt++ {
+		id := CommandID(tenant, flow, key, c.Name, index, attempt)
+		i := slices.IndexFunc(recs, func(r storage.CommandRecord) bool { return r.ID == id })
+		if i < 0 || recs[i].Outcome == OutcomeFailed {
+			break
+		}
+		rec := recs[i]
+		s.sent, s.last, s.lastID, s.lastPayload = attempt, rec.Time, "", ""
+		s.dry = rec.Outcome == OutcomeDryRun
+		switch rec.Outcome {
+		case OutcomeRefused:
+			s.sent = a.MaxAttempts // refused: sending it again cannot help
+		case OutcomeSent, OutcomeSending, OutcomeDryRun:
+			s.lastID, s.lastPayload = id, rec.Payload
+		}
+	}
+	return s
+}
+
+// remember keeps the attempts of an action whose checkpoint is no longer overdue, for as long
+// as the instance is open: should it become overdue again, they are not sent again.
+func (d *Detector) remember(in *inst, o *overdueCP, a *actionState) {
+	tenant, flow, key := d.fams.split(in.id)
+	for attempt := 1; attempt <= a.sent; attempt++ {
+		id := CommandID(tenant, flow, key, o.checkpoint, a.index, attempt)
+		if !slices.ContainsFunc(d.recorded[in.id], func(r storage.CommandRecord) bool { return r.ID == id }) {
+			d.recorded[in.id] = append(d.recorded[in.id], storage.CommandRecord{ID: id, Time: a.last, Outcome: OutcomeNoEffect})
+		}
+	}
+}
+
+// loadCommands reads the commands recorded in the rebuild window and keeps this shard's:
+// what restoreAction needs. Payloads are kept only where a verdict is still to be written.
+func (d *Detector) loadCommands(ctx context.Context, since time.Time) error {
+	recs, err := d.cfg.Store.CommandsSince(ctx, since)
+	if err != nil {
+		if isUnsupported(err) {
+			return nil
+		}
+		return fmt.Errorf("read recorded commands: %w", err)
+	}
+	for _, r := range recs {
+		if ShardOf(r.Tenant, r.Flow, r.Key, d.cfg.Shards) != d.cfg.Shard {
+			continue
+		}
+		if r.Outcome != OutcomeSent && r.Outcome != OutcomeSending {
+			r.Payload = ""
+		}
+		r.Error, r.Subject = "", ""
+		id := d.fams.id(r.Tenant, r.Flow, r.Key)
+		d.recorded[id] = append(d.recorded[id], r)
+	}
+	return nil
+}
+
+// forgetClosedCommands drops, once rebuilt, the recorded commands of instances that are not
+// open: only open instances can send again.
+func (d *Detector) forgetClosedCommands() {
+	for id := range d.recorded {
+		if d.open.get(id) == nil {
+			delete(d.recorded, id)
+		}
+	}
+}
+
+// runActions hands the attempts that are due to their sinks' workers, and records the verdict
+// of attempts that had no effect. It never waits on a sink.
+func (d *Detector) runActions(in *inst, o *overdueCP, now time.Time) {
+	tenant, flow, key := d.fams.split(in.id)
+	version := d.fams.flow(in).Version
+	for i := range o.actions {
+		a := &o.actions[i]
+		due := actionDue(o, a)
 		if due.IsZero() || now.Before(due) {
 			continue
 		}
 		if a.sent > 0 && a.lastID != "" {
 			// Backoff passed and the instance is still stuck here: the last attempt did nothing.
-			d.recordOutcome(in, x, a, OutcomeNoEffect, now)
+			d.recordOutcome(in, o, a, OutcomeNoEffect, now)
 		}
 		if a.sent >= a.action.MaxAttempts {
 			continue
 		}
 		attempt := a.sent + 1
-		id := CommandID(tenant, flow, key, x.checkpoint, a.index, attempt)
-		if rec, done := d.commandsDone[id]; done && rec.Outcome != OutcomeFailed {
-			a.sent, a.lastSent, a.lastID = attempt, rec.Time, id
-			continue
-		}
-		sink := d.sinks[a.action.Sink]
-		rec := storage.CommandRecord{ID: id, Time: now, Tenant: tenant, Flow: flow, Version: d.fams.flow(in).Version,
-			Key: key, Checkpoint: x.checkpoint, Attempt: attempt, Sink: a.action.Sink, Subject: a.action.Subject}
-		if sink == nil {
+		id := CommandID(tenant, flow, key, o.checkpoint, a.index, attempt)
+		rec := storage.CommandRecord{ID: id, Time: now, Tenant: tenant, Flow: flow, Version: version,
+			Key: key, Checkpoint: o.checkpoint, Attempt: attempt, Sink: a.action.Sink, Subject: a.action.Subject}
+		sw := d.sinks[a.action.Sink]
+		if sw == nil {
 			rec.Outcome, rec.Error = OutcomeFailed, fmt.Sprintf("no sink named %q is configured", a.action.Sink)
 			d.cmdRec = append(d.cmdRec, rec)
 			d.m.commands.WithLabelValues(a.action.Sink, OutcomeFailed).Inc()
-			d.log.Warn("on_stuck names a sink that is not configured", "sink", a.action.Sink, "flow", flow, "checkpoint", x.checkpoint)
+			d.log.Warn("on_stuck names a sink that is not configured", "sink", a.action.Sink, "flow", flow, "checkpoint", o.checkpoint)
 			a.sent, a.lastID = a.action.MaxAttempts, "" // nothing can ever be sent
 			continue
 		}
-		if !sink.allow(now) {
+		if now.Before(sw.backoffUntil) {
+			a.nextTry = sw.backoffUntil // the sink backs off as a whole
+			continue
+		}
+		if !sw.allow(now) {
 			a.nextTry = now.Add(time.Second)
 			d.m.rateLimited.WithLabelValues(a.action.Sink).Inc()
 			continue
 		}
 		ev := CloudEvent{SpecVersion: "1.0", ID: id, Source: d.cfg.Source, Type: a.action.Type,
 			Subject: flow + "/" + key, Time: now.UTC(), DataContentType: "application/json", CorrelationID: key,
-			Data: CommandData{Tenant: tenant, Flow: flow, Version: d.fams.flow(in).Version, Key: key, Checkpoint: x.checkpoint,
-				Attempt: attempt, MaxAttempts: a.action.MaxAttempts, Reason: api.ReasonFromModel(x.reason),
+			Data: CommandData{Tenant: tenant, Flow: flow, Version: version, Key: key, Checkpoint: o.checkpoint,
+				Attempt: attempt, MaxAttempts: a.action.MaxAttempts, Reason: flowstate.ReasonOf(o.reason.At(now)),
 				Payload: a.action.Payload}}
 		body, err := json.Marshal(ev)
 		if err != nil {
@@ -201,56 +260,34 @@ func (d *Detector) runActions(ctx context.Context, in *inst, now time.Time) {
 			continue
 		}
 		rec.Payload = string(body)
-		rec.Outcome = OutcomeDryRun
-		if !sink.cfg.DryRun {
-			rec.Outcome = OutcomeSent
-			if err := sink.cfg.Sink.Send(ctx, Command{ID: id, Subject: a.action.Subject, Type: a.action.Type, Body: body}); err != nil {
-				rec.Outcome, rec.Error = OutcomeFailed, err.Error()
-				d.cmdRec = append(d.cmdRec, rec)
-				d.m.commands.WithLabelValues(a.action.Sink, OutcomeFailed).Inc()
-				d.mu.Lock()
-				d.stats.CommandsErr++
-				d.mu.Unlock()
-				if IsPermanent(err) {
-					// The receiver refused it (4xx): sending it again cannot help.
-					d.log.Warn("command refused; giving up on this action", "sink", a.action.Sink, "id", id, "err", err)
-					a.sent, a.lastID = a.action.MaxAttempts, ""
-					continue
-				}
-				retry := min(time.Second<<min(a.failures, 5), 30*time.Second)
-				a.failures++
-				a.nextTry = now.Add(retry)
-				d.log.Warn("command delivery failed; will retry", "sink", a.action.Sink, "id", id, "retry_in", retry, "err", err)
-				continue
-			}
+		if sw.cfg.DryRun {
+			rec.Outcome = OutcomeDryRun
+			d.cmdRec = append(d.cmdRec, rec)
+			d.m.commands.WithLabelValues(a.action.Sink, OutcomeDryRun).Inc()
+			a.sent, a.last, a.lastID, a.lastPayload, a.dry = attempt, now, id, rec.Payload, true
+			continue
 		}
-		a.nextTry, a.failures = time.Time{}, 0
-		a.sent, a.lastSent, a.lastID = attempt, now, id
-		d.commandsDone[id] = rec
-		d.cmdRec = append(d.cmdRec, rec)
-		d.m.commands.WithLabelValues(a.action.Sink, rec.Outcome).Inc()
-		d.mu.Lock()
-		d.stats.CommandsSent++
-		d.mu.Unlock()
+		job := &cmdJob{inst: in.id, checkpoint: o.checkpoint, action: a.index, rec: rec,
+			cmd: Command{ID: id, Subject: a.action.Subject, Type: a.action.Type, Body: body}}
+		if !d.offer(sw, job) {
+			a.nextTry = now.Add(time.Second)
+			continue
+		}
+		a.inflight = true
 	}
-	d.scheduleNext(in, time.Time{}, now)
 }
 
 // recordOutcome records whether the last attempt of an action was followed by the expected
 // checkpoint.
-func (d *Detector) recordOutcome(in *inst, x *stuckState, a *actionState, outcome string, now time.Time) {
-	prev := d.commandsDone[a.lastID]
-	if prev.Outcome == OutcomeDryRun {
-		// Nothing was sent: the record stays dry_run rather than claiming an effect.
-		a.lastID = ""
-		return
+func (d *Detector) recordOutcome(in *inst, o *overdueCP, a *actionState, outcome string, now time.Time) {
+	id, payload := a.lastID, a.lastPayload
+	a.lastID, a.lastPayload = "", ""
+	if a.dry {
+		return // nothing was sent: the record stays dry_run rather than claiming an effect
 	}
 	tenant, flow, key := d.fams.split(in.id)
-	rec := storage.CommandRecord{ID: a.lastID, Time: now, Tenant: tenant, Flow: flow, Version: d.fams.flow(in).Version,
-		Key: key, Checkpoint: x.checkpoint, Attempt: a.sent, Sink: a.action.Sink, Subject: a.action.Subject,
-		Outcome: outcome, Payload: prev.Payload}
-	d.commandsDone[a.lastID] = rec
-	d.cmdRec = append(d.cmdRec, rec)
+	d.cmdRec = append(d.cmdRec, storage.CommandRecord{ID: id, Time: now, Tenant: tenant, Flow: flow,
+		Version: d.fams.flow(in).Version, Key: key, Checkpoint: o.checkpoint, Attempt: a.sent, Sink: a.action.Sink,
+		Subject: a.action.Subject, Outcome: outcome, Payload: payload})
 	d.m.commands.WithLabelValues(a.action.Sink, outcome).Inc()
-	a.lastID = ""
 }

@@ -8,23 +8,29 @@ import (
 
 // Metrics are the detector's Prometheus metrics.
 type Metrics struct {
-	open            *prometheus.GaugeVec
-	eventsRead      prometheus.Counter
-	readErrors      prometheus.Counter
-	writeErrors     prometheus.Counter
-	readLag         prometheus.Gauge
-	unknownFlow     prometheus.Counter
-	unresolvedAlias prometheus.Counter
-	hydrations      prometheus.Counter
-	expired         prometheus.Counter
-	rejected        prometheus.Counter
-	evicted         prometheus.Counter
-	rejectedLogged  atomic.Bool
-	alertsSent      *prometheus.CounterVec
-	alertsFailed    *prometheus.CounterVec
-	commands        *prometheus.CounterVec
-	rateLimited     *prometheus.CounterVec
-	tickSeconds     prometheus.Histogram
+	open             *prometheus.GaugeVec
+	eventsRead       prometheus.Counter
+	readErrors       prometheus.Counter
+	writeErrors      prometheus.Counter
+	readLag          prometheus.Gauge
+	unknownFlow      prometheus.Counter
+	unresolvedAlias  prometheus.Counter
+	readBacks        prometheus.Counter
+	readBackSeconds  prometheus.Histogram
+	readQueue        prometheus.Gauge
+	detectionLag     prometheus.Histogram
+	deliveryQueue    *prometheus.GaugeVec
+	deliveryBackoff  *prometheus.GaugeVec
+	commandsDeferred *prometheus.CounterVec
+	expired          prometheus.Counter
+	rejected         prometheus.Counter
+	evicted          prometheus.Counter
+	rejectedLogged   atomic.Bool
+	alertsSent       *prometheus.CounterVec
+	alertsFailed     *prometheus.CounterVec
+	commands         *prometheus.CounterVec
+	rateLimited      *prometheus.CounterVec
+	tickSeconds      prometheus.Histogram
 }
 
 // NewMetrics creates the metrics and registers them with reg (when not nil).
@@ -44,8 +50,21 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Events of flows the detector has no definition for."}),
 		unresolvedAlias: prometheus.NewCounter(prometheus.CounterOpts{Name: "flowwatch_detector_unresolved_alias_events_total",
 			Help: "Events keyed by an alias with no alias row yet; retried."}),
-		hydrations: prometheus.NewCounter(prometheus.CounterOpts{Name: "flowwatch_detector_instance_reads_total",
-			Help: "Instances read back from the store (stuck, late or out-of-order events)."}),
+		readBacks: prometheus.NewCounter(prometheus.CounterOpts{Name: "flowwatch_detector_instance_reads_total",
+			Help: "Instances read back from the store, in batches (explaining stuck ones, checking ones first seen in the middle)."}),
+		readBackSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "flowwatch_detector_instance_read_seconds",
+			Help: "Duration of one batched read-back query.", Buckets: prometheus.ExponentialBuckets(0.001, 4, 8)}),
+		readQueue: prometheus.NewGauge(prometheus.GaugeOpts{Name: "flowwatch_detector_instance_read_queue",
+			Help: "Instances waiting for a read-back beyond what the reader holds."}),
+		detectionLag: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "flowwatch_detector_detection_lag_seconds",
+			Help:    "From an expected checkpoint's deadline to its instance's stuck state written to the store.",
+			Buckets: []float64{0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 30, 60, 300}}),
+		deliveryQueue: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "flowwatch_detector_delivery_queue",
+			Help: "Per notifier: alerts due but waiting for the next notification; per sink: commands queued for its worker."}, []string{"receiver"}),
+		deliveryBackoff: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "flowwatch_detector_delivery_backing_off",
+			Help: "1 while a notifier or sink backs off after a failed delivery, 0 while it is open."}, []string{"receiver"}),
+		commandsDeferred: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "flowwatch_detector_commands_deferred_total",
+			Help: "Command attempts not queued because the sink's queue was full; they wait in their action and are tried again."}, []string{"sink"}),
 		expired: prometheus.NewCounter(prometheus.CounterOpts{Name: "flowwatch_detector_deadlines_expired_total",
 			Help: "Deadline-heap entries that came due."}),
 		rejected: prometheus.NewCounter(prometheus.CounterOpts{Name: "flowwatch_detector_instances_rejected_total",
@@ -65,7 +84,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.open, m.eventsRead, m.readErrors, m.writeErrors, m.readLag, m.unknownFlow,
-			m.unresolvedAlias, m.hydrations, m.expired, m.rejected, m.evicted, m.alertsSent, m.alertsFailed,
+			m.unresolvedAlias, m.readBacks, m.readBackSeconds, m.readQueue, m.detectionLag, m.deliveryQueue,
+			m.deliveryBackoff, m.commandsDeferred, m.expired, m.rejected, m.evicted, m.alertsSent, m.alertsFailed,
 			m.commands, m.rateLimited, m.tickSeconds)
 	}
 	return m

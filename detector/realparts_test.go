@@ -87,6 +87,9 @@ func TestRealAlertmanager(t *testing.T) {
 		if err := d.Tick(context.Background()); err != nil {
 			t.Fatal(err)
 		}
+		if err := d.Settle(context.Background()); err != nil {
+			t.Fatal(err)
+		}
 	}
 	emit := func(cp, key, attr string, at time.Duration) {
 		f.seq++
@@ -291,8 +294,14 @@ func TestWebhooksSignedAndIdempotent(t *testing.T) {
 	if err := json.Unmarshal([]byte(alertBodies[0]), &msg); err != nil {
 		t.Fatal(err)
 	}
-	if msg.Version != "4" || msg.Status != "firing" || len(msg.Alerts) != 1 || msg.Alerts[0].Labels["key"] != "o-w" || msg.Alerts[0].Fingerprint == "" {
+	// Both overdue checkpoints (paid, stock_reserved) are alerts of their own.
+	if msg.Version != "4" || msg.Status != "firing" || len(msg.Alerts) != 2 {
 		t.Fatalf("webhook message = %+v", msg)
+	}
+	for _, a := range msg.Alerts {
+		if a.Labels["key"] != "o-w" || a.Fingerprint == "" || (a.Labels["checkpoint"] != "paid" && a.Labels["checkpoint"] != "stock_reserved") {
+			t.Fatalf("webhook alert = %+v", a)
+		}
 	}
 	// A wrong secret is rejected by the verifier.
 	if VerifyWebhook("whsec_b3RoZXI=", http.Header{"Webhook-Id": {"x"}, "Webhook-Timestamp": {"1"}, "Webhook-Signature": {"v1,AAAA"}}, nil) == nil {

@@ -77,7 +77,7 @@ func TestReasonChangeResolvesTheOldAlert(t *testing.T) {
 	}
 	for _, s := range d.alerts {
 		if !s.resolved {
-			t.Fatalf("an alert still fires: %v", s.alert.Labels)
+			t.Fatalf("an alert still fires: %v", s.labels)
 		}
 	}
 	if f.am.last()[0].EndsAt == nil {

@@ -10,8 +10,8 @@ import (
 
 // inst is the compact in-memory state of one open instance. It keeps only what deciding
 // status and deadlines needs (the first time each checkpoint was reached); everything else
-// (events, errors, trace IDs, violations) stays in the store and is read back when an instance
-// becomes stuck, which is rare. See memory.go's benchmark for what one costs.
+// (events, errors, trace IDs, violations) stays in the store and is read back, in batches,
+// when an instance becomes stuck. BenchmarkOpenInstanceMemory measures what one costs.
 type inst struct {
 	// id is the family (tenant and flow, 4 bytes) then the key: the map key, stored once.
 	id string
@@ -20,13 +20,24 @@ type inst struct {
 	// due is when the instance must be looked at again (a deadline, an action, a recheck);
 	// 0 = not scheduled. heapIdx is its place in the deadline heap, -1 when absent.
 	due int64
-	// extra exists only for stuck instances and those with pending commands.
+	// extra exists only for stuck instances.
 	extra   *stuckState
 	heapIdx int32
 	// version indexes the family's pinned versions.
 	version uint16
 	status  status
+	flags   uint8
 }
+
+// Instance flags.
+const (
+	// flagUnverified: first seen in the middle (its start not read by this detector), or
+	// restored from a stored state; nothing is said of it until a read-back tells what came
+	// before.
+	flagUnverified uint8 = 1 << iota
+	// flagTouched: in the list of instances an ingest round touched.
+	flagTouched
+)
 
 // status is model.Status in one byte.
 type status uint8
@@ -114,26 +125,6 @@ func (fs *families) pin(id string, f *model.Flow) uint16 {
 
 // flow returns the version an instance is pinned to.
 func (fs *families) flow(in *inst) *model.Flow { return fs.of(in.id).versions[in.version] }
-
-// stuckState is kept only while an instance is stuck or has commands in flight.
-type stuckState struct {
-	checkpoint string // the overdue checkpoint
-	deadline   time.Time
-	reason     *model.Reason
-	alert      *alertState
-	actions    []actionState
-}
-
-// actionState tracks one on_stuck action of the overdue checkpoint.
-type actionState struct {
-	action   model.Action
-	index    int       // position in on_stuck
-	sent     int       // attempts delivered (or recorded before a restart)
-	lastSent time.Time // when the last attempt was delivered
-	lastID   string    // its command id, pending an outcome
-	nextTry  time.Time // when to retry a failed delivery
-	failures int       // consecutive failed deliveries, for the backoff
-}
 
 // ShardOf returns the shard (0..shards-1) that owns an instance. It is stable across
 // processes and versions: it hashes with FNV-1a, not a per-process seed.

@@ -2,7 +2,9 @@ package model
 
 import (
 	"fmt"
+	"slices"
 	"sort"
+	"strconv"
 	"time"
 )
 
@@ -192,6 +194,8 @@ type Reason struct {
 	TraceIDs         []string
 	// Summary is one human sentence.
 	Summary string
+
+	flow, key string // for the summary
 }
 
 // ErrorNote is the last error seen on an instance.
@@ -370,9 +374,7 @@ func (f *Flow) Judge(first []time.Time, now time.Time) Verdict {
 		}
 		v.Expected = append(v.Expected, x)
 	}
-	sort.SliceStable(v.Expected, func(i, j int) bool {
-		return v.Expected[i].Deadline.Before(v.Expected[j].Deadline)
-	})
+	slices.SortStableFunc(v.Expected, func(a, b Expected) int { return a.Deadline.Compare(b.Deadline) })
 	if len(v.Expected) > 0 && v.Expected[0].Overdue {
 		v.Status = StatusStuck
 	}
@@ -445,23 +447,52 @@ func enabledAt(c *Checkpoint, first []time.Time) (time.Time, bool) {
 	return at, seen > 0
 }
 
-func (st *State) reason(now time.Time) *Reason {
-	x := st.Expected[0]
+func (st *State) reason(now time.Time) *Reason { return st.ReasonFor(st.Expected[0], now) }
+
+// ReasonFor explains why x, an overdue expected checkpoint of the instance, holds it up at now:
+// the state's last checkpoint, last error and trace IDs with x's deadline. Every overdue
+// checkpoint has its own reason (its own alert, its own actions); Reason is the most overdue's.
+func (st *State) ReasonFor(x Expected, now time.Time) *Reason {
 	r := &Reason{
-		Checkpoint: x.Checkpoint, Since: x.Since, Deadline: x.Deadline,
-		Overdue: now.Sub(x.Deadline), Service: x.Service,
+		Checkpoint: x.Checkpoint, Since: x.Since, Deadline: x.Deadline, Service: x.Service,
 		LastCheckpoint: st.LastCheckpoint, LastCheckpointAt: st.LastCheckpointAt,
-		LastError: st.LastError, TraceIDs: st.TraceIDs,
+		LastError: st.LastError, TraceIDs: st.TraceIDs, flow: st.Flow, key: st.Key,
 	}
-	owner := r.Service
+	return r.At(now)
+}
+
+// At returns a copy of the reason as it reads at now: how much overdue, and the summary.
+func (r *Reason) At(now time.Time) *Reason {
+	c := *r
+	c.Overdue = now.Sub(c.Deadline)
+	owner := c.Service
 	if owner == "" {
 		owner = "an unknown service"
 	}
-	r.Summary = fmt.Sprintf("%s %s: %q expected from %s by %s, overdue by %s; last checkpoint %q",
-		st.Flow, st.Key, x.Checkpoint, owner, x.Deadline.UTC().Format(time.RFC3339),
-		r.Overdue.Round(time.Second), st.LastCheckpoint)
-	if r.LastError != nil {
-		r.Summary += fmt.Sprintf("; last error in %s %q: %s", r.LastError.Service, r.LastError.Name, r.LastError.Message)
+	// flow key: "checkpoint" expected from owner by deadline, overdue by 1m2s; last checkpoint "x"
+	// [; last error in service "name": message] — appended by hand: stuck storms write many.
+	var buf [256]byte
+	b := append(buf[:0], c.flow...)
+	b = append(b, ' ')
+	b = append(b, c.key...)
+	b = append(b, ": "...)
+	b = strconv.AppendQuote(b, c.Checkpoint)
+	b = append(b, " expected from "...)
+	b = append(b, owner...)
+	b = append(b, " by "...)
+	b = c.Deadline.UTC().AppendFormat(b, time.RFC3339)
+	b = append(b, ", overdue by "...)
+	b = append(b, c.Overdue.Round(time.Second).String()...)
+	b = append(b, "; last checkpoint "...)
+	b = strconv.AppendQuote(b, c.LastCheckpoint)
+	if e := c.LastError; e != nil {
+		b = append(b, "; last error in "...)
+		b = append(b, e.Service...)
+		b = append(b, ' ')
+		b = strconv.AppendQuote(b, e.Name)
+		b = append(b, ": "...)
+		b = append(b, e.Message...)
 	}
-	return r
+	c.Summary = string(b)
+	return &c
 }

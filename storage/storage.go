@@ -170,6 +170,9 @@ type Reader interface {
 	EventsSince(ctx context.Context, since time.Time, limit int) ([]CheckpointEvent, error)
 	// InstanceEvents returns the events of one instance (by its resolved key), in event time.
 	InstanceEvents(ctx context.Context, tenant, flow, key string) ([]CheckpointEvent, error)
+	// InstancesEvents returns the events of many instances of one flow in one read, by
+	// instance key: for each key what InstanceEvents returns. Keys without events are absent.
+	InstancesEvents(ctx context.Context, tenant, flow string, keys []string) (map[string][]CheckpointEvent, error)
 	// ResolveAliases maps alias values of attr to instance keys; unknown values are absent.
 	ResolveAliases(ctx context.Context, tenant, flow, attr string, values []string) (map[string]string, error)
 	// Instances lists instance states, newest first, one page at a time.
@@ -188,6 +191,9 @@ type Reader interface {
 	// Alerts and Commands return the newest audit records first, at most limit.
 	Alerts(ctx context.Context, tenant, flow string, limit int) ([]AlertRecord, error)
 	Commands(ctx context.Context, tenant, flow string, limit int) ([]CommandRecord, error)
+	// CommandsSince returns the latest record of every command whose latest record is at or
+	// after since, oldest first (the detector's memory of what it sent, on start).
+	CommandsSince(ctx context.Context, since time.Time) ([]CommandRecord, error)
 }
 
 // Store is a transport's writer and reader, with its schema management.

@@ -886,19 +886,25 @@ func (s *store) Commands(ctx context.Context, tenant, flow string, limit int) ([
 		s.table("commands") + " FINAL" + auditWhere(tenant, flow) + " ORDER BY time DESC, id LIMIT " + strconv.Itoa(limit)
 	var out []CommandRecord
 	if err := s.each(ctx, q, func(r rows) error {
-		var c CommandRecord
-		var t int64
-		var v, a uint64
-		if err := r.Scan(&c.ID, &t, &c.Tenant, &c.Flow, &v, &c.Key, &c.Checkpoint, &a, &c.Sink, &c.Subject, &c.Outcome, &c.Error, &c.Payload); err != nil {
-			return err
-		}
-		c.Time, c.Version, c.Attempt = unixNano(t), int(v), int(a)
+		c, err := scanCommand(r)
 		out = append(out, c)
-		return nil
+		return err
 	}); err != nil {
 		return nil, fmt.Errorf("read commands: %w", err)
 	}
 	return out, nil
+}
+
+// scanCommand reads one row of the commands columns Commands and CommandsSince select.
+func scanCommand(r rows) (CommandRecord, error) {
+	var c CommandRecord
+	var t int64
+	var v, a uint64
+	if err := r.Scan(&c.ID, &t, &c.Tenant, &c.Flow, &v, &c.Key, &c.Checkpoint, &a, &c.Sink, &c.Subject, &c.Outcome, &c.Error, &c.Payload); err != nil {
+		return c, err
+	}
+	c.Time, c.Version, c.Attempt = unixNano(t), int(v), int(a)
+	return c, nil
 }
 
 // unixNano is the inverse of timeValue: the epoch reads back as the zero time.

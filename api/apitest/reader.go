@@ -183,6 +183,27 @@ func (s *Store) InstanceEvents(_ context.Context, tenant, flow, key string) ([]s
 	}), nil
 }
 
+// InstancesEvents returns the events of many instances, by key, as InstanceEvents does.
+func (s *Store) InstancesEvents(_ context.Context, tenant, flow string, keys []string) (map[string][]storage.CheckpointEvent, error) {
+	if err := s.fail("InstancesEvents"); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	want := make(map[string]bool, len(keys))
+	for _, k := range keys {
+		want[k] = true
+	}
+	out := map[string][]storage.CheckpointEvent{}
+	for _, e := range s.sortedEvents(func(e *storage.CheckpointEvent) bool {
+		return e.Tenant == tenant && e.Flow == flow && want[s.resolve(e)]
+	}) {
+		k := s.resolve(&e)
+		out[k] = append(out[k], e)
+	}
+	return out, nil
+}
+
 // ResolveAliases maps alias values to instance keys.
 func (s *Store) ResolveAliases(_ context.Context, tenant, flow, attr string, values []string) (map[string]string, error) {
 	if err := s.fail("ResolveAliases"); err != nil {
@@ -462,5 +483,34 @@ func (s *Store) Commands(_ context.Context, tenant, flow string, limit int) ([]s
 	if limit > 0 && len(out) > limit {
 		out = out[:limit]
 	}
+	return out, nil
+}
+
+// CommandsSince returns the latest record of each command whose latest record is at or after
+// since, oldest first.
+func (s *Store) CommandsSince(_ context.Context, since time.Time) ([]storage.CommandRecord, error) {
+	if err := s.fail("CommandsSince"); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	latest := map[string]storage.CommandRecord{}
+	for _, c := range s.commands {
+		if prev, ok := latest[c.ID]; !ok || !c.Time.Before(prev.Time) {
+			latest[c.ID] = c
+		}
+	}
+	var out []storage.CommandRecord
+	for _, c := range latest {
+		if !c.Time.Before(since) {
+			out = append(out, c)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].Time.Equal(out[j].Time) {
+			return out[i].Time.Before(out[j].Time)
+		}
+		return out[i].ID < out[j].ID
+	})
 	return out, nil
 }

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/flowwatch/flowwatch/api"
+	"github.com/flowwatch/flowwatch/flowstate"
 	"github.com/flowwatch/flowwatch/model"
 	"github.com/flowwatch/flowwatch/storage"
 )
@@ -151,11 +151,10 @@ func replay(ctx context.Context, r storage.Reader, set *model.Set, opts replayOp
 			if err != nil {
 				return sum, fmt.Errorf("read events of %s/%s/%s: %w", st.Tenant, st.Flow, st.Key, err)
 			}
-			in := model.NewInstance(versions, st.Tenant, st.Key)
-			foreign, err := res.applyOwn(ctx, in, versions, rows)
-			if err != nil {
+			if err := res.lookup(ctx, st.Tenant, st.Flow, st.Key, versions, rows); err != nil {
 				return sum, err
 			}
+			in, foreign := flowstate.Rebuild(versions, st.Tenant, st.Key, rows, res.owner(st.Tenant, st.Flow))
 			sum.Foreign += foreign
 			now := in.Evaluate(opts.At)
 			old := agedStatus(st, opts.At)
@@ -188,7 +187,7 @@ func agedStatus(st storage.InstanceState, at time.Time) string {
 	if st.Status != string(model.StatusRunning) {
 		return st.Status
 	}
-	doc, err := api.InstanceFromState(st)
+	doc, err := flowstate.Parse(st)
 	if err != nil {
 		return st.Status
 	}
@@ -255,25 +254,16 @@ func aliasID(tenant, flow, attr, value string) string {
 	return tenant + "\x00" + flow + "\x00" + attr + "\x00" + value
 }
 
-// applyOwn applies to in the rows that belong to it, and returns how many rows resolved to
-// another instance.
-func (a *aliasResolver) applyOwn(ctx context.Context, in *model.Instance, versions []*model.Flow, rows []storage.CheckpointEvent) (int, error) {
-	isAlias := func(attr string) bool {
-		for _, f := range versions {
-			if f.IsAlias(attr) {
-				return true
-			}
-		}
-		return false
-	}
-	// One lookup per alias attribute for the values not resolved yet.
+// lookup resolves, one query per alias attribute, the alias values of rows that the cache
+// does not know yet.
+func (a *aliasResolver) lookup(ctx context.Context, tenant, flow, key string, versions []*model.Flow, rows []storage.CheckpointEvent) error {
 	want := map[string][]string{}
 	for i := range rows {
 		e := &rows[i]
-		if e.Key == in.Key || !isAlias(e.KeyAttr) {
+		if e.Key == key || !flowstate.IsAlias(versions, e.KeyAttr) {
 			continue
 		}
-		if _, ok := a.known[aliasID(e.Tenant, e.Flow, e.KeyAttr, e.Key)]; !ok {
+		if _, ok := a.known[aliasID(tenant, flow, e.KeyAttr, e.Key)]; !ok {
 			want[e.KeyAttr] = append(want[e.KeyAttr], e.Key)
 		}
 	}
@@ -283,27 +273,24 @@ func (a *aliasResolver) applyOwn(ctx context.Context, in *model.Instance, versio
 	}
 	sort.Strings(attrs)
 	for _, attr := range attrs {
-		got, err := a.r.ResolveAliases(ctx, in.Tenant, in.Flow, attr, want[attr])
+		got, err := a.r.ResolveAliases(ctx, tenant, flow, attr, want[attr])
 		if err != nil {
-			return 0, fmt.Errorf("resolve %s aliases of %s/%s: %w", attr, in.Tenant, in.Flow, err)
+			return fmt.Errorf("resolve %s aliases of %s/%s: %w", attr, tenant, flow, err)
 		}
 		if len(a.known) > maxKnownAliases {
 			clear(a.known) // a cache: bounded, refilled from the store on demand
 		}
 		for _, v := range want[attr] {
-			a.known[aliasID(in.Tenant, in.Flow, attr, v)] = got[v]
+			a.known[aliasID(tenant, flow, attr, v)] = got[v]
 		}
 	}
-	foreign := 0
-	for _, e := range rows {
-		if e.Key != in.Key && isAlias(e.KeyAttr) {
-			if k := a.known[aliasID(e.Tenant, e.Flow, e.KeyAttr, e.Key)]; k != "" && k != in.Key {
-				foreign++
-				continue
-			}
-		}
-		in.Apply(model.Event{ID: e.EventID, Checkpoint: e.Checkpoint, Time: e.Time, Service: e.Service,
-			Name: e.Name, TraceID: e.TraceID, SpanID: e.SpanID, Status: e.Status, Message: e.Message})
+	return nil
+}
+
+// owner answers flowstate.Rebuild from what lookup resolved.
+func (a *aliasResolver) owner(tenant, flow string) flowstate.Owner {
+	return func(attr, value string) (string, bool) {
+		k := a.known[aliasID(tenant, flow, attr, value)]
+		return k, k != ""
 	}
-	return foreign, nil
 }

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flowwatch/flowwatch/api"
 	"github.com/flowwatch/flowwatch/api/apitest"
+	"github.com/flowwatch/flowwatch/flowstate"
 	"github.com/flowwatch/flowwatch/model"
 	"github.com/flowwatch/flowwatch/storage"
 )
@@ -109,7 +109,7 @@ func seedReplay(t *testing.T, w storage.Writer) {
 		if err := w.WriteEvents(ctx, rows); err != nil {
 			t.Fatal(err)
 		}
-		st := api.StateRow(in.Evaluate(rNow))
+		st := flowstate.Row(in.Evaluate(rNow))
 		st.UpdatedAt = rNow
 		if err := w.WriteStates(ctx, []storage.InstanceState{st}); err != nil {
 			t.Fatal(err)

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/flowwatch/flowwatch/api"
 	"github.com/flowwatch/flowwatch/detector"
@@ -106,7 +107,10 @@ type service struct {
 	started func(d *detector.Detector, apiURL string)
 }
 
-// run serves until ctx ends, then stops the API, runs a last tick and returns.
+// run serves until ctx ends or a part fails. Its parts (the API listener, the detector, the
+// flow watcher) run in one group: when one fails, the others are stopped, and run returns
+// only once all of them have, the detector having made its last tick and stopped its workers,
+// so the caller may close the store.
 func (s *service) run(ctx context.Context) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -118,6 +122,7 @@ func (s *service) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	defer d.Close()
 	ln, err := net.Listen("tcp", s.listen)
 	if err != nil {
 		return fmt.Errorf("listen for the API on %s: %w", s.listen, err)
@@ -133,46 +138,56 @@ func (s *service) run(ctx context.Context) error {
 		},
 	})
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
 	s.log.Info("query API listening", "addr", ln.Addr().String())
-
-	for {
-		err := d.Start(ctx)
-		if err == nil {
-			break
-		}
-		s.log.Warn("detector rebuild failed; retrying", "err", err)
-		select {
-		case <-ctx.Done():
-			_ = srv.Close()
-			return nil
-		case <-time.After(2 * time.Second):
-		}
-	}
-	if s.started != nil {
-		s.started(d, "http://"+ln.Addr().String())
-	}
 	reload := s.reload
 	if reload == 0 {
 		reload = detector.DefaultFlowsReload
 	}
-	go s.flows.watch(ctx, reload)
-	done := make(chan struct{})
-	go func() { d.Run(ctx, s.tick); close(done) }()
-	select {
-	case <-ctx.Done():
-	case err := <-serveErr:
-		return fmt.Errorf("query API: %w", err)
-	}
-	<-done
-	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_ = srv.Shutdown(shutdown)
-	if err := d.Flush(shutdown); err != nil { // what the interrupted tick still held
-		s.log.Warn("last detector tick", "err", err)
-	}
-	return nil
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("query API: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		shutdown, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(shutdown)
+		return nil
+	})
+	g.Go(func() error {
+		s.flows.watch(gctx, reload)
+		return nil
+	})
+	g.Go(func() error {
+		for {
+			err := d.Start(gctx)
+			if err == nil {
+				break
+			}
+			s.log.Warn("detector rebuild failed; retrying", "err", err)
+			select {
+			case <-gctx.Done():
+				return nil
+			case <-time.After(2 * time.Second):
+			}
+		}
+		if s.started != nil {
+			s.started(d, "http://"+ln.Addr().String())
+		}
+		d.Run(gctx, s.tick)
+		// What the interrupted tick still held, and the deliveries it makes, within 5s.
+		shutdown, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := d.Flush(shutdown); err != nil {
+			s.log.Warn("last detector tick", "err", err)
+		}
+		return nil
+	})
+	return g.Wait()
 }
 
 // buildSinks turns configured sinks into detector sinks.

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/flowwatch/flowwatch/api"
+	"github.com/flowwatch/flowwatch/flowstate"
 	"github.com/flowwatch/flowwatch/model"
 	"github.com/flowwatch/flowwatch/storage"
 )
@@ -28,7 +29,7 @@ type seedEvent struct {
 }
 
 // seedStore writes instances' events and their evaluated states as the detector does
-// (model.Instance.Evaluate at testNow, api.StateRow), and returns the flow set:
+// (model.Instance.Evaluate at testNow, flowstate.Row), and returns the flow set:
 //
 //	default/o-1  stuck on paid: placed 10:00, error note 10:01, stock_reserved 10:02 and again 10:03
 //	default/o-2  running: placed 11:52
@@ -82,7 +83,7 @@ func seedStore(t *testing.T, ctx context.Context, w storage.Writer) *model.Set {
 			in.Apply(model.Event{ID: row.EventID, Checkpoint: row.Checkpoint, Time: row.Time, Service: row.Service,
 				Name: row.Name, TraceID: row.TraceID, SpanID: row.SpanID, Status: row.Status, Message: row.Message})
 		}
-		st := api.StateRow(in.Evaluate(testNow))
+		st := flowstate.Row(in.Evaluate(testNow))
 		st.UpdatedAt = testNow
 		states = append(states, st)
 	}

@@ -1,0 +1,130 @@
+package detector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/flowwatch/flowwatch/storage"
+)
+
+// errReadEvents marks a failed read of new events (the cursor did not move).
+var errReadEvents = errors.New("read events")
+
+// cursor is the detector's place in the stream of checkpoint rows: the newest ingest time
+// read, and the event ids read within the overlap window behind it (rows another collector
+// wrote late with an older ingest time are read again; their ids say which are new).
+type cursor struct {
+	at   time.Time
+	seen map[string]int64 // event_id → ingest unix ns
+	q    timedQueue
+	// high is the most ids held since the map was last rebuilt.
+	high int
+}
+
+// read returns the rows not seen yet since the cursor (minus the overlap window).
+func (d *Detector) read(ctx context.Context) ([]storage.CheckpointEvent, error) {
+	c := &d.cur
+	since := c.at.Add(-d.cfg.Overlap)
+	limit := d.cfg.ReadLimit
+	var out []storage.CheckpointEvent
+	for {
+		rows, err := d.cfg.Store.EventsSince(ctx, since, limit)
+		if err != nil {
+			d.m.readErrors.Inc()
+			return out, fmt.Errorf("%w since %s: %w", errReadEvents, since.Format(time.RFC3339Nano), err)
+		}
+		full := len(rows) >= limit
+		last := time.Time{}
+		if len(rows) > 0 {
+			last = rows[len(rows)-1].IngestTime
+		}
+		fresh := rows[:0] // filter in place: rows are ours
+		for i := range rows {
+			r := &rows[i]
+			if _, dup := c.seen[r.EventID]; dup {
+				continue
+			}
+			ns := r.IngestTime.UnixNano()
+			c.seen[r.EventID] = ns
+			c.q.push(seenEntry{r.EventID, ns})
+			if r.IngestTime.After(c.at) {
+				c.at = r.IngestTime
+			}
+			fresh = append(fresh, *r)
+		}
+		if out == nil {
+			out = fresh
+		} else {
+			out = append(out, fresh...)
+		}
+		if !full {
+			break
+		}
+		if !last.After(since) {
+			limit *= 2 // a full page of one ingest time: widen it rather than loop
+			continue
+		}
+		since = last
+	}
+	d.m.eventsRead.Add(float64(len(out)))
+	if len(out) > 0 {
+		d.m.readLag.Set(d.cfg.Now().Sub(c.at).Seconds())
+	}
+	c.forget(c.at.Add(-2 * d.cfg.Overlap))
+	return out, nil
+}
+
+// forget drops the ids ingested before cut: they can no longer be read again.
+func (c *cursor) forget(cut time.Time) {
+	c.q.popOlder(cut.UnixNano(), func(e seenEntry) {
+		if c.seen[e.id] == e.ingest {
+			delete(c.seen, e.id)
+		}
+	})
+	if len(c.seen) > c.high {
+		c.high = len(c.seen)
+	} else if c.high > 4096 && len(c.seen) < c.high/4 {
+		// Go maps never shrink: after a burst (a rebuild), copy the survivors into a small one.
+		small := make(map[string]int64, len(c.seen))
+		for k, v := range c.seen {
+			small[k] = v
+		}
+		c.seen, c.high = small, len(small)
+		c.q.shrink()
+	}
+}
+
+// timedQueue holds entries in time order; popping the old ones costs what is popped
+// (amortized), never a scan or a copy of the rest.
+type timedQueue struct {
+	items []seenEntry
+	head  int
+}
+
+func (q *timedQueue) push(e seenEntry) { q.items = append(q.items, e) }
+
+// popOlder removes, oldest first, the entries older than cut.
+func (q *timedQueue) popOlder(cut int64, f func(seenEntry)) {
+	for q.head < len(q.items) && q.items[q.head].ingest < cut {
+		f(q.items[q.head])
+		q.items[q.head] = seenEntry{}
+		q.head++
+	}
+	if q.head > 1024 && q.head*2 > len(q.items) {
+		n := copy(q.items, q.items[q.head:])
+		q.items, q.head = q.items[:n], 0
+	}
+}
+
+// shrink copies the live entries into a right-sized slice (after a burst).
+func (q *timedQueue) shrink() {
+	q.items, q.head = append([]seenEntry(nil), q.items[q.head:]...), 0
+}
+
+// seenEntry is an id with a time (ingest time for event ids, closing time for instances).
+type seenEntry struct {
+	id     string
+	ingest int64
+}

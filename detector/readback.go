@@ -1,0 +1,262 @@
+package detector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/flowwatch/flowwatch/flowstate"
+	"github.com/flowwatch/flowwatch/model"
+	"github.com/flowwatch/flowwatch/storage"
+)
+
+// Read-backs: the few questions only an instance's stored events answer, asked for many
+// instances at once by the reader worker (Reader.InstancesEvents, ReadBatch keys a query).
+
+// readPurpose says why an instance is read back; purposes of one instance merge.
+type readPurpose uint8
+
+const (
+	// readExplain: the instance got stuck; its last error, traces and violations are wanted.
+	readExplain readPurpose = 1 << iota
+	// readVerify: the instance was first seen in the middle (or restored from a stored stuck
+	// state); what came before is wanted before anything is said of it.
+	readVerify
+	// readClosed: an instance closed here got a late checkpoint; the store's verdict is
+	// written again.
+	readClosed
+)
+
+// readChunks bounds the read-back requests handed to the reader and not yet answered.
+const readChunks = 64
+
+// readQueue holds the instances waiting for a read-back: queued, or in flight (again holds
+// what was asked of an instance while its read was in flight, asked once more afterwards).
+type readQueue struct {
+	pending  map[string]readPurpose // queued, not handed yet
+	order    []string               // pending ids, oldest first
+	inflight map[string]readPurpose
+	again    map[string]readPurpose
+	// notBefore holds the queue back after a failed read.
+	notBefore time.Time
+}
+
+func (q *readQueue) add(id string, p readPurpose) {
+	if cur, ok := q.inflight[id]; ok {
+		if q.again == nil {
+			q.again = map[string]readPurpose{}
+		}
+		q.again[id] |= p | cur&readClosed
+		return
+	}
+	if cur, ok := q.pending[id]; ok {
+		q.pending[id] = cur | p
+		return
+	}
+	q.pending[id] = p
+	q.order = append(q.order, id)
+}
+
+// done takes an id out of flight and returns what it was read for.
+func (q *readQueue) done(id string) readPurpose {
+	p := q.inflight[id]
+	delete(q.inflight, id)
+	if a, ok := q.again[id]; ok {
+		delete(q.again, id)
+		q.add(id, a)
+	}
+	return p
+}
+
+// readRequest asks the reader for the events of some instances of one flow.
+type readRequest struct {
+	tenant, flow string
+	keys, ids    []string
+}
+
+// readResult is the reader's answer.
+type readResult struct {
+	req  readRequest
+	rows map[string][]storage.CheckpointEvent
+	err  error
+	took time.Duration
+}
+
+type reader struct {
+	in chan readRequest
+}
+
+func (d *Detector) startReader(ctx context.Context) *reader {
+	r := &reader{in: make(chan readRequest, readChunks)}
+	d.workers.Add(1)
+	go func() {
+		defer d.workers.Done()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case req := <-r.in:
+				start := time.Now()
+				rows, err := d.cfg.Store.InstancesEvents(ctx, req.tenant, req.flow, req.keys)
+				if !d.send(ctx, readResult{req: req, rows: rows, err: err, took: time.Since(start)}) {
+					return
+				}
+			}
+		}
+	}()
+	return r
+}
+
+// dispatchReads hands the queued read-backs to the reader, ReadBatch instances of one flow a
+// request, as many requests as it takes (never waiting on it).
+func (d *Detector) dispatchReads(now time.Time) {
+	q := &d.reads
+	if len(q.order) == 0 || now.Before(q.notBefore) {
+		return
+	}
+	if q.inflight == nil {
+		q.inflight = map[string]readPurpose{}
+	}
+	type fam struct{ tenant, flow string }
+	var reqs []*readRequest
+	open := map[fam]*readRequest{}
+	rest := q.order[:0]
+	handed := 0
+	for _, id := range q.order {
+		if len(d.reader.in)+len(reqs) >= readChunks {
+			rest = append(rest, id)
+			continue
+		}
+		tenant, flow, key := d.fams.split(id)
+		f := fam{tenant, flow}
+		r := open[f]
+		if r == nil || len(r.keys) >= d.cfg.ReadBatch {
+			r = &readRequest{tenant: tenant, flow: flow}
+			open[f] = r
+			reqs = append(reqs, r)
+		}
+		r.keys, r.ids = append(r.keys, key), append(r.ids, id)
+		q.inflight[id] = q.pending[id]
+		delete(q.pending, id)
+		handed++
+	}
+	q.order = rest
+	for _, r := range reqs {
+		d.reader.in <- *r // room was counted above
+		d.inflight++
+		d.readsInflight++
+	}
+	d.m.readQueue.Set(float64(len(q.order)))
+}
+
+func (r readResult) apply(d *Detector, now time.Time) {
+	d.m.readBacks.Add(float64(len(r.req.keys)))
+	d.m.readBackSeconds.Observe(r.took.Seconds())
+	if r.err != nil {
+		d.m.readErrors.Inc()
+		d.log.Warn("read-back of instances failed; retrying", "flow", r.req.flow, "instances", len(r.req.keys), "err", r.err)
+		for _, id := range r.req.ids {
+			d.reads.add(id, d.reads.done(id))
+		}
+		d.reads.notBefore = now.Add(time.Second)
+		return
+	}
+	for i, id := range r.req.ids {
+		p := d.reads.done(id)
+		d.readBack(id, p, r.rows[r.req.keys[i]], now)
+	}
+}
+
+// readBack applies what the store holds of one instance: every checkpoint it reached (so the
+// compact state misses nothing read late or before this detector started), its version when
+// it was first seen in the middle, and the explanation of a stuck verdict.
+func (d *Detector) readBack(id string, p readPurpose, rows []storage.CheckpointEvent, now time.Time) {
+	tenant, flow, key := d.fams.split(id)
+	set := d.cfg.Flows()
+	in := d.open.get(id)
+	if in == nil {
+		if p&readClosed != 0 && d.closed[id] != 0 {
+			// Closed here, and a late checkpoint came: the store's verdict is written again
+			// (an earlier terminal may have arrived late).
+			full, _ := flowstate.Rebuild(set.Versions(flow), tenant, key, rows, nil)
+			if flowstate.HasCheckpoint(full) {
+				if st := full.Evaluate(now); st.Status == model.StatusCompleted || st.Status == model.StatusFailed {
+					d.writeRow(id, st, now)
+				}
+			}
+		}
+		return
+	}
+	versions := set.Versions(flow)
+	if in.flags&flagUnverified == 0 {
+		// An open instance keeps its version and its definition, even when a reload rebuilt
+		// the set: newer versions never re-judge older instances.
+		versions = []*model.Flow{d.fams.flow(in)}
+	}
+	full, _ := flowstate.Rebuild(versions, tenant, key, rows, nil)
+	if in.flags&flagUnverified != 0 {
+		if pinned := full.Pinned(); pinned != nil && pinned != d.fams.flow(in) && flowstate.HasCheckpoint(full) {
+			d.repin(in, pinned)
+		}
+		in.flags &^= flagUnverified
+	}
+	f := d.fams.flow(in)
+	for _, ev := range full.Events() {
+		if c := f.Checkpoint(ev.Checkpoint); c != nil {
+			in.reach(c, ev.Time)
+		}
+	}
+	d.judge(in, now, true, explanationOf(full.Evaluate(now)))
+}
+
+// writeRow writes the state of an instance the detector does not hold.
+func (d *Detector) writeRow(id string, st model.State, now time.Time) {
+	row := flowstate.Row(st)
+	row.Shard = d.cfg.Shard
+	row.UpdatedAt = now
+	d.states[id] = row
+}
+
+// restoreStuck takes back this shard's instances stored as stuck that the rebuild window did
+// not reach: an instance stays stuck, and alerted, until something true changes. They are
+// read back (verified) like instances first seen in the middle.
+func (d *Detector) restoreStuck(ctx context.Context) error {
+	set := d.cfg.Flows()
+	cursor := ""
+	for {
+		states, next, err := d.cfg.Store.Instances(ctx, storage.InstanceFilter{Status: string(model.StatusStuck), Limit: 1000, Cursor: cursor})
+		if err != nil {
+			if isUnsupported(err) {
+				return nil
+			}
+			return fmt.Errorf("read stored stuck instances: %w", err)
+		}
+		for _, st := range states {
+			if ShardOf(st.Tenant, st.Flow, st.Key, d.cfg.Shards) != d.cfg.Shard {
+				continue
+			}
+			id := d.fams.id(st.Tenant, st.Flow, st.Key)
+			if d.open.get(id) != nil || d.closed[id] != 0 {
+				continue
+			}
+			f := set.Version(st.Flow, st.Version)
+			if f == nil {
+				d.log.Warn("a stored stuck instance's flow version is not loaded; not watched", "flow", st.Flow,
+					"version", st.Version, "key", st.Key)
+				continue
+			}
+			if in := d.newInst(id, f); in != nil {
+				in.flags |= flagUnverified
+				d.reads.add(id, readVerify)
+			}
+		}
+		if next == "" {
+			break
+		}
+		cursor = next
+	}
+	return nil
+}
+
+func isUnsupported(err error) bool { return errors.Is(err, storage.ErrUnsupported) }

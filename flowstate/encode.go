@@ -1,0 +1,188 @@
+package flowstate
+
+import (
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/flowwatch/flowwatch/model"
+)
+
+// The detector writes the expected and reason documents of every state it writes, thousands
+// a second in a storm: they are appended by hand, byte for byte what encoding/json writes for
+// the same documents (TestEncodersMatchEncodingJSON), without reflection.
+
+// appendExpected appends the JSON of ExpectedOf(xs).
+func appendExpected(b []byte, xs []model.Expected) []byte {
+	b = append(b, '[')
+	for i, x := range xs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"checkpoint":`...)
+		b = appendString(b, x.Checkpoint)
+		b = append(b, `,"deadline":`...)
+		b = appendTime(b, x.Deadline)
+		b = append(b, `,"since":`...)
+		b = appendTime(b, x.Since)
+		b = append(b, `,"service":`...)
+		b = appendString(b, x.Service)
+		b = append(b, `,"overdue":`...)
+		b = strconv.AppendBool(b, x.Overdue)
+		b = append(b, '}')
+	}
+	return append(b, ']')
+}
+
+// appendReason appends the JSON of ReasonOf(r), r not nil.
+func appendReason(b []byte, r *model.Reason) []byte {
+	b = append(b, `{"checkpoint":`...)
+	b = appendString(b, r.Checkpoint)
+	b = append(b, `,"since":`...)
+	b = appendTime(b, r.Since)
+	b = append(b, `,"deadline":`...)
+	b = appendTime(b, r.Deadline)
+	b = append(b, `,"overdue":`...)
+	b = appendString(b, r.Overdue.String())
+	b = append(b, `,"overdue_seconds":`...)
+	b = appendFloat(b, r.Overdue.Seconds())
+	b = append(b, `,"service":`...)
+	b = appendString(b, r.Service)
+	b = append(b, `,"last_checkpoint":`...)
+	b = appendString(b, r.LastCheckpoint)
+	if !r.LastCheckpointAt.IsZero() {
+		b = append(b, `,"last_checkpoint_at":`...)
+		b = appendTime(b, r.LastCheckpointAt)
+	}
+	if e := r.LastError; e != nil {
+		b = append(b, `,"last_error":{"service":`...)
+		b = appendString(b, e.Service)
+		b = append(b, `,"name":`...)
+		b = appendString(b, e.Name)
+		b = append(b, `,"message":`...)
+		b = appendString(b, e.Message)
+		b = append(b, `,"trace_id":`...)
+		b = appendString(b, e.TraceID)
+		b = append(b, `,"span_id":`...)
+		b = appendString(b, e.SpanID)
+		b = append(b, `,"time":`...)
+		b = appendTime(b, e.Time)
+		b = append(b, '}')
+	}
+	b = append(b, `,"trace_ids":[`...)
+	for i, t := range r.TraceIDs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendString(b, t)
+	}
+	b = append(b, `],"summary":`...)
+	b = appendString(b, r.Summary)
+	return append(b, '}')
+}
+
+// appendViolations appends the JSON of ViolationsOf(vs).
+func appendViolations(b []byte, vs []model.Violation) []byte {
+	b = append(b, '[')
+	for i, v := range vs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"kind":`...)
+		b = appendString(b, string(v.Kind))
+		b = append(b, `,"checkpoint":`...)
+		b = appendString(b, v.Checkpoint)
+		b = append(b, `,"time":`...)
+		b = appendTime(b, v.Time)
+		b = append(b, `,"event_id":`...)
+		b = appendString(b, v.EventID)
+		b = append(b, `,"detail":`...)
+		b = appendString(b, v.Detail())
+		b = append(b, '}')
+	}
+	return append(b, ']')
+}
+
+// appendTime appends t in UTC as encoding/json writes a time.Time (RFC 3339 with nanoseconds).
+func appendTime(b []byte, t time.Time) []byte {
+	b = append(b, '"')
+	b = UTC(t).AppendFormat(b, time.RFC3339Nano)
+	return append(b, '"')
+}
+
+// appendFloat appends f as encoding/json writes a float64.
+func appendFloat(b []byte, f float64) []byte {
+	abs := f
+	if abs < 0 {
+		abs = -abs
+	}
+	format := byte('f')
+	if abs != 0 && (abs < 1e-6 || abs >= 1e21) {
+		format = 'e'
+	}
+	b = strconv.AppendFloat(b, f, format, -1, 64)
+	if format == 'e' {
+		// clean up e-09 to e-9, as encoding/json does
+		n := len(b)
+		if n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
+			b[n-2] = b[n-1]
+			b = b[:n-1]
+		}
+	}
+	return b
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendString appends s as a JSON string, escaped as encoding/json escapes it by default
+// (HTML characters and U+2028/U+2029 included; invalid UTF-8 becomes U+FFFD).
+func appendString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		if c := s[i]; c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}

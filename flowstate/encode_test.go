@@ -1,0 +1,74 @@
+package flowstate
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/flowwatch/flowwatch/internal/testflows"
+	"github.com/flowwatch/flowwatch/model"
+)
+
+// The hand-written encoders write exactly what encoding/json writes for the same documents.
+func TestEncodersMatchEncodingJSON(t *testing.T) {
+	st := testflows.StuckOrder(t)
+	check := func(name string, got []byte, v any) {
+		t.Helper()
+		want, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != string(want) {
+			t.Errorf("%s:\n got %s\nwant %s", name, got, want)
+		}
+	}
+	check("expected", appendExpected(nil, st.Expected), ExpectedOf(st.Expected))
+	check("reason", appendReason(nil, st.Reason), ReasonOf(st.Reason))
+	check("violations", appendViolations(nil, st.Violations), ViolationsOf(st.Violations))
+
+	odd := []string{"", "plain", `quo"te\back`, "tab\tnl\nret\r\x00\x1f\x7f", "<a>&amp;", "é ü 日本",
+		"u-\xff\xfe", "\xe2\x80\xa8 \xe2\x80\xa9", "\xed\xa0\x80", "a\u2028b", "\b\f"}
+	for _, s := range odd {
+		check("string "+s, appendString(nil, s), s)
+		r := *st.Reason
+		r.Summary, r.Service, r.Checkpoint = s, s, s
+		r.LastError = &model.ErrorNote{Service: s, Name: s, Message: s, Time: time.Unix(0, 123).In(time.FixedZone("X", 3600))}
+		r.TraceIDs = nil
+		r.LastCheckpointAt = time.Time{}
+		check("reason "+s, appendReason(nil, &r), ReasonOf(&r))
+	}
+	for _, d := range []time.Duration{0, 1, 999, time.Microsecond, time.Second, -3 * time.Minute, 1<<63 - 1} {
+		r := *st.Reason
+		r.Overdue = d
+		check("overdue "+d.String(), appendReason(nil, &r), ReasonOf(&r))
+	}
+}
+
+func FuzzAppendString(f *testing.F) {
+	for _, s := range []string{"", "a", "<\u2028>", "\xff", "\"\\"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		want, _ := json.Marshal(s)
+		if got := appendString(nil, s); string(got) != string(want) {
+			t.Fatalf("%q: got %s want %s", s, got, want)
+		}
+	})
+}
+
+func BenchmarkDocs(b *testing.B) {
+	st := testflows.StuckOrder(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		Docs(st)
+	}
+}
+
+func BenchmarkDocsNoViolations(b *testing.B) {
+	st := testflows.StuckOrder(b)
+	st.Violations = nil
+	b.ReportAllocs()
+	for b.Loop() {
+		Docs(st)
+	}
+}

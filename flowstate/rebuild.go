@@ -1,0 +1,65 @@
+package flowstate
+
+import (
+	"github.com/flowwatch/flowwatch/model"
+	"github.com/flowwatch/flowwatch/storage"
+)
+
+// ModelEvent converts a stored checkpoint row to the model's event.
+func ModelEvent(e *storage.CheckpointEvent) model.Event {
+	return model.Event{ID: e.EventID, Checkpoint: e.Checkpoint, Time: e.Time, Service: e.Service,
+		Name: e.Name, TraceID: e.TraceID, SpanID: e.SpanID, Status: e.Status, Message: e.Message}
+}
+
+// Owner tells which instance key an alias value of attr belongs to; ok is false when the
+// value is not known as an alias.
+type Owner func(attr, value string) (key string, ok bool)
+
+// Rebuild is the one way to build an instance from its stored rows — the rows of its own key
+// and the rows keyed by its aliases, as storage.Reader's InstanceEvents and InstancesEvents
+// return them. versions are the flow's versions the instance may be pinned to (one, when the
+// pin is known). With an owner, a row keyed by an alias attribute of these versions that
+// belongs to another instance is left out; Rebuild returns how many were. Without one, the
+// store's alias join is trusted.
+func Rebuild(versions []*model.Flow, tenant, key string, rows []storage.CheckpointEvent, owner Owner) (*model.Instance, int) {
+	in := model.NewInstance(versions, tenant, key)
+	foreign := 0
+	for i := range rows {
+		e := &rows[i]
+		if owner != nil && e.Key != key && isAlias(versions, e.KeyAttr) {
+			if k, ok := owner(e.KeyAttr, e.Key); ok && k != key {
+				foreign++
+				continue
+			}
+		}
+		in.Apply(ModelEvent(e))
+	}
+	return in, foreign
+}
+
+// IsAlias reports whether attr is an alias attribute in one of the versions, so that a key
+// read from it must be resolved to the instance's key.
+func IsAlias(versions []*model.Flow, attr string) bool { return isAlias(versions, attr) }
+
+func isAlias(versions []*model.Flow, attr string) bool {
+	if attr == "" {
+		return false
+	}
+	for _, f := range versions {
+		if f.IsAlias(attr) {
+			return true
+		}
+	}
+	return false
+}
+
+// HasCheckpoint reports whether an instance holds at least one checkpoint event (an instance
+// of only error notes is not an instance yet).
+func HasCheckpoint(in *model.Instance) bool {
+	for _, e := range in.Events() {
+		if !e.IsErrorNote() {
+			return true
+		}
+	}
+	return false
+}

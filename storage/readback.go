@@ -1,0 +1,91 @@
+package storage
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Reads of many instances at once, for the detector: explaining a storm of stuck instances
+// and restarting take one query per batch, never one per instance.
+
+func (s *store) InstancesEvents(ctx context.Context, tenant, flow string, keys []string) (map[string][]CheckpointEvent, error) {
+	out := make(map[string][]CheckpointEvent, len(keys))
+	if len(keys) == 0 {
+		return out, nil
+	}
+	what := fmt.Sprintf("events of %d instances of %s/%s", len(keys), tenant, flow)
+	where := "tenant = " + quote(tenant) + " AND flow = " + quote(flow)
+	inKeys := quoteList(keys)
+	// Alias values that belong to these instances: by the first mapping of each value, as
+	// ResolveAliases and InstanceEvents resolve them.
+	type aliasRef struct{ attr, value string }
+	owners := map[aliasRef]string{}
+	if !s.d.legacy {
+		q := "SELECT attr, value, k FROM (SELECT attr, value, argMin(key, time) AS k FROM " + s.table("aliases") +
+			" WHERE " + where + " AND (attr, value) " + s.d.global() + "IN (SELECT attr, value FROM " + s.table("aliases") +
+			" WHERE " + where + " AND key IN (" + inKeys + ")) GROUP BY attr, value) WHERE k IN (" + inKeys + ")"
+		if err := s.each(ctx, q, func(r rows) error {
+			var a aliasRef
+			var k string
+			if err := r.Scan(&a.attr, &a.value, &k); err != nil {
+				return err
+			}
+			owners[a] = k
+			return nil
+		}); err != nil {
+			return nil, fmt.Errorf("%s: aliases: %w", what, err)
+		}
+	}
+	cond := "key IN (" + inKeys + ")"
+	if len(owners) > 0 {
+		tuples := make([]string, 0, len(owners))
+		for a := range owners {
+			tuples = append(tuples, "("+quote(a.attr)+", "+quote(a.value)+")")
+		}
+		cond = "(" + cond + " OR (key_attr, key) IN (" + strings.Join(tuples, ", ") + "))"
+	}
+	q := "SELECT " + s.eventColumns() + " FROM " + s.table("checkpoint_events") + " WHERE " + where + " AND " + cond +
+		" ORDER BY time, event_id LIMIT 1 BY event_id"
+	r, err := s.b.query(ctx, q)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	evs, err := s.scanEvents(r)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	wanted := make(map[string]bool, len(keys))
+	for _, k := range keys {
+		wanted[k] = true
+	}
+	for _, e := range evs {
+		// A row belongs to the instance of its key, and to the instance its alias value
+		// names (both, in the rare case they differ), as InstanceEvents would return it.
+		if wanted[e.Key] {
+			out[e.Key] = append(out[e.Key], e)
+		}
+		if k, ok := owners[aliasRef{e.KeyAttr, e.Key}]; ok && k != e.Key {
+			out[k] = append(out[k], e)
+		}
+	}
+	return out, nil
+}
+
+func (s *store) CommandsSince(ctx context.Context, since time.Time) ([]CommandRecord, error) {
+	if err := s.legacyUnsupported("commands since"); err != nil {
+		return nil, err
+	}
+	q := "SELECT id, toUnixTimestamp64Nano(time), tenant, flow, toUInt64(version), key, checkpoint, toUInt64(attempt), sink, subject, outcome, error, payload FROM " +
+		s.table("commands") + " FINAL WHERE time >= " + s.d.ts(since) + " ORDER BY time, id"
+	var out []CommandRecord
+	if err := s.each(ctx, q, func(r rows) error {
+		c, err := scanCommand(r)
+		out = append(out, c)
+		return err
+	}); err != nil {
+		return nil, fmt.Errorf("read commands since %s: %w", since.Format(time.RFC3339), err)
+	}
+	return out, nil
+}
