@@ -48,6 +48,11 @@ func (r *recorder) Notify(_ context.Context, alerts []Alert) error {
 	r.alerts = append(r.alerts, append([]Alert(nil), alerts...))
 	return nil
 }
+func (r *recorder) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.alerts)
+}
 func (r *recorder) last() []Alert {
 	r.mu.Lock()
 	defer r.mu.Unlock()
