@@ -154,9 +154,11 @@ func (d *Detector) restoreAction(in *inst, c *model.Checkpoint, index int, a mod
 		switch rec.Outcome {
 		case OutcomeRefused:
 			s.sent = a.MaxAttempts // refused: sending it again cannot help
-		case OutcomeSent, OutcomeSending, OutcomeDryRun:
+		case OutcomeSent, OutcomeDryRun:
 			s.lastID, s.lastPayload = id, rec.Payload
 		}
+		// OutcomeSending: a detector stopped while sending it; whether it arrived is not
+		// known. It counts as an attempt and is never sent again; no verdict is claimed.
 	}
 	return s
 }
