@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/flowwatch/flowwatch/api"
+	"github.com/flowwatch/flowwatch/console"
 	"github.com/flowwatch/flowwatch/detector"
 	"github.com/flowwatch/flowwatch/model"
 	"github.com/flowwatch/flowwatch/storage"
@@ -104,6 +105,8 @@ type service struct {
 	log    *slog.Logger
 	// started is called once the API listens and the detector is rebuilt.
 	started func(d *detector.Detector, apiURL string)
+	// console is served at / beside the API (TokenRequired is filled in from token).
+	console console.Config
 }
 
 // run serves until ctx ends, then stops the API, runs a last tick and returns.
@@ -122,7 +125,7 @@ func (s *service) run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listen for the API on %s: %w", s.listen, err)
 	}
-	handler := api.New(api.Config{
+	apiHandler := api.New(api.Config{
 		Reader: s.store, Flows: s.flows.Get, Token: s.token, Registerer: reg,
 		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), Logger: s.log,
 		Ready: func(context.Context) error {
@@ -132,6 +135,12 @@ func (s *service) run(ctx context.Context) error {
 			return nil
 		},
 	})
+	s.console.TokenRequired = s.token != ""
+	handler, err := console.Handler(apiHandler, s.console)
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
