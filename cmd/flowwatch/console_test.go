@@ -479,6 +479,19 @@ func TestConsole(t *testing.T) {
 		chromedp.Evaluate[chromedp.Void](`document.querySelector('.filters select[name=checkpoint]').dispatchEvent(new Event('change', {bubbles: true}))`))
 	waitFor(t, ctx, "only the order stuck at shipped", `location.hash.includes("checkpoint=shipped") && !document.querySelector('tr[data-key="`+stuckAtPaid+`"]') && !!document.querySelector('tr[data-key="`+stuckAtShipped+`"]')`)
 	step(t, ctx, "clear the filters", chromedp.Click(chromedp.CSS(`.filters button`)), chromedp.WaitVisible(chromedp.CSS(`tr[data-key="`+stuckAtPaid+`"]`)))
+	// One per page: the API's cursor leads to the other one and back.
+	step(t, ctx, "page by one", chromedp.Navigate(ri.API+"/#/stuck?limit=1"))
+	rowKeys := `[...document.querySelectorAll('tr[data-key]')].map(r => r.dataset.key).join(" ")`
+	waitFor(t, ctx, "the first page", rowKeys+` !== "" && !document.querySelector('button[data-next]').disabled`)
+	first := eval[string](t, ctx, rowKeys)
+	step(t, ctx, "the next page", chromedp.Click(chromedp.CSS(`button[data-next]`)))
+	waitFor(t, ctx, "the second page", `(k => k !== "" && k !== "`+first+`")(`+rowKeys+`)`)
+	if got := first + " " + eval[string](t, ctx, rowKeys); got != stuckAtPaid+" "+stuckAtShipped && got != stuckAtShipped+" "+stuckAtPaid {
+		t.Errorf("paging by one shows %q", got)
+	}
+	step(t, ctx, "back to the first page", chromedp.Click(chromedp.CSS(`button[data-prev]`)))
+	waitFor(t, ctx, "the first page again", rowKeys+` === "`+first+`"`)
+	step(t, ctx, "all stuck", chromedp.Navigate(ri.API+"/#/stuck"), chromedp.WaitVisible(chromedp.CSS(`tr[data-key="`+stuckAtShipped+`"]`)))
 	screenshot(t, shots, "console-stuck.png", run(t, ctx, "screenshot the stuck list", chromedp.CaptureScreenshot()))
 	step(t, ctx, "follow the link to the instance", chromedp.Click(chromedp.CSS(`a[data-instance="`+stuckAtPaid+`"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`[data-reason]`)))

@@ -65,6 +65,8 @@ export function useConnection(): Connection {
 
 export interface Poll<T> {
   data?: T;
+  /** stale: data is of the previous parameters, shown while the new ones load (keepPrevious). */
+  stale?: boolean;
   error?: ApiError;
   loading: boolean;
   updatedAt?: Date;
@@ -73,8 +75,9 @@ export interface Poll<T> {
 
 /** usePoll loads data now, whenever deps change, and again every refresh_ms after each load
  * ends (never two loads at once; none while the tab is hidden). The last data is kept while
- * a reload fails, so a page survives the API being briefly down. */
-export function usePoll<T>(load: (signal: AbortSignal) => Promise<T>, deps: unknown[]): Poll<T> {
+ * a reload fails, so a page survives the API being briefly down. With keepPrevious, the data of
+ * the previous parameters stays (marked stale) until the new ones have loaded. */
+export function usePoll<T>(load: (signal: AbortSignal) => Promise<T>, deps: unknown[], keepPrevious = false): Poll<T> {
   const cfg = useConfig();
   // The parameters the shown data is for: data loaded for other ones is never shown.
   const key = JSON.stringify(deps);
@@ -125,6 +128,6 @@ export function usePoll<T>(load: (signal: AbortSignal) => Promise<T>, deps: unkn
     };
   }, [key, nonce, cfg.refresh_ms]);
 
-  if (state.key !== key) return { loading: true, reload };
+  if (state.key !== key) return keepPrevious && state.data !== undefined ? { data: state.data, stale: true, loading: true, reload } : { loading: true, reload };
   return { data: state.data, error: state.error, updatedAt: state.updatedAt, loading: state.data === undefined && !state.error, reload };
 }

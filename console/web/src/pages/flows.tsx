@@ -79,6 +79,7 @@ function FlowCard({ flow, versions, range }: { flow: Flow; versions: Flow[]; ran
       return { graph, series };
     },
     [flow.name, range.id],
+    true,
   );
   const graph: Graph | undefined = poll.data?.graph;
   const byStatus = totals(poll.data?.series ?? []);
@@ -119,7 +120,13 @@ function FlowCard({ flow, versions, range }: { flow: Flow; versions: Flow[]; ran
         </div>
       </div>
       <ErrorBox error={poll.error} />
-      {poll.loading ? <Loading /> : <FlowGraph flow={flow} graph={graph} />}
+      {poll.data ? (
+        <div class={poll.stale ? "stale" : ""}>
+          <FlowGraph flow={flow} graph={graph} />
+        </div>
+      ) : (
+        poll.loading && <Loading />
+      )}
     </Card>
   );
 }

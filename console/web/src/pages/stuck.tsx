@@ -6,7 +6,11 @@ import { Card, Empty, ErrorBox, Field, Loading, PageHeader, Service, Time, Trace
 import { ago, dur, parseTime } from "../format";
 import { instanceHref, navigate, usePoll } from "../hooks";
 
-export const pageSize = 50;
+/** pageSize is the rows of one page: ?limit= in the location (1 to 1000), 50 by default. */
+function pageSize(params: URLSearchParams): number {
+  const n = Number(params.get("limit"));
+  return Number.isInteger(n) && n >= 1 && n <= 1000 ? n : 50;
+}
 
 /** Filters of the stuck and audit pages, kept in the location hash. */
 export interface Filters {
@@ -111,21 +115,19 @@ function StuckRow({ in_ }: { in_: Instance }) {
 
 export function StuckPage({ params }: { params: URLSearchParams }) {
   const f: Filters = { flow: params.get("flow") ?? "", checkpoint: params.get("checkpoint") ?? "", tenant: params.get("tenant") ?? "" };
-  const set = (p: Partial<Filters>) => navigate(["stuck"], { ...f, ...p }, true);
-  // The cursors of the pages before this one: Previous pops, Next pushes.
-  const [cursors, setCursors] = useState<string[]>([]);
-  const [cursor, setCursor] = useState("");
-  const filterKey = JSON.stringify(f);
-  useEffect(() => {
-    setCursors([]);
-    setCursor("");
-  }, [filterKey]);
+  const limit = pageSize(params);
+  const set = (p: Partial<Filters>) => navigate(["stuck"], { ...f, ...p, limit: params.get("limit") ?? undefined }, true);
+  const filterKey = JSON.stringify([f, limit]);
+  // The page's cursor and the cursors of the pages before it (Previous pops, Next pushes),
+  // for the filters they were made with: new filters start at the first page.
+  const [pages, setPages] = useState({ key: filterKey, before: [] as string[], cursor: "" });
+  const { before, cursor } = pages.key === filterKey ? pages : { before: [] as string[], cursor: "" };
   const flows = usePoll((s) => api.flows(s), ["flows"]);
-  const list = usePoll((s) => api.instances({ status: "stuck", flow: f.flow, checkpoint: f.checkpoint, tenant: f.tenant, limit: pageSize, cursor }, s), [filterKey, cursor]);
+  const list = usePoll((s) => api.instances({ status: "stuck", flow: f.flow, checkpoint: f.checkpoint, tenant: f.tenant, limit, cursor }, s), [filterKey, cursor]);
   const checkpoints = [...new Set((flows.data ?? []).filter((x) => x.name === f.flow).flatMap((x) => x.checkpoints.map((c) => c.name)))];
   const rows = list.data?.instances ?? [];
   const next = list.data?.next_cursor ?? "";
-  const page = cursors.length + 1;
+  const page = before.length + 1;
   return (
     <>
       <PageHeader title="Stuck instances" sub="Instances past the deadline of a checkpoint they wait for, and why: who owns that checkpoint, what happened last, the last error." />
@@ -163,10 +165,10 @@ export function StuckPage({ params }: { params: URLSearchParams }) {
         }
         actions={
           <div class="pager">
-            <button type="button" class="btn" disabled={page === 1} onClick={() => { setCursor(cursors[cursors.length - 1] ?? ""); setCursors(cursors.slice(0, -1)); }}>
+            <button type="button" class="btn" disabled={page === 1} data-prev onClick={() => setPages({ key: filterKey, before: before.slice(0, -1), cursor: before[before.length - 1] ?? "" })}>
               ← Previous
             </button>
-            <button type="button" class="btn" disabled={!next} data-next onClick={() => { setCursors([...cursors, cursor]); setCursor(next); }}>
+            <button type="button" class="btn" disabled={!next} data-next onClick={() => setPages({ key: filterKey, before: [...before, cursor], cursor: next })}>
               Next →
             </button>
           </div>
