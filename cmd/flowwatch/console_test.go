@@ -556,6 +556,14 @@ func TestConsole(t *testing.T) {
 	defer srv.Close()
 	tab := ctx // the same tab, at another origin: a new session and no token yet
 	step(t, tab, "open the plain console", chromedp.Navigate(srv.URL+"/#/instance/order-fulfilment/"+stuckAtPaid+"?tenant="+consoleTenant))
+	step(t, tab, "sign in with a wrong token",
+		chromedp.WaitVisible(chromedp.ID("token-dialog")),
+		chromedp.SendKeys(chromedp.CSS(`#token-dialog input[name=token]`), "wrong"),
+		chromedp.Click(chromedp.CSS(`#token-dialog button[type=submit]`)))
+	waitFor(t, tab, "the API's refusal in the token dialog", `document.querySelector('#token-dialog [role=alert]')?.textContent.includes("invalid bearer token")`)
+	if got := eval[string](t, tab, `sessionStorage.getItem("flowwatch.token") ?? ""`); got != "" {
+		t.Errorf("a refused token is kept: %q", got)
+	}
 	signIn(t, tab)
 	step(t, tab, "show the instance", chromedp.WaitVisible(chromedp.CSS(`[data-reason]`)), chromedp.WaitVisible(chromedp.CSS(`li[data-event]`)))
 	if eval[bool](t, tab, `!!document.querySelector('[data-operator-actions], [data-action]')`) {
