@@ -1,35 +1,22 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
-	"image/png"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
-	"go.opentelemetry.io/otel/sdk/resource"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	semconv "go.opentelemetry.io/otel/semconv/v1.26.0"
-	"go.opentelemetry.io/otel/trace"
 
 	"github.com/flowwatch/flowwatch/console"
 )
@@ -38,142 +25,10 @@ import (
 // TestConsole -console-shots ../../docs` refreshes the README's.
 var consoleShots = flag.String("console-shots", "", "folder for the console test's screenshots (default: a temporary folder)")
 
-// chromiumBinary is Debian's Chromium (scripts/deps.sh installs it).
-const chromiumBinary = "chromium"
-
 const (
 	consoleToken  = "console-test-token"
-	consoleTenant = "shop-eu"
 	consoleTraces = "https://jaeger.example/trace/{trace_id}"
-	// The two stuck orders of the fixture: one overdue at paid after a card issuer timeout,
-	// one overdue at shipped with nothing to say why.
-	stuckAtPaid    = "ord-7f3a9c21"
-	stuckAtShipped = "ord-2b81e6d4"
 )
-
-// shopTelemetry sends the fixture's spans like the services of a shop would: one tracer
-// provider per service, every hop in its own trace, key order.id on every item.
-type shopTelemetry struct {
-	providers map[string]*sdktrace.TracerProvider
-}
-
-func newShopTelemetry(t *testing.T, grpcAddr string) *shopTelemetry {
-	t.Helper()
-	s := &shopTelemetry{providers: map[string]*sdktrace.TracerProvider{}}
-	for _, svc := range []string{"orders", "payments", "inventory", "ledger", "shipping"} {
-		exp, err := otlptracegrpc.New(context.Background(), otlptracegrpc.WithEndpoint(grpcAddr), otlptracegrpc.WithInsecure())
-		if err != nil {
-			t.Fatal(err)
-		}
-		res := resource.NewWithAttributes(semconv.SchemaURL, semconv.ServiceName(svc), attribute.String("tenant.id", consoleTenant))
-		s.providers[svc] = sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp, sdktrace.WithMaxExportBatchSize(256)), sdktrace.WithResource(res))
-	}
-	return s
-}
-
-// span records one root span of service from start to end, with order.id, and options.
-func (s *shopTelemetry) span(svc, name string, kind trace.SpanKind, order string, start, end time.Time, opts ...func(trace.Span)) {
-	_, sp := s.providers[svc].Tracer(svc).Start(context.Background(), name, trace.WithSpanKind(kind), trace.WithTimestamp(start),
-		trace.WithAttributes(attribute.String("order.id", order)))
-	for _, o := range opts {
-		o(sp)
-	}
-	sp.End(trace.WithTimestamp(end))
-}
-
-func (s *shopTelemetry) flush(t *testing.T) {
-	t.Helper()
-	for svc, tp := range s.providers {
-		if err := tp.Shutdown(context.Background()); err != nil {
-			t.Fatalf("send the spans of %s: %v", svc, err)
-		}
-	}
-}
-
-func event(name string, at time.Time, order string) func(trace.Span) {
-	return func(sp trace.Span) {
-		sp.AddEvent(name, trace.WithTimestamp(at), trace.WithAttributes(attribute.String("order.id", order)))
-	}
-}
-
-// sendShopFixture sends the last half hour of a shop as of now: completed orders, a few
-// cancelled and running ones, and the two stuck ones.
-func sendShopFixture(t *testing.T, s *shopTelemetry, now time.Time) {
-	t.Helper()
-	rng := rand.New(rand.NewPCG(16, 2026))
-	ms := func(lo, hi int) time.Duration { return time.Duration(lo+rng.IntN(hi-lo+1)) * time.Millisecond }
-	placed := func(key string, at time.Time) {
-		s.span("orders", "POST /orders", trace.SpanKindServer, key, at, at.Add(ms(20, 60)), func(sp trace.Span) {
-			sp.SetAttributes(attribute.Int("http.response.status_code", 201))
-		})
-	}
-	pay := func(key string, at time.Time) time.Time {
-		done := at.Add(ms(300, 900))
-		s.span("payments", "authorize", trace.SpanKindClient, key, at, done.Add(5*time.Millisecond), event("payment.authorized", done, key))
-		return done
-	}
-	reserve := func(key string, at time.Time) time.Time {
-		end := at.Add(ms(120, 700))
-		s.span("inventory", "reserve", trace.SpanKindConsumer, key, at, end, func(sp trace.Span) { sp.SetStatus(codes.Ok, "") })
-		return end
-	}
-	settle := func(key string, at time.Time) time.Time {
-		done := at.Add(ms(800, 2600))
-		s.span("ledger", "settle", trace.SpanKindConsumer, key, at, done.Add(3*time.Millisecond), event("payment.settled", done, key))
-		return done
-	}
-	ship := func(key string, at time.Time) time.Time {
-		end := at.Add(ms(1500, 5000))
-		s.span("shipping", "ship parcel", trace.SpanKindConsumer, key, at, end)
-		return end
-	}
-	deliver := func(key string, at time.Time) {
-		done := at.Add(ms(4000, 30000))
-		s.span("shipping", "deliver", trace.SpanKindInternal, key, done.Add(-200*time.Millisecond), done, event("delivered", done, key))
-	}
-	for i := 0; i < 44; i++ {
-		key := fmt.Sprintf("ord-%08x", rng.Uint32())
-		at := now.Add(-28*time.Minute + time.Duration(i)*35*time.Second)
-		if i == 43 {
-			at = now.Add(-12 * time.Second)
-		}
-		placed(key, at)
-		switch {
-		case i%13 == 5: // cancelled by the customer
-			s.span("orders", "cancel", trace.SpanKindInternal, key, at.Add(ms(1000, 4000)), at.Add(ms(4100, 4500)))
-			continue
-		case i == 43: // placed moments ago: payment and stock still on their way
-			reserve(key, at.Add(ms(50, 200)))
-			continue
-		}
-		paid := pay(key, at.Add(ms(100, 400)))
-		reserved := reserve(key, at.Add(ms(50, 200)))
-		settled := settle(key, paid)
-		if i >= 41 { // shipped, not delivered yet
-			ship(key, settled.Add(ms(200, 900)))
-			continue
-		}
-		if reserved.After(settled) {
-			settled = reserved // shipping waits for both
-		}
-		deliver(key, ship(key, settled.Add(ms(200, 900))))
-	}
-	// Stuck at paid: the card issuer timed out and no payment was authorized.
-	at := now.Add(-3 * time.Minute)
-	placed(stuckAtPaid, at)
-	reserve(stuckAtPaid, at.Add(180*time.Millisecond))
-	s.span("payments", "authorize", trace.SpanKindClient, stuckAtPaid, at.Add(250*time.Millisecond), at.Add(10250*time.Millisecond), func(sp trace.Span) {
-		sp.SetStatus(codes.Error, "card issuer timeout")
-		sp.AddEvent("exception", trace.WithTimestamp(at.Add(10250*time.Millisecond)), trace.WithAttributes(
-			attribute.String("exception.type", "IssuerTimeoutError"), attribute.String("exception.message", "card issuer timeout")))
-	})
-	// Stuck at shipped: paid, settled and reserved 24 minutes ago, never shipped.
-	at = now.Add(-24 * time.Minute)
-	placed(stuckAtShipped, at)
-	reserve(stuckAtShipped, at.Add(300*time.Millisecond))
-	settle(stuckAtShipped, pay(stuckAtShipped, at.Add(200*time.Millisecond)))
-	s.flush(t)
-}
 
 // apiGet reads a query API document with the bearer token.
 func apiGet(t *testing.T, base, path string, v any) {
@@ -205,144 +60,6 @@ type consoleInstance struct {
 		Checkpoint string `json:"checkpoint"`
 		TraceID    string `json:"trace_id"`
 	} `json:"events"`
-}
-
-// browser starts Debian's Chromium headless, as root, with nothing that reaches the network
-// on its own.
-func browser(t *testing.T) context.Context {
-	t.Helper()
-	path, err := exec.LookPath(chromiumBinary)
-	if err != nil {
-		t.Fatalf("%s is not installed (run `make deps`): %v", chromiumBinary, err)
-	}
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(path),
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1440, 1000),
-	)
-	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	t.Cleanup(cancelAlloc)
-	ctx, cancel := chromedp.NewContext(alloc)
-	t.Cleanup(cancel)
-	return ctx
-}
-
-// consoleErrors collects what a tab writes to its console as an error, and its uncaught
-// exceptions, until the tab closes.
-type consoleErrors struct {
-	mu   sync.Mutex
-	msgs []string
-}
-
-func watchConsole(ctx context.Context) *consoleErrors {
-	c := &consoleErrors{}
-	msgs := chromedp.Console(ctx)
-	go func() {
-		for m, err := range msgs {
-			if err != nil {
-				return
-			}
-			if m.Type == chromedp.ConsoleError || m.IsException() {
-				c.mu.Lock()
-				c.msgs = append(c.msgs, fmt.Sprintf("%s (%s:%d)", m, m.URL, m.Line+1))
-				c.mu.Unlock()
-			}
-		}
-	}()
-	return c
-}
-
-// consoleProbe is an error the test writes itself, to see that errors are collected.
-const consoleProbe = "console-test-probe"
-
-// list returns the errors collected so far, but the probe.
-func (c *consoleErrors) list() []string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var out []string
-	for _, m := range c.msgs {
-		if !strings.Contains(m, consoleProbe) {
-			out = append(out, m)
-		}
-	}
-	return out
-}
-
-func (c *consoleErrors) probed() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, m := range c.msgs {
-		if strings.Contains(m, consoleProbe) {
-			return true
-		}
-	}
-	return false
-}
-
-// step runs browser actions with a deadline of their own.
-func step(t *testing.T, ctx context.Context, what string, actions ...chromedp.Action[chromedp.Void]) {
-	t.Helper()
-	sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-	defer cancel()
-	if err := chromedp.Do(sctx, actions...); err != nil {
-		t.Fatalf("%s: %v\n%s", what, err, pageState(ctx))
-	}
-}
-
-// pageState tells where the page is and what it shows, for a failure's message.
-func pageState(ctx context.Context) string {
-	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	defer cancel()
-	s, err := chromedp.Run(ctx, chromedp.Evaluate[string](`location.href + "\n" + document.body.innerText.slice(0, 3000)`))
-	if err != nil {
-		return "(page state unknown: " + err.Error() + ")"
-	}
-	return "page: " + s
-}
-
-func run[T any](t *testing.T, ctx context.Context, what string, a chromedp.Action[T]) T {
-	t.Helper()
-	sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-	defer cancel()
-	v, err := chromedp.Run(sctx, a)
-	if err != nil {
-		t.Fatalf("%s: %v\n%s", what, err, pageState(ctx))
-	}
-	return v
-}
-
-// waitFor polls a JavaScript condition in the page until it is true.
-func waitFor(t *testing.T, ctx context.Context, what, js string) {
-	t.Helper()
-	run(t, ctx, "wait for "+what, chromedp.Poll[bool](js, chromedp.WithPollingTimeout(20*time.Second), chromedp.WithPollingInterval(100*time.Millisecond)))
-}
-
-func eval[T any](t *testing.T, ctx context.Context, js string) T {
-	t.Helper()
-	return run(t, ctx, "evaluate "+js, chromedp.Evaluate[T](js))
-}
-
-func screenshot(t *testing.T, dir, name string, png []byte) {
-	t.Helper()
-	checkPNG(t, name, png)
-	if err := os.WriteFile(filepath.Join(dir, name), png, 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func checkPNG(t *testing.T, name string, b []byte) {
-	t.Helper()
-	img, err := png.Decode(bytes.NewReader(b))
-	if err != nil {
-		t.Fatalf("screenshot %s is no PNG: %v", name, err)
-	}
-	if r := img.Bounds(); r.Dx() < 600 || r.Dy() < 200 {
-		t.Fatalf("screenshot %s is only %dx%d", name, r.Dx(), r.Dy())
-	}
 }
 
 func signIn(t *testing.T, ctx context.Context) {
@@ -401,8 +118,8 @@ func TestConsole(t *testing.T) {
 	if detail.Reason == nil || detail.Reason.Checkpoint != "paid" || len(detail.Events) < 3 {
 		t.Fatalf("the stuck order in the API: %+v", detail)
 	}
-	// The summary up to its overdue time, which grows while the test runs.
-	summary, _, _ := strings.Cut(detail.Reason.Summary, "overdue by")
+	c := &consoleCase{api: ri.API, shots: shots, detail: detail}
+	c.summary, _, _ = strings.Cut(detail.Reason.Summary, "overdue by")
 
 	ctx := browser(t)
 	errs := watchConsole(ctx)
@@ -411,7 +128,31 @@ func TestConsole(t *testing.T) {
 	poll(t, "the probe error to be collected", 10*time.Second, errs.probed)
 	signIn(t, ctx)
 
-	// Flows: the graph with its counts, stuck counts, joins and terminals.
+	c.flowsPage(t, ctx)
+	c.stuckPage(t, ctx)
+	c.instancePage(t, ctx)
+	c.auditPage(t, ctx)
+	if e := errs.list(); len(e) > 0 {
+		t.Errorf("the console logged errors:\n%s", strings.Join(e, "\n"))
+	}
+	c.plainConsole(t, ctx)
+	c.operatorButtons(t, ctx)
+}
+
+// consoleCase is what the parts of TestConsole share: the API, where the screenshots go, and
+// the order stuck at paid as the API tells it.
+type consoleCase struct {
+	api, shots string
+	detail     consoleInstance
+	// summary is the stuck reason's summary up to its overdue time, which grows while the
+	// test runs.
+	summary string
+}
+
+// flowsPage checks the graph: its counts and stuck counts are the API's, joins and
+// terminals are marked apart, every traveled transition has its p50 and p95, and the range
+// changes it.
+func (c *consoleCase) flowsPage(t *testing.T, ctx context.Context) {
 	waitFor(t, ctx, "the graph's counts", `document.querySelector('[data-flow="order-fulfilment"] [data-checkpoint="placed"] [data-count]')?.dataset.count > 0`)
 	var graph struct {
 		Nodes []struct {
@@ -420,7 +161,7 @@ func TestConsole(t *testing.T) {
 			Stuck int    `json:"stuck"`
 		} `json:"nodes"`
 	}
-	apiGet(t, ri.API, "/api/v1/flows/order-fulfilment/graph", &graph)
+	apiGet(t, c.api, "/api/v1/flows/order-fulfilment/graph", &graph)
 	type shownNode struct {
 		Count int    `json:"count"`
 		Stuck string `json:"stuck"`
@@ -457,17 +198,20 @@ func TestConsole(t *testing.T) {
 	if edges < 5 {
 		t.Errorf("%d transitions show p50/p95, want every traveled one (at least 5)", edges)
 	}
-	screenshot(t, shots, "console-flows.png", run(t, ctx, "screenshot the flow", chromedp.Screenshot(chromedp.CSS(`#flow-order-fulfilment`))))
+	screenshot(t, c.shots, "console-flows.png", run(t, ctx, "screenshot the flow", chromedp.Screenshot(chromedp.CSS(`#flow-order-fulfilment`))))
 	placedIn1h := shown["placed"].Count
 	step(t, ctx, "pick the 15 minute range", chromedp.Click(chromedp.CSS(`button[data-range="15m"]`)))
 	waitFor(t, ctx, "the graph of the last 15 minutes", fmt.Sprintf(`location.hash.includes("range=15m") &&
 		(n => n > 0 && n < %d)(+document.querySelector('[data-flow="order-fulfilment"] [data-checkpoint="placed"] [data-count]')?.dataset.count)`, placedIn1h))
+}
 
-	// Stuck: both orders with their reasons, then a link to one.
+// stuckPage checks the stuck list: both orders with their reasons, the checkpoint filter,
+// paging by the API's cursor, and the link to an instance.
+func (c *consoleCase) stuckPage(t *testing.T, ctx context.Context) {
 	step(t, ctx, "open the stuck list", chromedp.Click(chromedp.CSS(`a[data-nav="stuck"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`tr[data-key="`+stuckAtPaid+`"]`)), chromedp.WaitVisible(chromedp.CSS(`tr[data-key="`+stuckAtShipped+`"]`)))
 	row := eval[string](t, ctx, `(() => { const r = document.querySelector('tr[data-key="`+stuckAtPaid+`"]'); return r.textContent + " | " + r.nextElementSibling.textContent })()`)
-	for _, want := range []string{"paid", "payments", "card issuer timeout", "stock_reserved", summary} {
+	for _, want := range []string{"paid", "payments", "card issuer timeout", "stock_reserved", c.summary} {
 		if !strings.Contains(row, want) {
 			t.Errorf("the stuck row lacks %q: %s", want, row)
 		}
@@ -480,7 +224,7 @@ func TestConsole(t *testing.T) {
 	waitFor(t, ctx, "only the order stuck at shipped", `location.hash.includes("checkpoint=shipped") && !document.querySelector('tr[data-key="`+stuckAtPaid+`"]') && !!document.querySelector('tr[data-key="`+stuckAtShipped+`"]')`)
 	step(t, ctx, "clear the filters", chromedp.Click(chromedp.CSS(`.filters button`)), chromedp.WaitVisible(chromedp.CSS(`tr[data-key="`+stuckAtPaid+`"]`)))
 	// One per page: the API's cursor leads to the other one and back.
-	step(t, ctx, "page by one", chromedp.Navigate(ri.API+"/#/stuck?limit=1"))
+	step(t, ctx, "page by one", chromedp.Navigate(c.api+"/#/stuck?limit=1"))
 	rowKeys := `[...document.querySelectorAll('tr[data-key]')].map(r => r.dataset.key).join(" ")`
 	waitFor(t, ctx, "the first page", rowKeys+` !== "" && !document.querySelector('button[data-next]').disabled`)
 	first := eval[string](t, ctx, rowKeys)
@@ -491,27 +235,30 @@ func TestConsole(t *testing.T) {
 	}
 	step(t, ctx, "back to the first page", chromedp.Click(chromedp.CSS(`button[data-prev]`)))
 	waitFor(t, ctx, "the first page again", rowKeys+` === "`+first+`"`)
-	step(t, ctx, "all stuck", chromedp.Navigate(ri.API+"/#/stuck"), chromedp.WaitVisible(chromedp.CSS(`tr[data-key="`+stuckAtShipped+`"]`)))
-	screenshot(t, shots, "console-stuck.png", run(t, ctx, "screenshot the stuck list", chromedp.CaptureScreenshot()))
+	step(t, ctx, "all stuck", chromedp.Navigate(c.api+"/#/stuck"), chromedp.WaitVisible(chromedp.CSS(`tr[data-key="`+stuckAtShipped+`"]`)))
+	screenshot(t, c.shots, "console-stuck.png", run(t, ctx, "screenshot the stuck list", chromedp.CaptureScreenshot()))
 	step(t, ctx, "follow the link to the instance", chromedp.Click(chromedp.CSS(`a[data-instance="`+stuckAtPaid+`"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`[data-reason]`)))
+}
 
-	// Instance: its timeline across traces, the reason, the command, the buttons.
+// instancePage checks the timeline of the order stuck at paid: its events with their trace
+// links, the reason, the overdue checkpoint, the command sent, and the operator buttons.
+func (c *consoleCase) instancePage(t *testing.T, ctx context.Context) {
 	if hash := eval[string](t, ctx, `location.hash`); hash != "#/instance/order-fulfilment/"+stuckAtPaid+"?tenant="+consoleTenant {
 		t.Errorf("the link led to %s", hash)
 	}
 	waitFor(t, ctx, "the command in the timeline", `!!document.querySelector('li[data-action-entry="command"]')`)
-	if n := eval[int](t, ctx, `document.querySelectorAll('li[data-event]').length`); n != len(detail.Events) {
-		t.Errorf("the timeline shows %d events, the API has %d", n, len(detail.Events))
+	if n := eval[int](t, ctx, `document.querySelectorAll('li[data-event]').length`); n != len(c.detail.Events) {
+		t.Errorf("the timeline shows %d events, the API has %d", n, len(c.detail.Events))
 	}
 	reason := eval[string](t, ctx, `document.querySelector('[data-reason]').textContent`)
-	for _, want := range []string{"Waiting for paid", "payments", "card issuer timeout", summary} {
+	for _, want := range []string{"Waiting for paid", "payments", "card issuer timeout", c.summary} {
 		if !strings.Contains(reason, want) {
 			t.Errorf("the reason lacks %q: %s", want, reason)
 		}
 	}
 	links := eval[[]string](t, ctx, `[...document.querySelectorAll('li[data-event] a.trace')].map(a => a.href)`)
-	for i, e := range detail.Events {
+	for i, e := range c.detail.Events {
 		if want := strings.ReplaceAll(consoleTraces, "{trace_id}", e.TraceID); i >= len(links) || links[i] != want {
 			t.Errorf("event %d links to %v, want %s", i, links, want)
 			break
@@ -520,27 +267,29 @@ func TestConsole(t *testing.T) {
 	if !eval[bool](t, ctx, `!!document.querySelector('li[data-expected="paid"].over') && !!document.querySelector('[data-action="unblock"][data-checkpoint="paid"]') && !!document.querySelector('[data-action="cancel"]')`) {
 		t.Error("the overdue checkpoint, its Unblock button or the Cancel button is missing")
 	}
-	screenshot(t, shots, "console-instance.png", run(t, ctx, "screenshot the instance", chromedp.FullScreenshot(100)))
+	screenshot(t, c.shots, "console-instance.png", run(t, ctx, "screenshot the instance", chromedp.FullScreenshot(100)))
 	step(t, ctx, "ask to cancel, then keep the instance", chromedp.Click(chromedp.CSS(`[data-action="cancel"]`)),
 		chromedp.WaitVisible(chromedp.ID("confirm-dialog")))
 	if !eval[bool](t, ctx, `document.querySelector('#confirm-dialog [data-confirm]').disabled`) {
 		t.Error("a cancel with no reason and no name can be confirmed")
 	}
 	step(t, ctx, "keep the instance", chromedp.Click(chromedp.CSS(`#confirm-dialog [data-dismiss]`)), chromedp.WaitNotPresent(chromedp.ID("confirm-dialog")))
+}
 
-	// Audit: the commands, then the alerts.
+// auditPage checks the audit: the commands, then the alerts of both stuck orders.
+func (c *consoleCase) auditPage(t *testing.T, ctx context.Context) {
 	step(t, ctx, "open the audit", chromedp.Click(chromedp.CSS(`a[data-nav="audit"]`)), chromedp.WaitVisible(chromedp.CSS(`tr[data-command]`)))
 	step(t, ctx, "open the alerts", chromedp.Click(chromedp.CSS(`button[data-tab="alerts"]`)), chromedp.WaitVisible(chromedp.CSS(`tr[data-alert]`)))
 	if keys := eval[string](t, ctx, `[...document.querySelectorAll('tr[data-alert] .key')].map(a => a.textContent).join(" ")`); !strings.Contains(keys, stuckAtPaid) || !strings.Contains(keys, stuckAtShipped) {
 		t.Errorf("the alerts audit lists %q", keys)
 	}
-	if e := errs.list(); len(e) > 0 {
-		t.Errorf("the console logged errors:\n%s", strings.Join(e, "\n"))
-	}
+}
 
-	// The same API behind a console with the operator API off and no trace template, through
-	// a proxy that can play a broken network.
-	api, _ := url.Parse(ri.API)
+// plainConsole puts the same API behind a console with the operator API off and no trace
+// template, through a proxy that can play a broken network: a refused token, no operator
+// buttons, trace IDs without links, and a banner while the API is unreachable.
+func (c *consoleCase) plainConsole(t *testing.T, ctx context.Context) {
+	api, _ := url.Parse(c.api)
 	var down atomic.Bool
 	proxy := httputil.NewSingleHostReverseProxy(api)
 	plain, err := console.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -574,9 +323,84 @@ func TestConsole(t *testing.T) {
 	}
 	down.Store(true)
 	waitFor(t, tab, "the API-down banner", `!!document.querySelector('[data-banner="down"]')`)
-	if !eval[bool](t, tab, `!!document.querySelector('[data-reason]') && document.querySelectorAll('li[data-event]').length === `+fmt.Sprint(len(detail.Events))) {
+	if !eval[bool](t, tab, `!!document.querySelector('[data-reason]') && document.querySelectorAll('li[data-event]').length === `+fmt.Sprint(len(c.detail.Events))) {
 		t.Error("the page dropped what it showed when the API went away")
 	}
 	down.Store(false)
 	waitFor(t, tab, "the banner to go once the API is back", `!document.querySelector('[data-banner]')`)
+}
+
+// operatorCall is a request of the console to an operator route.
+type operatorCall struct {
+	path, query, auth string
+	body              map[string]string
+}
+
+// operatorButtons drives Cancel and Unblock against a stand-in of the operator routes
+// (DESIGN.md "Operator actions"; the routes themselves are served by the API when it has
+// them): the console posts the contract's path, tenant, body and token, says when an action
+// is refused, and confirms one that is accepted.
+func (c *consoleCase) operatorButtons(t *testing.T, ctx context.Context) {
+	api, _ := url.Parse(c.api)
+	proxy := httputil.NewSingleHostReverseProxy(api)
+	calls := make(chan operatorCall, 4)
+	ops, err := console.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			proxy.ServeHTTP(w, r)
+			return
+		}
+		call := operatorCall{path: r.URL.Path, query: r.URL.RawQuery, auth: r.Header.Get("Authorization")}
+		_ = json.NewDecoder(r.Body).Decode(&call.body)
+		calls <- call
+		w.Header().Set("Content-Type", "application/json")
+		if strings.HasSuffix(r.URL.Path, "/unblock") {
+			w.WriteHeader(http.StatusMethodNotAllowed)
+			_, _ = io.WriteString(w, `{"error":"method POST not allowed; use GET"}`)
+			return
+		}
+		w.WriteHeader(http.StatusAccepted)
+		_, _ = io.WriteString(w, `{"status":"accepted"}`)
+	}), console.Config{OperatorAPI: true, TokenRequired: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(ops)
+	defer srv.Close()
+	step(t, ctx, "open the console with operator actions", chromedp.Navigate(srv.URL+"/#/instance/order-fulfilment/"+stuckAtPaid+"?tenant="+consoleTenant))
+	signIn(t, ctx)
+	next := func(what string) operatorCall {
+		t.Helper()
+		select {
+		case c := <-calls:
+			return c
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no %s request reached the API", what)
+			return operatorCall{}
+		}
+	}
+	prefix := "/api/v1/flows/order-fulfilment/instances/" + stuckAtPaid
+
+	step(t, ctx, "unblock paid", chromedp.Click(chromedp.CSS(`[data-action="unblock"][data-checkpoint="paid"]`)),
+		chromedp.WaitVisible(chromedp.ID("confirm-dialog")),
+		chromedp.SendKeys(chromedp.CSS(`#confirm-dialog input[name=by]`), "alice@ops"),
+		chromedp.Click(chromedp.CSS(`#confirm-dialog [data-confirm]`)))
+	if call := next("unblock"); call.path != prefix+"/unblock" || call.query != "tenant="+consoleTenant || call.auth != "Bearer "+consoleToken ||
+		call.body["checkpoint"] != "paid" || call.body["by"] != "alice@ops" {
+		t.Errorf("unblock sent %+v", call)
+	}
+	waitFor(t, ctx, "the refusal in the dialog", `document.querySelector('#confirm-dialog [role=alert]')?.textContent.includes("405")`)
+	step(t, ctx, "close the dialog", chromedp.Click(chromedp.CSS(`#confirm-dialog [data-dismiss]`)), chromedp.WaitNotPresent(chromedp.ID("confirm-dialog")))
+
+	step(t, ctx, "cancel the instance", chromedp.Click(chromedp.CSS(`[data-action="cancel"]`)),
+		chromedp.WaitVisible(chromedp.ID("confirm-dialog")),
+		chromedp.SendKeys(chromedp.CSS(`#confirm-dialog textarea[name=reason]`), "customer called"))
+	if by := eval[string](t, ctx, `document.querySelector('#confirm-dialog input[name=by]').value`); by != "alice@ops" {
+		t.Errorf("the operator's name is not remembered: %q", by)
+	}
+	step(t, ctx, "confirm the cancel", chromedp.Click(chromedp.CSS(`#confirm-dialog [data-confirm]`)), chromedp.WaitNotPresent(chromedp.ID("confirm-dialog")))
+	if call := next("cancel"); call.path != prefix+"/cancel" || call.query != "tenant="+consoleTenant || call.auth != "Bearer "+consoleToken ||
+		call.body["reason"] != "customer called" || call.body["by"] != "alice@ops" {
+		t.Errorf("cancel sent %+v", call)
+	}
+	waitFor(t, ctx, "the notice of the accepted cancel", `document.querySelector('.notice')?.textContent.includes("Cancel requested")`)
 }
