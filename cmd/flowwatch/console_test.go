@@ -236,7 +236,9 @@ func (c *consoleCase) stuckPage(t *testing.T, ctx context.Context) {
 	step(t, ctx, "back to the first page", chromedp.Click(chromedp.CSS(`button[data-prev]`)))
 	waitFor(t, ctx, "the first page again", rowKeys+` === "`+first+`"`)
 	step(t, ctx, "all stuck", chromedp.Navigate(c.api+"/#/stuck"), chromedp.WaitVisible(chromedp.CSS(`tr[data-key="`+stuckAtShipped+`"]`)))
+	step(t, ctx, "fit the window to the list", chromedp.EmulateViewport(1440, 560))
 	screenshot(t, c.shots, "console-stuck.png", run(t, ctx, "screenshot the stuck list", chromedp.CaptureScreenshot()))
+	step(t, ctx, "restore the window", chromedp.EmulateViewport(1440, 1000))
 	step(t, ctx, "follow the link to the instance", chromedp.Click(chromedp.CSS(`a[data-instance="`+stuckAtPaid+`"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`[data-reason]`)))
 }
