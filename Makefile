@@ -5,7 +5,7 @@ PKGS      := ./...
 FUZZTIME  ?= 10s
 BENCHTIME ?= 1s
 
-.PHONY: all build test run bench lint deps chdb fuzz clean plugin plugin-deps test-plugin deploy-flows demo
+.PHONY: all build test run bench lint deps chdb fuzz clean plugin plugin-deps test-plugin deploy-flows demo console console-deps test-console
 
 all: build
 
@@ -24,6 +24,7 @@ test: deps chdb lint
 	$(GO) test -count=1 -timeout 40m $(PKGS)
 	$(MAKE) fuzz
 	$(MAKE) test-plugin
+	$(MAKE) test-console
 
 ## deploy-flows: regenerate deploy/kubernetes/flows-configmap.yaml from examples/flows
 deploy-flows:
@@ -51,6 +52,21 @@ test-plugin: plugin-deps
 plugin: plugin-deps
 	cd grafana-plugin && npm run build
 	CGO_ENABLED=0 $(GO) build -o grafana-plugin/dist/gpx_flowwatch_$$($(GO) env GOOS)_$$($(GO) env GOARCH) ./grafana-plugin/pkg
+
+## console-deps: install the console's npm packages from package-lock.json (node_modules gets a
+## go.mod, as the plugin's does)
+console-deps:
+	cd console/web && npm ci --no-audit --no-fund
+	printf 'module ignored/node_modules\n' > console/web/node_modules/go.mod
+
+## console: rebuild the web console into console/dist (committed: `go build` embeds it)
+console: console-deps
+	cd console/web && npm run typecheck && npm run build
+
+## test-console: type check the console and fail when console/dist differs from a fresh build
+## (the browser test of the console runs in `go test ./cmd/flowwatch`)
+test-console: console-deps
+	cd console/web && npm run typecheck && npm run check
 
 run: build
 	$(BIN) run --demo

@@ -40,6 +40,11 @@ type FileConfig struct {
 	Overlap       Duration   `yaml:"overlap"`
 	MaxOpen       int        `yaml:"max_open"`
 	RebuildWindow Duration   `yaml:"rebuild_window"`
+	// TraceURL is the console's link template of one trace, with {trace_id} where the ID
+	// goes (e.g. https://jaeger.example/trace/{trace_id}); empty shows IDs without links.
+	TraceURL string `yaml:"trace_url"`
+	// OperatorAPI turns on the operator actions (cancel, unblock) and their console buttons.
+	OperatorAPI bool `yaml:"operator_api"`
 }
 
 // StoreConfig selects the store: a server DSN, or an embedded data folder.

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/flowwatch/flowwatch/console"
 	"github.com/flowwatch/flowwatch/detector"
 	"github.com/flowwatch/flowwatch/storage"
 )
@@ -86,7 +87,8 @@ func serveDetector(ctx context.Context, cfg *detector.FileConfig, log *slog.Logg
 	}
 	s := &service{
 		store: st, flows: flows, listen: cfg.Listen, token: cfg.Token, tick: time.Duration(cfg.Tick), log: log,
-		reload: time.Duration(cfg.FlowsReload),
+		reload:  time.Duration(cfg.FlowsReload),
+		console: console.Config{TraceURL: cfg.TraceURL, OperatorAPI: cfg.OperatorAPI},
 		det: detector.Config{
 			Shard: cfg.Shard.Index, Shards: cfg.Shard.Count, Overlap: time.Duration(cfg.Overlap),
 			MaxOpen: cfg.MaxOpen, RebuildWindow: time.Duration(cfg.RebuildWindow), Sinks: sinks,

@@ -21,7 +21,8 @@ func TestDetectorCommand(t *testing.T) {
 	cfg := filepath.Join(dir, "detector.yaml")
 	flows, _ := filepath.Abs("../../examples/flows")
 	body := fmt.Sprintf("store: { embedded: %q }\nflows: [%q]\ntick: 100ms\nlisten: %q\ntoken: t0ken\n"+
-		"alerting: { alertmanagers: [\"http://127.0.0.1:1\"] }\nsinks: [{ name: webhook, type: webhook, url: \"http://127.0.0.1:1/cmd\" }]\n", filepath.Join(dir, "store"), flows, addr)
+		"alerting: { alertmanagers: [\"http://127.0.0.1:1\"] }\nsinks: [{ name: webhook, type: webhook, url: \"http://127.0.0.1:1/cmd\" }]\n"+
+		"trace_url: \"https://tempo.example/trace/{trace_id}\"\noperator_api: true\n", filepath.Join(dir, "store"), flows, addr)
 	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -64,6 +65,13 @@ func TestDetectorCommand(t *testing.T) {
 	if code, _ := get("/api/v1/flows"); code != 401 {
 		t.Errorf("the API without the token answered %d, want 401", code)
 	}
+	// The console beside the API, told the configuration's trace links and operator API.
+	if code, page := get("/"); code != 200 || !strings.Contains(page, "console/app.js") {
+		t.Errorf("GET / = %d %.200s, want the console", code, page)
+	}
+	if code, conf := get("/console/config.json"); code != 200 || conf != `{"trace_url":"https://tempo.example/trace/{trace_id}","operator_api":true,"token_required":true,"refresh_ms":5000}` {
+		t.Errorf("GET /console/config.json = %d %s", code, conf)
+	}
 	cancel()
 	if code := <-done; code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr.String())
@@ -74,6 +82,11 @@ func TestDetectorCommand(t *testing.T) {
 	stderr.Reset()
 	if code := dispatch(context.Background(), []string{"detector", "--config", bad}, io.Discard, &stderr); code != 1 || !strings.Contains(stderr.String(), "'store' needs exactly one") {
 		t.Fatalf("bad config: exit %d: %s", code, stderr.String())
+	}
+	_ = os.WriteFile(bad, []byte(strings.Replace(body, "https://tempo.example/trace/{trace_id}", "tempo.example/trace", 1)), 0o600)
+	stderr.Reset()
+	if code := dispatch(context.Background(), []string{"detector", "--config", bad}, io.Discard, &stderr); code != 1 || !strings.Contains(stderr.String(), "has no {trace_id}") {
+		t.Fatalf("bad trace_url: exit %d: %s", code, stderr.String())
 	}
 	if code := dispatch(context.Background(), []string{"detector"}, io.Discard, io.Discard); code != 2 {
 		t.Fatalf("no --config: exit %d", code)

@@ -18,6 +18,7 @@ import (
 	"go.opentelemetry.io/collector/otelcol"
 
 	"github.com/flowwatch/flowwatch/collector/distribution"
+	"github.com/flowwatch/flowwatch/console"
 	"github.com/flowwatch/flowwatch/detector"
 	"github.com/flowwatch/flowwatch/internal/demo"
 	"github.com/flowwatch/flowwatch/storage"
@@ -40,6 +41,8 @@ type runOptions struct {
 	alertmanagers, webhooks               stringList
 	nats, token                           string
 	demo                                  bool
+	traceURL                              string
+	operatorAPI                           bool
 	summaryEvery                          time.Duration
 	logLevel                              string
 }
@@ -59,6 +62,8 @@ func parseRunFlags(args []string, stderr io.Writer) (*runOptions, error) {
 	fs.StringVar(&o.nats, "nats", "", "NATS URL for commands of sink \"nats\" (with --demo and none given, an embedded NATS server runs)")
 	fs.StringVar(&o.token, "token", "", "bearer token required by the query API")
 	fs.BoolVar(&o.demo, "demo", false, "also run the demo choreography")
+	fs.StringVar(&o.traceURL, "trace-url", "", "link template of one trace in the console, e.g. 'https://jaeger.example/trace/{trace_id}'")
+	fs.BoolVar(&o.operatorAPI, "operator-api", false, "serve the operator actions (cancel, unblock) and show their buttons in the console")
 	fs.DurationVar(&o.summaryEvery, "summary", 5*time.Second, "live summary interval (0 = off)")
 	fs.StringVar(&o.logLevel, "log-level", "warn", "log level: debug, info, warn, error")
 	if err := fs.Parse(args); err != nil {
@@ -70,7 +75,15 @@ func parseRunFlags(args []string, stderr io.Writer) (*runOptions, error) {
 	if o.tick <= 0 {
 		return nil, errors.New("--tick must be greater than zero")
 	}
+	if err := o.consoleConfig().Validate(); err != nil {
+		return nil, fmt.Errorf("--trace-url: %w", err)
+	}
 	return o, nil
+}
+
+// consoleConfig is what the console shows of the flags (the token is added by the service).
+func (o *runOptions) consoleConfig() console.Config {
+	return console.Config{TraceURL: o.traceURL, OperatorAPI: o.operatorAPI}
 }
 
 func runAll(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -206,6 +219,7 @@ func allInOne(ctx context.Context, o *runOptions, stdout io.Writer, log *slog.Lo
 	var det *detector.Detector
 	var apiURL string
 	svc := &service{store: st, flows: flows, listen: o.http, token: o.token, tick: o.tick, log: log,
+		console: o.consoleConfig(),
 		det: detector.Config{Sinks: sinks, Alerting: detector.AlertConfig{Notifiers: notifiers,
 			ExternalURL: "http://" + o.http}},
 		started: func(d *detector.Detector, u string) { det, apiURL = d, u; started.Done() },
@@ -229,6 +243,7 @@ func allInOne(ctx context.Context, o *runOptions, stdout io.Writer, log *slog.Lo
 	}
 	fmt.Fprintf(stdout, "flowwatch is running: OTLP gRPC %s, OTLP HTTP %s, query API %s, data in %s\n",
 		o.otlpGRPC, o.otlpHTTP, apiURL, data)
+	fmt.Fprintf(stdout, "console: open %s/ in a browser\n", apiURL)
 	if o.demo {
 		fmt.Fprintf(stdout, "demo traffic on; try: curl -s '%s/api/v1/instances?status=stuck' | head -c 2000\n", apiURL)
 	}

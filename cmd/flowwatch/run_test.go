@@ -194,11 +194,10 @@ func startAllInOne(t *testing.T, o *runOptions) (runtimeInfo, func()) {
 	}
 }
 
-// TestAllInOne is the end-to-end test of `flowwatch run`: real OTLP from the OTel SDK into the
-// in-process collector, the embedded chDB store, the detector, a real Alertmanager, NATS
-// JetStream, and a consumer that acts on the unblock command.
-func TestAllInOne(t *testing.T) {
-	am := testsvc.AlertmanagerT(t)
+// testNATS starts an embedded NATS server with JetStream on a free loopback port, shut down
+// when the test ends.
+func testNATS(t *testing.T) *natsserver.Server {
+	t.Helper()
 	ns, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true})
 	if err != nil {
 		t.Fatal(err)
@@ -207,7 +206,16 @@ func TestAllInOne(t *testing.T) {
 	if !ns.ReadyForConnections(10 * time.Second) {
 		t.Fatal("nats not ready")
 	}
-	defer ns.Shutdown()
+	t.Cleanup(ns.Shutdown)
+	return ns
+}
+
+// TestAllInOne is the end-to-end test of `flowwatch run`: real OTLP from the OTel SDK into the
+// in-process collector, the embedded chDB store, the detector, a real Alertmanager, NATS
+// JetStream, and a consumer that acts on the unblock command.
+func TestAllInOne(t *testing.T) {
+	am := testsvc.AlertmanagerT(t)
+	ns := testNATS(t)
 
 	o := &runOptions{flows: "testdata/e2e", data: filepath.Join(t.TempDir(), "data"), tick: 200 * time.Millisecond,
 		alertmanagers: stringList{am.URL()}, nats: ns.ClientURL()}
@@ -391,4 +399,24 @@ func TestRunStopLosesNothing(t *testing.T) {
 		getJSON(t, ri.API+"/api/v1/instances?flow=checkout&tenant=shop-eu&limit=100", &list)
 		return len(list.Instances) == n
 	})
+}
+
+// TestRunConsoleFlags: --trace-url and --operator-api reach the console; a template that
+// cannot link a trace is a usage error.
+func TestRunConsoleFlags(t *testing.T) {
+	o, err := parseRunFlags([]string{"--trace-url", "https://jaeger.example/trace/{trace_id}", "--operator-api"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := o.consoleConfig(); c.TraceURL != "https://jaeger.example/trace/{trace_id}" || !c.OperatorAPI {
+		t.Fatalf("console configuration = %+v", c)
+	}
+	if o, err = parseRunFlags(nil, io.Discard); err != nil || o.consoleConfig().OperatorAPI || o.consoleConfig().TraceURL != "" {
+		t.Fatalf("defaults: %+v, %v", o, err)
+	}
+	for _, bad := range []string{"https://jaeger.example/trace/", "/trace/{trace_id}"} {
+		if _, err := parseRunFlags([]string{"--trace-url", bad}, io.Discard); err == nil || !strings.Contains(err.Error(), "--trace-url") {
+			t.Errorf("--trace-url %q: %v", bad, err)
+		}
+	}
 }

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/flowwatch/flowwatch/api"
+	"github.com/flowwatch/flowwatch/console"
 	"github.com/flowwatch/flowwatch/detector"
 	"github.com/flowwatch/flowwatch/model"
 	"github.com/flowwatch/flowwatch/storage"
@@ -105,6 +106,8 @@ type service struct {
 	log    *slog.Logger
 	// started is called once the API listens and the detector is rebuilt.
 	started func(d *detector.Detector, apiURL string)
+	// console is served at / beside the API (TokenRequired is filled in from token).
+	console console.Config
 }
 
 // run serves until ctx ends or a part fails. Its parts (the API listener, the detector, the
@@ -127,7 +130,7 @@ func (s *service) run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listen for the API on %s: %w", s.listen, err)
 	}
-	handler := api.New(api.Config{
+	apiHandler := api.New(api.Config{
 		Reader: s.store, Flows: s.flows.Get, Token: s.token, Registerer: reg,
 		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), Logger: s.log,
 		Ready: func(context.Context) error {
@@ -137,6 +140,12 @@ func (s *service) run(ctx context.Context) error {
 			return nil
 		},
 	})
+	s.console.TokenRequired = s.token != ""
+	handler, err := console.Handler(apiHandler, s.console)
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	s.log.Info("query API listening", "addr", ln.Addr().String())
 	reload := s.reload

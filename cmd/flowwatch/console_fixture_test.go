@@ -1,0 +1,150 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	semconv "go.opentelemetry.io/otel/semconv/v1.26.0"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// The shop of the console's test (flows in testdata/console).
+const (
+	consoleTenant = "shop-eu"
+	// The two stuck orders of the fixture: one overdue at paid after a card issuer timeout,
+	// one overdue at shipped with nothing to say why.
+	stuckAtPaid    = "ord-7f3a9c21"
+	stuckAtShipped = "ord-2b81e6d4"
+)
+
+// shopTelemetry sends the fixture's spans like the services of a shop would: one tracer
+// provider per service, every hop in its own trace, key order.id on every item.
+type shopTelemetry struct {
+	providers map[string]*sdktrace.TracerProvider
+}
+
+func newShopTelemetry(t *testing.T, grpcAddr string) *shopTelemetry {
+	t.Helper()
+	s := &shopTelemetry{providers: map[string]*sdktrace.TracerProvider{}}
+	for _, svc := range []string{"orders", "payments", "inventory", "ledger", "shipping"} {
+		exp, err := otlptracegrpc.New(context.Background(), otlptracegrpc.WithEndpoint(grpcAddr), otlptracegrpc.WithInsecure())
+		if err != nil {
+			t.Fatal(err)
+		}
+		res := resource.NewWithAttributes(semconv.SchemaURL, semconv.ServiceName(svc), attribute.String("tenant.id", consoleTenant))
+		s.providers[svc] = sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp, sdktrace.WithMaxExportBatchSize(256)), sdktrace.WithResource(res))
+	}
+	return s
+}
+
+// span records one root span of service from start to end, with order.id, and options.
+func (s *shopTelemetry) span(svc, name string, kind trace.SpanKind, order string, start, end time.Time, opts ...func(trace.Span)) {
+	_, sp := s.providers[svc].Tracer(svc).Start(context.Background(), name, trace.WithSpanKind(kind), trace.WithTimestamp(start),
+		trace.WithAttributes(attribute.String("order.id", order)))
+	for _, o := range opts {
+		o(sp)
+	}
+	sp.End(trace.WithTimestamp(end))
+}
+
+func (s *shopTelemetry) flush(t *testing.T) {
+	t.Helper()
+	for svc, tp := range s.providers {
+		if err := tp.Shutdown(context.Background()); err != nil {
+			t.Fatalf("send the spans of %s: %v", svc, err)
+		}
+	}
+}
+
+func event(name string, at time.Time, order string) func(trace.Span) {
+	return func(sp trace.Span) {
+		sp.AddEvent(name, trace.WithTimestamp(at), trace.WithAttributes(attribute.String("order.id", order)))
+	}
+}
+
+// sendShopFixture sends the last half hour of a shop as of now: completed orders, a few
+// cancelled and running ones, and the two stuck ones.
+func sendShopFixture(t *testing.T, s *shopTelemetry, now time.Time) {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(16, 2026))
+	ms := func(lo, hi int) time.Duration { return time.Duration(lo+rng.IntN(hi-lo+1)) * time.Millisecond }
+	placed := func(key string, at time.Time) {
+		s.span("orders", "POST /orders", trace.SpanKindServer, key, at, at.Add(ms(20, 60)), func(sp trace.Span) {
+			sp.SetAttributes(attribute.Int("http.response.status_code", 201))
+		})
+	}
+	pay := func(key string, at time.Time) time.Time {
+		done := at.Add(ms(300, 900))
+		s.span("payments", "authorize", trace.SpanKindClient, key, at, done.Add(5*time.Millisecond), event("payment.authorized", done, key))
+		return done
+	}
+	reserve := func(key string, at time.Time) time.Time {
+		end := at.Add(ms(120, 700))
+		s.span("inventory", "reserve", trace.SpanKindConsumer, key, at, end, func(sp trace.Span) { sp.SetStatus(codes.Ok, "") })
+		return end
+	}
+	settle := func(key string, at time.Time) time.Time {
+		done := at.Add(ms(800, 2600))
+		s.span("ledger", "settle", trace.SpanKindConsumer, key, at, done.Add(3*time.Millisecond), event("payment.settled", done, key))
+		return done
+	}
+	ship := func(key string, at time.Time) time.Time {
+		end := at.Add(ms(1500, 5000))
+		s.span("shipping", "ship parcel", trace.SpanKindConsumer, key, at, end)
+		return end
+	}
+	deliver := func(key string, at time.Time) {
+		done := at.Add(ms(4000, 30000))
+		s.span("shipping", "deliver", trace.SpanKindInternal, key, done.Add(-200*time.Millisecond), done, event("delivered", done, key))
+	}
+	for i := 0; i < 44; i++ {
+		key := fmt.Sprintf("ord-%08x", rng.Uint32())
+		at := now.Add(-28*time.Minute + time.Duration(i)*35*time.Second)
+		if i == 43 {
+			at = now.Add(-12 * time.Second)
+		}
+		placed(key, at)
+		switch {
+		case i%13 == 5: // cancelled by the customer
+			s.span("orders", "cancel", trace.SpanKindInternal, key, at.Add(ms(1000, 4000)), at.Add(ms(4100, 4500)))
+			continue
+		case i == 43: // placed moments ago: payment and stock still on their way
+			reserve(key, at.Add(ms(50, 200)))
+			continue
+		}
+		paid := pay(key, at.Add(ms(100, 400)))
+		reserved := reserve(key, at.Add(ms(50, 200)))
+		settled := settle(key, paid)
+		if i >= 41 { // shipped, not delivered yet
+			ship(key, settled.Add(ms(200, 900)))
+			continue
+		}
+		if reserved.After(settled) {
+			settled = reserved // shipping waits for both
+		}
+		deliver(key, ship(key, settled.Add(ms(200, 900))))
+	}
+	// Stuck at paid: the card issuer timed out and no payment was authorized.
+	at := now.Add(-3 * time.Minute)
+	placed(stuckAtPaid, at)
+	reserve(stuckAtPaid, at.Add(180*time.Millisecond))
+	s.span("payments", "authorize", trace.SpanKindClient, stuckAtPaid, at.Add(250*time.Millisecond), at.Add(10250*time.Millisecond), func(sp trace.Span) {
+		sp.SetStatus(codes.Error, "card issuer timeout")
+		sp.AddEvent("exception", trace.WithTimestamp(at.Add(10250*time.Millisecond)), trace.WithAttributes(
+			attribute.String("exception.type", "IssuerTimeoutError"), attribute.String("exception.message", "card issuer timeout")))
+	})
+	// Stuck at shipped: paid, settled and reserved 24 minutes ago, never shipped.
+	at = now.Add(-24 * time.Minute)
+	placed(stuckAtShipped, at)
+	reserve(stuckAtShipped, at.Add(300*time.Millisecond))
+	settle(stuckAtShipped, pay(stuckAtShipped, at.Add(200*time.Millisecond)))
+	s.flush(t)
+}
