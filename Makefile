@@ -22,6 +22,7 @@ build: chdb
 
 test: deps chdb lint
 	$(GO) test -count=1 -timeout 40m $(PKGS)
+	$(GO) test -race -count=1 ./detector/ ./flowstate/
 	$(MAKE) fuzz
 	$(MAKE) test-plugin
 	$(MAKE) test-console
