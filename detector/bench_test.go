@@ -32,6 +32,9 @@ func (s *benchStore) InstanceEvents(_ context.Context, tenant, flow, key string)
 	}
 	return []storage.CheckpointEvent{{EventID: key, Tenant: tenant, Flow: flow, Checkpoint: "start", Key: key, Time: t}}, nil
 }
+func (s *benchStore) EventRefs(context.Context, time.Time, time.Time) ([]storage.EventRef, error) {
+	return nil, nil
+}
 func (s *benchStore) InstancesEvents(ctx context.Context, tenant, flow string, keys []string) (map[string][]storage.CheckpointEvent, error) {
 	out := make(map[string][]storage.CheckpointEvent, len(keys))
 	for _, k := range keys {

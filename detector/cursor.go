@@ -23,12 +23,36 @@ type cursor struct {
 	high int
 }
 
-// read returns the rows not seen yet since the cursor (minus the overlap window).
+// read returns the rows not seen yet: rows written late into the overlap window behind the
+// cursor (found by their ids, which cost little to read again), then the rows at or after it.
 func (d *Detector) read(ctx context.Context) ([]storage.CheckpointEvent, error) {
 	c := &d.cur
-	since := c.at.Add(-d.cfg.Overlap)
-	limit := d.cfg.ReadLimit
 	var out []storage.CheckpointEvent
+	if len(c.seen) > 0 {
+		from := c.at.Add(-d.cfg.Overlap)
+		refs, err := d.cfg.Store.EventRefs(ctx, from, c.at)
+		if err != nil {
+			d.m.readErrors.Inc()
+			return nil, fmt.Errorf("%w: ids since %s: %w", errReadEvents, from.Format(time.RFC3339Nano), err)
+		}
+		var late []string
+		for _, r := range refs {
+			if _, ok := c.seen[r.EventID]; !ok {
+				late = append(late, r.EventID)
+			}
+		}
+		if len(late) > 0 {
+			rows, err := d.cfg.Store.EventsAmong(ctx, from, late)
+			if err != nil {
+				d.m.readErrors.Inc()
+				return nil, fmt.Errorf("%w: %d rows written late: %w", errReadEvents, len(late), err)
+			}
+			out = c.fresh(rows, rows[:0])
+			d.m.lateRows.Add(float64(len(out)))
+		}
+	}
+	since := c.at
+	limit := d.cfg.ReadLimit
 	for {
 		rows, err := d.cfg.Store.EventsSince(ctx, since, limit)
 		if err != nil {
@@ -40,24 +64,10 @@ func (d *Detector) read(ctx context.Context) ([]storage.CheckpointEvent, error) 
 		if len(rows) > 0 {
 			last = rows[len(rows)-1].IngestTime
 		}
-		fresh := rows[:0] // filter in place: rows are ours
-		for i := range rows {
-			r := &rows[i]
-			if _, dup := c.seen[r.EventID]; dup {
-				continue
-			}
-			ns := r.IngestTime.UnixNano()
-			c.seen[r.EventID] = ns
-			c.q.push(seenEntry{r.EventID, ns})
-			if r.IngestTime.After(c.at) {
-				c.at = r.IngestTime
-			}
-			fresh = append(fresh, *r)
-		}
 		if out == nil {
-			out = fresh
+			out = c.fresh(rows, rows[:0]) // filter in place: rows are ours
 		} else {
-			out = append(out, fresh...)
+			out = c.fresh(rows, out)
 		}
 		if !full {
 			break
@@ -74,6 +84,25 @@ func (d *Detector) read(ctx context.Context) ([]storage.CheckpointEvent, error) 
 	}
 	c.forget(c.at.Add(-2 * d.cfg.Overlap))
 	return out, nil
+}
+
+// fresh appends to out the rows not seen yet, remembers them, and moves the cursor to the
+// newest ingest time.
+func (c *cursor) fresh(rows, out []storage.CheckpointEvent) []storage.CheckpointEvent {
+	for i := range rows {
+		r := &rows[i]
+		if _, dup := c.seen[r.EventID]; dup {
+			continue
+		}
+		ns := r.IngestTime.UnixNano()
+		c.seen[r.EventID] = ns
+		c.q.push(seenEntry{r.EventID, ns})
+		if r.IngestTime.After(c.at) {
+			c.at = r.IngestTime
+		}
+		out = append(out, *r)
+	}
+	return out
 }
 
 // forget drops the ids ingested before cut: they can no longer be read again.

@@ -15,6 +15,7 @@ type Metrics struct {
 	readLag          prometheus.Gauge
 	unknownFlow      prometheus.Counter
 	unresolvedAlias  prometheus.Counter
+	lateRows         prometheus.Counter
 	readBacks        prometheus.Counter
 	readBackSeconds  prometheus.Histogram
 	readQueue        prometheus.Gauge
@@ -50,6 +51,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Events of flows the detector has no definition for."}),
 		unresolvedAlias: prometheus.NewCounter(prometheus.CounterOpts{Name: "flowwatch_detector_unresolved_alias_events_total",
 			Help: "Events keyed by an alias with no alias row yet; retried."}),
+		lateRows: prometheus.NewCounter(prometheus.CounterOpts{Name: "flowwatch_detector_late_rows_total",
+			Help: "Rows found written late into the overlap window behind the cursor (an older ingest time than rows already read)."}),
 		readBacks: prometheus.NewCounter(prometheus.CounterOpts{Name: "flowwatch_detector_instance_reads_total",
 			Help: "Instances read back from the store, in batches (explaining stuck ones, checking ones first seen in the middle)."}),
 		readBackSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "flowwatch_detector_instance_read_seconds",
@@ -84,7 +87,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.open, m.eventsRead, m.readErrors, m.writeErrors, m.readLag, m.unknownFlow,
-			m.unresolvedAlias, m.readBacks, m.readBackSeconds, m.readQueue, m.detectionLag, m.deliveryQueue,
+			m.unresolvedAlias, m.lateRows, m.readBacks, m.readBackSeconds, m.readQueue, m.detectionLag, m.deliveryQueue,
 			m.deliveryBackoff, m.commandsDeferred, m.expired, m.rejected, m.evicted, m.alertsSent, m.alertsFailed,
 			m.commands, m.rateLimited, m.tickSeconds)
 	}

@@ -50,11 +50,12 @@ func (e *embedded) exec(ctx context.Context, sql string) error {
 }
 
 func (e *embedded) query(ctx context.Context, sql string) (rows, error) {
-	out, err := e.sess.run(ctx, sql, "JSONCompactEachRow")
+	// Binary rows: byte-exact strings, no text parsing (see binRows).
+	out, err := e.sess.run(ctx, sql, "RowBinaryWithNamesAndTypes")
 	if err != nil {
 		return nil, err
 	}
-	return newJSONRows(out), nil
+	return newBinRows(out)
 }
 
 func (e *embedded) close() error {

@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -88,4 +89,54 @@ func (s *store) CommandsSince(ctx context.Context, since time.Time) ([]CommandRe
 		return nil, fmt.Errorf("read commands since %s: %w", since.Format(time.RFC3339), err)
 	}
 	return out, nil
+}
+
+// EventRef is an event's identity and when it was ingested.
+type EventRef struct {
+	EventID    string
+	IngestTime time.Time
+}
+
+func (s *store) EventRefs(ctx context.Context, from, to time.Time) ([]EventRef, error) {
+	q := "SELECT DISTINCT event_id, " + s.d.ns("ingest_time") + " FROM " + s.table("checkpoint_events") +
+		" WHERE ingest_time >= " + s.d.ts(from) + " AND ingest_time < " + s.d.ts(to)
+	var out []EventRef
+	if err := s.each(ctx, q, func(r rows) error {
+		var id uint64
+		var ns int64
+		if err := r.Scan(&id, &ns); err != nil {
+			return err
+		}
+		out = append(out, EventRef{EventID: formatEventID(id), IngestTime: unixNano(ns)})
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("event ids ingested from %s to %s: %w", from.Format(time.RFC3339Nano), to.Format(time.RFC3339Nano), err)
+	}
+	return out, nil
+}
+
+func (s *store) EventsAmong(ctx context.Context, since time.Time, ids []string) ([]CheckpointEvent, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	nums := make([]string, 0, len(ids))
+	for _, id := range ids {
+		v, err := strconv.ParseUint(id, 16, 64)
+		if err != nil || len(id) != 16 {
+			return nil, fmt.Errorf("read events by id: %w: event id %q is not 16 hex digits", ErrInvalid, id)
+		}
+		nums = append(nums, strconv.FormatUint(v, 10))
+	}
+	q := "SELECT " + s.eventColumns() + " FROM " + s.table("checkpoint_events") +
+		" WHERE ingest_time >= " + s.d.ts(since) + " AND event_id IN (" + strings.Join(nums, ", ") + ")" +
+		" ORDER BY ingest_time, event_id LIMIT 1 BY event_id"
+	r, err := s.b.query(ctx, q)
+	if err != nil {
+		return nil, fmt.Errorf("read %d events by id: %w", len(ids), err)
+	}
+	evs, err := s.scanEvents(r)
+	if err != nil {
+		return nil, fmt.Errorf("read %d events by id: %w", len(ids), err)
+	}
+	return evs, nil
 }

@@ -1,9 +1,7 @@
 package storage
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"regexp"
 	"testing"
@@ -24,32 +22,16 @@ type scanTypesBackend struct {
 }
 
 func (b *scanTypesBackend) query(ctx context.Context, sql string) (rows, error) {
-	out, err := b.sess.run(ctx, sql, "JSONCompactEachRowWithNamesAndTypes")
+	r, err := b.embedded.query(ctx, sql)
 	if err != nil {
 		return nil, err
 	}
-	var names, types []string
-	lines := bytes.SplitN(out, []byte("\n"), 3)
-	if len(lines) < 2 {
-		return nil, fmt.Errorf("no header in %q", out)
-	}
-	if err := json.Unmarshal(lines[0], &names); err != nil {
-		return nil, err
-	}
-	if err := json.Unmarshal(lines[1], &types); err != nil {
-		return nil, err
-	}
-	rest := []byte{}
-	if len(lines) == 3 {
-		rest = lines[2]
-	}
-	return &scanTypesRows{jsonRows: newJSONRows(rest), b: b, names: names, types: types}, nil
+	return &scanTypesRows{binRows: r.(*binRows), b: b}, nil
 }
 
 type scanTypesRows struct {
-	*jsonRows
-	b            *scanTypesBackend
-	names, types []string
+	*binRows
+	b *scanTypesBackend
 }
 
 func (r *scanTypesRows) Scan(dest ...any) error {
@@ -77,7 +59,7 @@ func (r *scanTypesRows) Scan(dest ...any) error {
 		}
 		r.b.checked[key] = true
 	}
-	return r.jsonRows.Scan(dest...)
+	return r.binRows.Scan(dest...)
 }
 
 func TestReaderScanTypesMatchServerTransport(t *testing.T) {

@@ -77,7 +77,7 @@ type recorded struct {
 }
 
 func (r *recorder) exec(context.Context, string) error          { return nil }
-func (r *recorder) query(context.Context, string) (rows, error) { return newJSONRows(nil), nil }
+func (r *recorder) query(context.Context, string) (rows, error) { return &binRows{}, nil }
 func (r *recorder) close() error                                { return nil }
 func (r *recorder) insertEvents(_ context.Context, _ string, evs []CheckpointEvent, ids []uint64) error {
 	r.events, r.ids = evs, ids

@@ -168,6 +168,11 @@ type Reader interface {
 	// EventsSince returns events with IngestTime >= since, ordered by IngestTime, at most
 	// limit. Callers keep a cursor with an overlap window and dedup by EventID.
 	EventsSince(ctx context.Context, since time.Time, limit int) ([]CheckpointEvent, error)
+	// EventRefs returns the ids and ingest times of the events ingested in [from, to): the
+	// cheap re-check of a window already read, for rows another collector wrote late.
+	EventRefs(ctx context.Context, from, to time.Time) ([]EventRef, error)
+	// EventsAmong returns the events with these ids ingested at or after since.
+	EventsAmong(ctx context.Context, since time.Time, ids []string) ([]CheckpointEvent, error)
 	// InstanceEvents returns the events of one instance (by its resolved key), in event time.
 	InstanceEvents(ctx context.Context, tenant, flow, key string) ([]CheckpointEvent, error)
 	// InstancesEvents returns the events of many instances of one flow in one read, by

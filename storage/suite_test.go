@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -201,6 +202,41 @@ func runSuite(t *testing.T, open opener) {
 		}
 		if none, err := s.InstanceEvents(ctx, "acme", "order", "nope"); err != nil || len(none) != 0 {
 			t.Fatalf("InstanceEvents(unknown) = %v, %v", none, err)
+		}
+		// Many instances in one read: each key's events as InstanceEvents returns them.
+		many, err := s.InstancesEvents(ctx, "acme", "order", []string{"k1", "k2", "nope"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(many) != 2 || len(many["k1"]) != len(inst) || len(many["k2"]) != len(k2) {
+			t.Fatalf("InstancesEvents = %d keys: k1 %d (want %d), k2 %d (want %d)", len(many), len(many["k1"]), len(inst), len(many["k2"]), len(k2))
+		}
+		for i := range inst {
+			if many["k1"][i].EventID != inst[i].EventID || many["k1"][i].Checkpoint != inst[i].Checkpoint {
+				t.Fatalf("InstancesEvents(k1)[%d] = %+v, InstanceEvents gave %+v", i, many["k1"][i], inst[i])
+			}
+		}
+		if none, err := s.InstancesEvents(ctx, "acme", "order", nil); err != nil || len(none) != 0 {
+			t.Fatalf("InstancesEvents(none) = %v, %v", none, err)
+		}
+		// The ids of a window already read, and the rows of some of them.
+		refs, err := s.EventRefs(ctx, ingest0, time.Now().Add(2*time.Minute))
+		distinct := map[string]bool{}
+		for _, r := range refs {
+			distinct[r.EventID] = true
+		}
+		if err != nil || len(distinct) != len(evs) || len(refs) > 2*len(evs) {
+			t.Fatalf("EventRefs: %d refs of %d ids, want %d ids (each once per ingestion): %v", len(refs), len(distinct), len(evs), err)
+		}
+		if none, err := s.EventRefs(ctx, ingest0, ingest0); err != nil || len(none) != 0 {
+			t.Fatalf("EventRefs of an empty window = %v, %v", none, err)
+		}
+		among, err := s.EventsAmong(ctx, ingest0, []string{evs[0].EventID, evs[3].EventID})
+		if err != nil || len(among) != 2 || among[0].Key == "" {
+			t.Fatalf("EventsAmong = %+v, %v", among, err)
+		}
+		if _, err := s.EventsAmong(ctx, ingest0, []string{"not-an-id"}); !errors.Is(err, ErrInvalid) {
+			t.Fatalf("EventsAmong with a bad id: %v", err)
 		}
 
 		counts, err := s.CheckpointCounts(ctx, "acme", "order", t0, t0.Add(30*time.Minute))
@@ -444,6 +480,13 @@ func runSuite(t *testing.T, open opener) {
 		cmds, err := s.Commands(ctx, "acme", "order", 10)
 		if err != nil || len(cmds) != 2 || cmds[0].ID != "c1" || cmds[0].Outcome != "succeeded" || cmds[1].Attempt != 2 || cmds[0].Payload != `{"id":"c1"}` {
 			t.Fatalf("Commands = %+v, %v", cmds, err)
+		}
+		since, err := s.CommandsSince(ctx, t0.Add(10*time.Second))
+		if err != nil || len(since) != 2 || since[0].ID != "c2" || since[1].ID != "c1" || since[1].Outcome != "succeeded" {
+			t.Fatalf("CommandsSince = %+v, %v", since, err)
+		}
+		if late, err := s.CommandsSince(ctx, t0.Add(45*time.Second)); err != nil || len(late) != 1 || late[0].ID != "c1" {
+			t.Fatalf("CommandsSince after c2 = %+v, %v", late, err)
 		}
 	})
 }

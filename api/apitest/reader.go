@@ -162,6 +162,38 @@ func (s *Store) EventsSince(_ context.Context, since time.Time, limit int) ([]st
 	return out, nil
 }
 
+// EventRefs returns the ids and ingest times of the events ingested in [from, to).
+func (s *Store) EventRefs(_ context.Context, from, to time.Time) ([]storage.EventRef, error) {
+	if err := s.fail("EventRefs"); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []storage.EventRef
+	for _, e := range s.events {
+		if !e.IngestTime.Before(from) && e.IngestTime.Before(to) {
+			out = append(out, storage.EventRef{EventID: e.EventID, IngestTime: e.IngestTime})
+		}
+	}
+	return out, nil
+}
+
+// EventsAmong returns the events with these ids ingested at or after since.
+func (s *Store) EventsAmong(_ context.Context, since time.Time, ids []string) ([]storage.CheckpointEvent, error) {
+	if err := s.fail("EventsAmong"); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	want := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		want[id] = true
+	}
+	out := s.sortedEvents(func(e *storage.CheckpointEvent) bool { return want[e.EventID] && !e.IngestTime.Before(since) })
+	sort.SliceStable(out, func(i, j int) bool { return out[i].IngestTime.Before(out[j].IngestTime) })
+	return out, nil
+}
+
 // resolve returns the instance key of an event: its Key, or the key its alias maps to.
 func (s *Store) resolve(e *storage.CheckpointEvent) string {
 	if k, ok := s.aliases[aliasKey{e.Tenant, e.Flow, e.KeyAttr, e.Key}]; ok {

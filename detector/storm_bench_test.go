@@ -1,0 +1,184 @@
+package detector
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/flowwatch/flowwatch/api/apitest"
+	"github.com/flowwatch/flowwatch/model"
+	"github.com/flowwatch/flowwatch/storage"
+)
+
+// benchEvents are n instances' start events, placed one microsecond apart from base.
+func benchEvents(n int, base time.Time) []storage.CheckpointEvent {
+	evs := make([]storage.CheckpointEvent, n)
+	for j := range evs {
+		key := fmt.Sprintf("order-%08d", j)
+		t := base.Add(time.Duration(j) * time.Microsecond)
+		evs[j] = storage.CheckpointEvent{EventID: fmt.Sprintf("%016x", uint64(j)+1), Tenant: "acme", Flow: "bench", Checkpoint: "start",
+			Key: key, KeyAttr: "order.id", Time: t, IngestTime: base, Service: "a", Name: "start", Status: "ok",
+			TraceID: fmt.Sprintf("%032x", j+1), SpanID: fmt.Sprintf("%016x", j+1)}
+	}
+	return evs
+}
+
+// openEmbedded opens a chDB store in a fresh folder, with the detector's clock.
+func openEmbedded(b *testing.B, clk *clock) storage.Store {
+	b.Helper()
+	st, err := storage.OpenEmbedded(context.Background(), b.TempDir(), storage.Options{Database: "bench", Now: clk.Now})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { st.Close() })
+	if err := st.Migrate(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	return st
+}
+
+func writeEvents(b *testing.B, st storage.Writer, evs []storage.CheckpointEvent) {
+	b.Helper()
+	for i := 0; i < len(evs); i += 50_000 {
+		if err := st.WriteEvents(context.Background(), evs[i:min(i+50_000, len(evs))]); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkStuckStorm: 100,000 open instances whose events are in the store, 1,000 of them
+// going stuck in one tick: written at once, read back in batches, explained, written again.
+// ms/tick is the tick and the settling of its read-backs, against the real embedded store
+// (chDB) and, side by side, the in-memory fake that hides the store's cost.
+func BenchmarkStuckStorm(b *testing.B) {
+	const open, perTick = 100_000, 1000
+	for _, kind := range []string{"fake", "embedded"} {
+		b.Run("store="+kind, func(b *testing.B) {
+			base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+			clk := &clock{t: base}
+			var st Store
+			if kind == "embedded" {
+				st = openEmbedded(b, clk)
+			} else {
+				st = &apitest.Store{}
+			}
+			writeEvents(b, st, benchEvents(open, base))
+			set := benchSet(b)
+			d, err := New(Config{Flows: func() *model.Set { return set }, Store: st, Now: clk.Now, ReadLimit: 200_000,
+				RebuildWindow: 24 * time.Hour, ExplainWait: time.Hour})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(d.Close)
+			clk.Set(base.Add(time.Minute))
+			if err := d.Start(context.Background()); err != nil {
+				b.Fatal(err)
+			}
+			if d.Stats().Open != open {
+				b.Fatalf("open = %d", d.Stats().Open)
+			}
+			if b.N*perTick > open {
+				b.Fatalf("b.N %d is more than the instances can give (use -benchtime %dx at most)", b.N, open/perTick)
+			}
+			b.ResetTimer()
+			for i := 1; i <= b.N; i++ {
+				clk.Set(base.Add(time.Hour + time.Duration(i*perTick)*time.Microsecond))
+				if err := d.Tick(context.Background()); err != nil {
+					b.Fatal(err)
+				}
+				if err := d.Settle(context.Background()); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			if s := d.Stats(); s.Stuck != b.N*perTick {
+				b.Fatalf("stuck = %d after %d ticks, want %d", s.Stuck, b.N, b.N*perTick)
+			}
+			if kind == "embedded" {
+				in, err := st.Instance(context.Background(), "acme", "bench", fmt.Sprintf("order-%08d", perTick/2))
+				if err != nil || in == nil || in.Status != "stuck" || in.Reason == "" {
+					b.Fatalf("a stuck instance in the store: %+v, %v", in, err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/tick")
+		})
+	}
+}
+
+// BenchmarkIngest applies events through the detector's read path: half open new instances,
+// half move open ones on, in batches of 10,000 a tick, each instance's events shuffled across
+// batches (a later checkpoint often read before an earlier one). With the real embedded store
+// the read of the new rows is part of the cost; the fake shows the detector's own.
+func BenchmarkIngestStore(b *testing.B) {
+	for _, kind := range []string{"fake", "embedded"} {
+		b.Run("store="+kind, func(b *testing.B) {
+			base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+			clk := &clock{t: base}
+			var st Store
+			if kind == "embedded" {
+				st = openEmbedded(b, clk)
+			} else {
+				st = &apitest.Store{}
+			}
+			set := benchSet(b)
+			d, err := New(Config{Flows: func() *model.Set { return set }, Store: st, Now: clk.Now, ReadLimit: 50_000, RebuildWindow: time.Hour})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(d.Close)
+			if err := d.Start(context.Background()); err != nil {
+				b.Fatal(err)
+			}
+			const batch = 10_000
+			rng := rand.New(rand.NewPCG(1, 2))
+			// Rounds of 5,000 instances, each with a start and a payment; a payment is
+			// written one round before or after its start, at random.
+			mk := func(round int) []storage.CheckpointEvent {
+				var evs []storage.CheckpointEvent
+				for j := 0; j < batch/2; j++ {
+					key := fmt.Sprintf("o-%d-%d", round, j)
+					t := base.Add(time.Duration(round) * time.Second)
+					evs = append(evs, storage.CheckpointEvent{EventID: fmt.Sprintf("%08x%08x", round, 2*j+1), Tenant: "acme", Flow: "bench",
+						Checkpoint: "start", Key: key, KeyAttr: "order.id", Time: t, Service: "a", Name: "start", Status: "ok"},
+						storage.CheckpointEvent{EventID: fmt.Sprintf("%08x%08x", round, 2*j+2), Tenant: "acme", Flow: "bench",
+							Checkpoint: "paid", Key: key, KeyAttr: "order.id", Time: t.Add(time.Millisecond), Service: "b", Name: "paid", Status: "ok"})
+				}
+				return evs
+			}
+			var carry []storage.CheckpointEvent
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				now := base.Add(time.Duration(i+1) * time.Second)
+				clk.Set(now)
+				var write []storage.CheckpointEvent
+				write, carry = append(write, carry...), carry[:0]
+				for _, e := range mk(i) {
+					if e.Checkpoint == "paid" && rng.IntN(2) == 0 {
+						carry = append(carry, e) // read a tick after its start
+						continue
+					}
+					if e.Checkpoint == "start" && rng.IntN(4) == 0 {
+						carry = append(carry, e) // read a tick after its payment
+						continue
+					}
+					write = append(write, e)
+				}
+				for j := range write {
+					write[j].IngestTime = now
+				}
+				writeEvents(b, st, write)
+				b.StartTimer()
+				if err := d.Tick(context.Background()); err != nil {
+					b.Fatal(err)
+				}
+				if err := d.Settle(context.Background()); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batch), "ns/event")
+		})
+	}
+}
