@@ -128,15 +128,7 @@ func TestRealAlertmanager(t *testing.T) {
 
 func startNATS(t *testing.T, dir string, port int) *server.Server {
 	t.Helper()
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: dir, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats not ready")
-	}
-	return s
+	return natsServer(t, &server.Options{StoreDir: dir, Port: port})
 }
 
 // TestNATSExactlyOnce: a consumer receives each command once even when the detector is
