@@ -166,25 +166,31 @@ const (
 // FLOWWATCH_CLICKHOUSE_DSN override shard.index, token and store.dsn (Kubernetes sets the
 // first from the pod ordinal, the others from Secrets).
 func LoadConfig(path string) (*FileConfig, error) {
+	return LoadConfigEnv(path, os.LookupEnv)
+}
+
+// LoadConfigEnv is LoadConfig in the environment lookup gives (a container's, in tests).
+func LoadConfigEnv(path string, lookup func(string) (string, bool)) (*FileConfig, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read detector config: %w", err)
 	}
 	var c FileConfig
-	if err := decodeStrict(data, &c, osLookupEnv); err != nil {
+	if err := decodeStrict(data, &c, lookup); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	if v := os.Getenv("FLOWWATCH_SHARD_INDEX"); v != "" {
+	getenv := func(k string) string { v, _ := lookup(k); return v }
+	if v := getenv("FLOWWATCH_SHARD_INDEX"); v != "" {
 		i, err := strconv.Atoi(v)
 		if err != nil {
 			return nil, fmt.Errorf("FLOWWATCH_SHARD_INDEX=%q is not an integer", v)
 		}
 		c.Shard.Index = i
 	}
-	if v := os.Getenv("FLOWWATCH_TOKEN"); v != "" {
+	if v := getenv("FLOWWATCH_TOKEN"); v != "" {
 		c.Token = v
 	}
-	if v := os.Getenv("FLOWWATCH_CLICKHOUSE_DSN"); v != "" {
+	if v := getenv("FLOWWATCH_CLICKHOUSE_DSN"); v != "" {
 		c.Store.DSN, c.Store.Embedded = v, ""
 	}
 	c.setDefaults()

@@ -3,7 +3,6 @@ package detector
 import (
 	"errors"
 	"fmt"
-	"os"
 	"reflect"
 	"regexp"
 	"strings"
@@ -192,6 +191,3 @@ func isNullText(s string) bool {
 	}
 	return false
 }
-
-// osLookupEnv is the environment LoadConfig reads.
-var osLookupEnv = os.LookupEnv
