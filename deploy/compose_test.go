@@ -488,7 +488,7 @@ func TestCompose(t *testing.T) {
 			}
 		}
 		for _, am := range cfg.Alerting.Alertmanagers {
-			u, _ := url.Parse(am)
+			u, _ := url.Parse(am.URL)
 			for _, svc := range f.servicesAnswering(u.Hostname()) {
 				if _, ok := s.DependsOn[svc]; !ok {
 					t.Errorf("service %s: sends alerts to %s but does not depend on it", name, svc)
@@ -755,7 +755,7 @@ func checkComposeReachability(t *testing.T, f composeFile) {
 			if yaml.Unmarshal(configOf(t, name, s), &cfg) == nil {
 				addURL("service "+name+" store.dsn", cfg.Store.DSN, 0)
 				for _, am := range cfg.Alerting.Alertmanagers {
-					addURL("service "+name+" alerting.alertmanagers", am, 80)
+					addURL("service "+name+" alerting.alertmanagers", am.URL, 80)
 				}
 				for _, sk := range cfg.Sinks {
 					addURL("service "+name+" sink "+sk.Name, sk.URL, map[string]int{"nats": 4222, "webhook": 80}[sk.Type])

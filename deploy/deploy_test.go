@@ -387,7 +387,7 @@ func checkDetectorConfig(data []byte, mounts mountTable, resolve hostResolver) (
 		fail("alerting.alertmanagers: empty")
 	}
 	for _, am := range cfg.Alerting.Alertmanagers {
-		if err := checkURL(am, resolve, "http", "https"); err != nil {
+		if err := checkURL(am.URL, resolve, "http", "https"); err != nil {
 			fail("alerting.alertmanagers: %v", err)
 		}
 	}

@@ -127,8 +127,13 @@ type k8sContainer struct {
 			FieldRef *struct {
 				FieldPath string `yaml:"fieldPath"`
 			} `yaml:"fieldRef"`
-			SecretKeyRef    *keyRef `yaml:"secretKeyRef"`
-			ConfigMapKeyRef *keyRef `yaml:"configMapKeyRef"`
+			SecretKeyRef     *keyRef `yaml:"secretKeyRef"`
+			ConfigMapKeyRef  *keyRef `yaml:"configMapKeyRef"`
+			ResourceFieldRef *struct {
+				ContainerName string `yaml:"containerName"`
+				Resource      string `yaml:"resource"`
+				Divisor       string `yaml:"divisor"`
+			} `yaml:"resourceFieldRef"`
 		} `yaml:"valueFrom"`
 	} `yaml:"env"`
 	Ports []struct {
@@ -663,7 +668,16 @@ func checkPodTemplate(t *testing.T, m manifests, o *k8sObject, spec *workloadSpe
 					t.Errorf("%s: env %s: ConfigMap %s key %q is not in the manifests", where, e.Name, r.Name, r.Key)
 				}
 			}
+			if r := e.ValueFrom.ResourceFieldRef; r != nil {
+				if r.ContainerName != c.Name {
+					t.Errorf("%s: env %s: resourceFieldRef.containerName %q is not this container", where, e.Name, r.ContainerName)
+				}
+				if _, ok := c.Resources.Limits[strings.TrimPrefix(r.Resource, "limits.")]; strings.HasPrefix(r.Resource, "limits.") && !ok {
+					t.Errorf("%s: env %s: %s is not set in the container's limits", where, e.Name, r.Resource)
+				}
+			}
 		}
+		checkGoMemLimit(t, where, c)
 		// $(VAR) in args expands only from the container's env.
 		for _, a := range c.Args {
 			for _, ref := range regexp.MustCompile(`\$\(([A-Za-z_][A-Za-z0-9_]*)\)`).FindAllStringSubmatch(a, -1) {
@@ -678,6 +692,26 @@ func checkPodTemplate(t *testing.T, m manifests, o *k8sObject, spec *workloadSpe
 			t.Errorf("%s: volume %s is mounted by no container", o, name)
 		}
 	}
+}
+
+// checkGoMemLimit: a flowwatch container with a memory limit tells the Go runtime about it,
+// GOMEMLIMIT from the downward API (resourceFieldRef limits.memory, in bytes: divisor 1).
+func checkGoMemLimit(t *testing.T, where string, c k8sContainer) {
+	t.Helper()
+	if _, limited := c.Resources.Limits["memory"]; !limited || !strings.HasPrefix(c.Image, "ghcr.io/flowwatch/") {
+		return
+	}
+	for _, e := range c.Env {
+		if e.Name != "GOMEMLIMIT" {
+			continue
+		}
+		if e.ValueFrom == nil || e.ValueFrom.ResourceFieldRef == nil || e.ValueFrom.ResourceFieldRef.Resource != "limits.memory" ||
+			(e.ValueFrom.ResourceFieldRef.Divisor != "" && e.ValueFrom.ResourceFieldRef.Divisor != "1") {
+			t.Errorf("%s: GOMEMLIMIT must come from resourceFieldRef limits.memory (bytes)", where)
+		}
+		return
+	}
+	t.Errorf("%s: has a memory limit but no GOMEMLIMIT from it (the Go runtime would not know the limit)", where)
 }
 
 // dataKey looks a key up in a ConfigMap's or Secret's data (nil object: not found).

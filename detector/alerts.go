@@ -2,11 +2,8 @@ package detector
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"net/url"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -53,20 +50,10 @@ type Alert struct {
 // Fingerprint identifies an alert by its label set, as Alertmanager does.
 func (a Alert) Fingerprint() string { return labelsFingerprint(a.Labels) }
 
+// labelsFingerprint is Alertmanager's fingerprint of a label set (model.LabelSet's: 16 hex
+// digits), so that receivers and the audit name an alert as Alertmanager does.
 func labelsFingerprint(labels map[string]string) string {
-	names := make([]string, 0, len(labels))
-	for k := range labels {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	h := sha256.New()
-	for _, k := range names {
-		h.Write([]byte(k))
-		h.Write([]byte{0xff})
-		h.Write([]byte(labels[k]))
-		h.Write([]byte{0xff})
-	}
-	return hex.EncodeToString(h.Sum(nil)[:8])
+	return labelSet(labels).Fingerprint().String()
 }
 
 // Notifier delivers alerts. Notify returns an error when any part was not accepted; the

@@ -46,6 +46,8 @@ const (
 	DefaultExplainWait   = 3 * time.Second
 	DefaultSinkQueue     = 1024
 	DefaultAlertBatch    = 500
+	// DefaultSource is the CloudEvents source of commands.
+	DefaultSource = "flowwatch/detector"
 	// AliasWait is how long an event keyed by an alias waits for its alias row.
 	AliasWait = 10 * time.Minute
 	// maxUnresolved bounds the events waiting for an alias row.
@@ -89,7 +91,8 @@ type Config struct {
 	Alerting  AlertConfig
 	// Sinks receive unblock commands, by the name flow files use in on_stuck.
 	Sinks []SinkConfig
-	// Source is the CloudEvents source of commands (default "flowwatch/detector/<shard>").
+	// Source is the CloudEvents source of commands (default DefaultSource). It is the same on
+	// every shard, so that (source, id) names a command however many shards run.
 	Source  string
 	Logger  *slog.Logger
 	Metrics *Metrics
@@ -244,7 +247,7 @@ func (cfg *Config) setDefaults() {
 		cfg.Alerting.Batch = DefaultAlertBatch
 	}
 	if cfg.Source == "" {
-		cfg.Source = fmt.Sprintf("flowwatch/detector/%d", cfg.Shard)
+		cfg.Source = DefaultSource
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()

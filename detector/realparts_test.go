@@ -4,12 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -130,15 +128,7 @@ func TestRealAlertmanager(t *testing.T) {
 
 func startNATS(t *testing.T, dir string, port int) *server.Server {
 	t.Helper()
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: dir, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats not ready")
-	}
-	return s
+	return natsServer(t, &server.Options{StoreDir: dir, Port: port})
 }
 
 // TestNATSExactlyOnce: a consumer receives each command once even when the detector is
@@ -244,69 +234,6 @@ func splitHostPort(addr string) (string, string, error) {
 		return "", "", err
 	}
 	return u.Hostname(), u.Port(), nil
-}
-
-// TestWebhooksSignedAndIdempotent: the alert webhook and the HTTP command sink carry Standard
-// Webhooks headers with a valid HMAC signature; commands carry Idempotency-Key.
-func TestWebhooksSignedAndIdempotent(t *testing.T) {
-	const secret = "whsec_c2VjcmV0LWZvci10ZXN0cw=="
-	var mu sync.Mutex
-	var problems []string
-	var alertBodies, cmdKeys []string
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		mu.Lock()
-		defer mu.Unlock()
-		if err := VerifyWebhook(secret, r.Header, body); err != nil {
-			problems = append(problems, r.URL.Path+": "+err.Error())
-			http.Error(w, err.Error(), http.StatusUnauthorized)
-			return
-		}
-		switch r.URL.Path {
-		case "/alerts":
-			alertBodies = append(alertBodies, string(body))
-		case "/commands/payments.retry":
-			if r.Header.Get("Idempotency-Key") == "" || r.Header.Get("Idempotency-Key") != r.Header.Get("webhook-id") {
-				problems = append(problems, "bad Idempotency-Key")
-			}
-			cmdKeys = append(cmdKeys, r.Header.Get("Idempotency-Key"))
-		default:
-			problems = append(problems, "unexpected path "+r.URL.Path)
-		}
-	}))
-	defer srv.Close()
-	f := newFixture(t)
-	d := f.detector(func(c *Config) {
-		c.Alerting.Notifiers = []Notifier{&WebhookAlerts{URL: srv.URL + "/alerts", Secret: secret}}
-		c.Sinks = []SinkConfig{{Sink: &HTTPSink{SinkName: "nats", URL: srv.URL + "/commands", Secret: secret}}}
-	})
-	f.emit("order-fulfilment", "placed", "o-w", "order.id", 0)
-	f.tick(d, 2*time.Minute+10*time.Second)
-	mu.Lock()
-	defer mu.Unlock()
-	if len(problems) > 0 {
-		t.Fatal(problems)
-	}
-	if len(alertBodies) != 1 || len(cmdKeys) != 1 || cmdKeys[0] != CommandID("acme", "order-fulfilment", "o-w", "paid", 0, 1) {
-		t.Fatalf("alerts %d, commands %v", len(alertBodies), cmdKeys)
-	}
-	var msg webhookMessage
-	if err := json.Unmarshal([]byte(alertBodies[0]), &msg); err != nil {
-		t.Fatal(err)
-	}
-	// Both overdue checkpoints (paid, stock_reserved) are alerts of their own.
-	if msg.Version != "4" || msg.Status != "firing" || len(msg.Alerts) != 2 {
-		t.Fatalf("webhook message = %+v", msg)
-	}
-	for _, a := range msg.Alerts {
-		if a.Labels["key"] != "o-w" || a.Fingerprint == "" || (a.Labels["checkpoint"] != "paid" && a.Labels["checkpoint"] != "stock_reserved") {
-			t.Fatalf("webhook alert = %+v", a)
-		}
-	}
-	// A wrong secret is rejected by the verifier.
-	if VerifyWebhook("whsec_b3RoZXI=", http.Header{"Webhook-Id": {"x"}, "Webhook-Timestamp": {"1"}, "Webhook-Signature": {"v1,AAAA"}}, nil) == nil {
-		t.Fatal("verifier accepted a bad signature")
-	}
 }
 
 var _ = model.StatusStuck

@@ -70,6 +70,7 @@ module.exports = (env = {}) => ({
               .replace('%TODAY%', new Date().toISOString().slice(0, 10)),
         },
         { from: '../README.md', to: '.' },
+        { from: '../../LICENSE', to: '.' }, // Grafana's plugin validator wants the licence in the archive
         { from: 'img', to: 'img' },
       ],
     }),

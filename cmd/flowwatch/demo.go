@@ -5,7 +5,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 
+	"github.com/flowwatch/flowwatch/detector"
 	"github.com/flowwatch/flowwatch/internal/demo"
 )
 
@@ -61,7 +63,7 @@ func parseDemoFlags(args []string, stderr io.Writer) (demo.Config, int) {
 	fs.StringVar(&cfg.NATS, "nats", cfg.NATS, "NATS URL: consume unblock commands from JetStream ("+demo.CommandStream+", "+demo.CommandSubject+")")
 	fs.StringVar(&cfg.Consumer, "consumer", cfg.Consumer, "durable JetStream consumer name")
 	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "host:port of an HTTP endpoint accepting webhook commands (POST)")
-	fs.StringVar(&cfg.WebhookSecret, "webhook-secret", cfg.WebhookSecret, "require this Standard Webhooks secret's signature on webhook commands")
+	fs.StringVar(&cfg.WebhookSecret, "webhook-secret", cfg.WebhookSecret, "require this Standard Webhooks secret's signature on webhook commands (default $FLOWWATCH_WEBHOOK_SECRET)")
 	fs.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "random seed; 0 picks one (printed)")
 	fs.IntVar(&cfg.ReportEvery, "report-every", cfg.ReportEvery, "print a progress line every this many orders; 0 never")
 	fs.DurationVar(&cfg.ExportInterval, "export-interval", cfg.ExportInterval, "how often the SDK exports batches")
@@ -70,6 +72,15 @@ func parseDemoFlags(args []string, stderr io.Writer) (demo.Config, int) {
 			return cfg, 0
 		}
 		return cfg, 2
+	}
+	if cfg.WebhookSecret == "" {
+		cfg.WebhookSecret = os.Getenv("FLOWWATCH_WEBHOOK_SECRET")
+	}
+	if cfg.WebhookSecret != "" {
+		if _, err := detector.WebhookKey(cfg.WebhookSecret); err != nil {
+			fmt.Fprintf(stderr, "flowwatch demo: --webhook-secret: %v\n", err)
+			return cfg, 2
+		}
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "flowwatch demo: unexpected argument %q\n", fs.Arg(0))

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"net"
 	"strings"
 	"testing"
@@ -111,4 +112,17 @@ func TestDemoCommandRuns(t *testing.T) {
 func lastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return lines[len(lines)-1]
+}
+
+// The demo's webhook secret comes from FLOWWATCH_WEBHOOK_SECRET unless --webhook-secret is
+// given (compose passes it in the environment); one that is not base64 is a usage error.
+func TestDemoWebhookSecretFromEnvironment(t *testing.T) {
+	t.Setenv("FLOWWATCH_WEBHOOK_SECRET", "whsec_c2VjcmV0LWZvci10ZXN0cw==")
+	cfg, code := parseDemoFlags(nil, io.Discard)
+	if code != -1 || cfg.WebhookSecret != "whsec_c2VjcmV0LWZvci10ZXN0cw==" {
+		t.Fatalf("exit %d, secret %q", code, cfg.WebhookSecret)
+	}
+	if _, code := parseDemoFlags([]string{"--webhook-secret", "not base64!"}, io.Discard); code != 2 {
+		t.Fatalf("a secret that is not base64: exit %d", code)
+	}
 }

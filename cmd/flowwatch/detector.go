@@ -21,14 +21,20 @@ func runDetector(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	fs := flag.NewFlagSet("detector", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", "", "detector configuration file (YAML)")
+	var logs logFlags
+	logs.register(fs, "info")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	if *path == "" || fs.NArg() > 0 {
-		fmt.Fprintln(stderr, "usage: flowwatch detector --config FILE")
+		fmt.Fprintln(stderr, "usage: flowwatch detector --config FILE [--log-format text|json] [--log-level LEVEL]")
 		return 2
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	log, err := logs.logger(stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "flowwatch detector: %v\n", err)
+		return 2
+	}
 	cfg, err := detector.LoadConfig(*path)
 	if err != nil {
 		fmt.Fprintf(stderr, "flowwatch detector: %v\n", err)
@@ -78,12 +84,9 @@ func serveDetector(ctx context.Context, cfg *detector.FileConfig, log *slog.Logg
 		return err
 	}
 	defer closeSinks()
-	var notifiers []detector.Notifier
-	if len(cfg.Alerting.Alertmanagers) > 0 {
-		notifiers = append(notifiers, &detector.Alertmanager{URLs: cfg.Alerting.Alertmanagers})
-	}
-	for _, h := range cfg.Alerting.Webhooks {
-		notifiers = append(notifiers, &detector.WebhookAlerts{URL: h.URL, Secret: h.Secret})
+	notifiers, err := buildNotifiers(cfg.Alerting.Alertmanagers, cfg.Alerting.Webhooks, cfg.Alerting.ExternalURL)
+	if err != nil {
+		return err
 	}
 	s := &service{
 		store: st, flows: flows, listen: cfg.Listen, token: cfg.Token, tick: time.Duration(cfg.Tick), log: log,

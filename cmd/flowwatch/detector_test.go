@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -28,8 +29,10 @@ func TestDetectorCommand(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
-	var stderr bytes.Buffer
-	go func() { done <- dispatch(ctx, []string{"detector", "--config", cfg}, io.Discard, &stderr) }()
+	var stderr lockedBuffer
+	go func() {
+		done <- dispatch(ctx, []string{"detector", "--config", cfg, "--log-format", "json"}, io.Discard, &stderr)
+	}()
 	get := func(path string) (int, string) {
 		resp, err := http.Get("http://" + addr + path)
 		if err != nil {
@@ -76,17 +79,22 @@ func TestDetectorCommand(t *testing.T) {
 	if code := <-done; code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr.String())
 	}
+	for _, l := range strings.Split(strings.TrimSpace(stderr.String()), "\n") {
+		if !json.Valid([]byte(l)) {
+			t.Fatalf("--log-format json wrote %q", l)
+		}
+	}
 	// A bad configuration is a clear error, exit 1; no --config is a usage error, exit 2.
 	bad := filepath.Join(dir, "bad.yaml")
 	_ = os.WriteFile(bad, []byte("store: {}\n"), 0o600)
-	stderr.Reset()
-	if code := dispatch(context.Background(), []string{"detector", "--config", bad}, io.Discard, &stderr); code != 1 || !strings.Contains(stderr.String(), "'store' needs exactly one") {
-		t.Fatalf("bad config: exit %d: %s", code, stderr.String())
+	var errOut bytes.Buffer
+	if code := dispatch(context.Background(), []string{"detector", "--config", bad}, io.Discard, &errOut); code != 1 || !strings.Contains(errOut.String(), "'store' needs exactly one") {
+		t.Fatalf("bad config: exit %d: %s", code, errOut.String())
 	}
 	_ = os.WriteFile(bad, []byte(strings.Replace(body, "https://tempo.example/trace/{trace_id}", "tempo.example/trace", 1)), 0o600)
-	stderr.Reset()
-	if code := dispatch(context.Background(), []string{"detector", "--config", bad}, io.Discard, &stderr); code != 1 || !strings.Contains(stderr.String(), "has no {trace_id}") {
-		t.Fatalf("bad trace_url: exit %d: %s", code, stderr.String())
+	errOut.Reset()
+	if code := dispatch(context.Background(), []string{"detector", "--config", bad}, io.Discard, &errOut); code != 1 || !strings.Contains(errOut.String(), "has no {trace_id}") {
+		t.Fatalf("bad trace_url: exit %d: %s", code, errOut.String())
 	}
 	if code := dispatch(context.Background(), []string{"detector"}, io.Discard, io.Discard); code != 2 {
 		t.Fatalf("no --config: exit %d", code)

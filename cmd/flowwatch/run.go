@@ -44,7 +44,10 @@ type runOptions struct {
 	traceURL                              string
 	operatorAPI                           bool
 	summaryEvery                          time.Duration
-	logLevel                              string
+	// webhookSecret signs webhooks (alerts and the webhook sink's commands); default from
+	// FLOWWATCH_WEBHOOK_SECRET, so that it stays out of the process list.
+	webhookSecret string
+	logs          logFlags
 }
 
 func parseRunFlags(args []string, stderr io.Writer) (*runOptions, error) {
@@ -65,9 +68,21 @@ func parseRunFlags(args []string, stderr io.Writer) (*runOptions, error) {
 	fs.StringVar(&o.traceURL, "trace-url", "", "link template of one trace in the console, e.g. 'https://jaeger.example/trace/{trace_id}'")
 	fs.BoolVar(&o.operatorAPI, "operator-api", false, "serve the operator actions (cancel, unblock) and show their buttons in the console")
 	fs.DurationVar(&o.summaryEvery, "summary", 5*time.Second, "live summary interval (0 = off)")
-	fs.StringVar(&o.logLevel, "log-level", "warn", "log level: debug, info, warn, error")
+	fs.StringVar(&o.webhookSecret, "webhook-secret", "", "Standard Webhooks secret (whsec_<base64>) that signs --webhook deliveries and that the demo's webhook requires (default $FLOWWATCH_WEBHOOK_SECRET)")
+	o.logs.register(fs, "warn")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
+	}
+	if o.webhookSecret == "" {
+		o.webhookSecret = os.Getenv("FLOWWATCH_WEBHOOK_SECRET")
+	}
+	if o.webhookSecret != "" {
+		if _, err := detector.WebhookKey(o.webhookSecret); err != nil {
+			return nil, fmt.Errorf("--webhook-secret: %w", err)
+		}
+		if len(o.webhooks) == 0 && !o.demo {
+			return nil, errors.New("--webhook-secret signs --webhook deliveries: give --webhook (or --demo)")
+		}
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments: %v", fs.Args())
@@ -95,12 +110,11 @@ func runAll(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		return 2
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
-		fmt.Fprintf(stderr, "flowwatch run: --log-level: %v\n", err)
+	log, err := o.logs.logger(stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "flowwatch run: %v\n", err)
 		return 2
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	if err := allInOne(ctx, o, stdout, log, nil); err != nil {
 		fmt.Fprintf(stderr, "flowwatch run: %v\n", err)
 		return 1
@@ -151,7 +165,10 @@ func allInOne(ctx context.Context, o *runOptions, stdout io.Writer, log *slog.Lo
 	if err := os.WriteFile(colCfg, []byte(collectorConfig(o, flowsPath, data)), 0o644); err != nil {
 		return fmt.Errorf("write collector config: %w", err)
 	}
-	col, err := otelcol.NewCollector(distribution.Settings(distribution.Version, nil, colCfg))
+	// The collector logs through the same handler as the rest of the process: one format.
+	colSettings := distribution.Settings(distribution.Version, nil, colCfg)
+	colSettings.LoggingOptions = append(colSettings.LoggingOptions, zapToSlog(log.Handler()))
+	col, err := otelcol.NewCollector(colSettings)
 	if err != nil {
 		return fmt.Errorf("build collector: %w", err)
 	}
@@ -188,6 +205,7 @@ func allInOne(ctx context.Context, o *runOptions, stdout io.Writer, log *slog.Lo
 	if o.demo {
 		dc := demo.DefaultConfig()
 		dc.OTLP, dc.NATS, dc.Listen, dc.ReportEvery = o.otlpGRPC, natsURL, "127.0.0.1:0", 0
+		dc.WebhookSecret = o.webhookSecret
 		dm, err = demo.New(demoCtx, dc)
 		if err != nil {
 			return fmt.Errorf("start demo: %w", err)
@@ -195,21 +213,26 @@ func allInOne(ctx context.Context, o *runOptions, stdout io.Writer, log *slog.Lo
 	}
 	switch {
 	case len(o.webhooks) > 0:
-		sinkFiles = append(sinkFiles, detector.SinkFile{Name: "webhook", Type: "webhook", URL: o.webhooks[0]})
+		sinkFiles = append(sinkFiles, detector.SinkFile{Name: "webhook", Type: "webhook", URL: o.webhooks[0], Secret: o.webhookSecret})
 	case dm != nil:
-		sinkFiles = append(sinkFiles, detector.SinkFile{Name: "webhook", Type: "webhook", URL: "http://" + dm.Addr()})
+		sinkFiles = append(sinkFiles, detector.SinkFile{Name: "webhook", Type: "webhook", URL: "http://" + dm.Addr(), Secret: o.webhookSecret})
 	}
 	sinks, closeSinks, err := buildSinks(sinkFiles)
 	if err != nil {
 		return err
 	}
 	defer closeSinks()
-	var notifiers []detector.Notifier
-	if len(o.alertmanagers) > 0 {
-		notifiers = append(notifiers, &detector.Alertmanager{URLs: o.alertmanagers})
+	var ams []detector.AlertmanagerFile
+	for _, u := range o.alertmanagers {
+		ams = append(ams, detector.AlertmanagerFile{URL: u})
 	}
+	var hooks []detector.Hook
 	for _, w := range o.webhooks {
-		notifiers = append(notifiers, &detector.WebhookAlerts{URL: w})
+		hooks = append(hooks, detector.Hook{URL: w, Secret: o.webhookSecret})
+	}
+	notifiers, err := buildNotifiers(ams, hooks, "http://"+o.http)
+	if err != nil {
+		return err
 	}
 
 	svcCtx, stopSvc := context.WithCancel(context.Background())
@@ -371,6 +394,14 @@ service:
       processors: [flow, batch]
       exporters: [flow]
 `
+}
+
+// logLevelOr is a --log-level value, or def when none was given (options built in code).
+func logLevelOr(level, def string) string {
+	if level == "" {
+		return def
+	}
+	return level
 }
 
 // startEmbeddedNATS runs a NATS server with JetStream on a free loopback port, so the demo

@@ -166,7 +166,12 @@ func poll(t *testing.T, what string, within time.Duration, cond func() bool) {
 // It returns what it runs on and a stop function that waits for a clean stop.
 func startAllInOne(t *testing.T, o *runOptions) (runtimeInfo, func()) {
 	t.Helper()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	return startAllInOneLogged(t, o, slog.New(slog.NewTextHandler(io.Discard, nil)))
+}
+
+// startAllInOneLogged is startAllInOne logging to log.
+func startAllInOneLogged(t *testing.T, o *runOptions, log *slog.Logger) (runtimeInfo, func()) {
+	t.Helper()
 	for try := 0; ; try++ {
 		o.otlpGRPC, o.otlpHTTP, o.http = freeAddr(t), freeAddr(t), freeAddr(t)
 		ctx, cancel := context.WithCancel(context.Background())

@@ -199,7 +199,34 @@ func (s *service) run(ctx context.Context) error {
 	return g.Wait()
 }
 
-// buildSinks turns configured sinks into detector sinks.
+// buildNotifiers makes the alert notifiers: one for every Alertmanager (each with the client
+// its http_config describes), one per webhook. externalURL is where users reach flowwatch.
+func buildNotifiers(ams []detector.AlertmanagerFile, hooks []detector.Hook, externalURL string) ([]detector.Notifier, error) {
+	var out []detector.Notifier
+	if len(ams) > 0 {
+		am := &detector.Alertmanager{}
+		for i, a := range ams {
+			client, err := detector.NewHTTPClient(a.HTTPConfig)
+			if err != nil {
+				return nil, fmt.Errorf("alerting.alertmanagers[%d].http_config: %w", i, err)
+			}
+			am.Targets = append(am.Targets, detector.AlertmanagerTarget{URL: a.URL, Client: client})
+		}
+		out = append(out, am)
+	}
+	for i, h := range hooks {
+		client, err := detector.NewHTTPClient(h.HTTPConfig)
+		if err != nil {
+			return nil, fmt.Errorf("alerting.webhooks[%d].http_config: %w", i, err)
+		}
+		out = append(out, &detector.WebhookAlerts{URL: h.URL, Secret: h.Secret, Client: client,
+			ExternalURL: externalURL, MaxAlerts: h.MaxAlerts})
+	}
+	return out, nil
+}
+
+// buildSinks turns configured sinks into detector sinks: NATS with their credentials and TLS,
+// webhooks with their HTTP client.
 func buildSinks(files []detector.SinkFile) ([]detector.SinkConfig, func(), error) {
 	var out []detector.SinkConfig
 	var closers []func()
@@ -208,11 +235,17 @@ func buildSinks(files []detector.SinkFile) ([]detector.SinkConfig, func(), error
 			c()
 		}
 	}
-	for _, f := range files {
+	for i, f := range files {
+		key := fmt.Sprintf("sinks[%d]", i)
 		var sink detector.Sink
 		switch f.Type {
 		case "nats":
-			n, err := detector.NewNATSSink(f.Name, f.URL, f.Stream, f.Subjects)
+			opts, err := f.NATSOptions(key)
+			if err != nil {
+				closeAll()
+				return nil, nil, err
+			}
+			n, err := detector.NewNATSSink(f.Name, f.URL, f.Stream, f.Subjects, opts...)
 			if err != nil {
 				closeAll()
 				return nil, nil, err
@@ -220,7 +253,12 @@ func buildSinks(files []detector.SinkFile) ([]detector.SinkConfig, func(), error
 			closers = append(closers, n.Close)
 			sink = n
 		case "webhook":
-			sink = &detector.HTTPSink{SinkName: f.Name, URL: f.URL, Secret: f.Secret}
+			client, err := detector.NewHTTPClient(f.HTTPConfig)
+			if err != nil {
+				closeAll()
+				return nil, nil, fmt.Errorf("%s.http_config: %w", key, err)
+			}
+			sink = &detector.HTTPSink{SinkName: f.Name, URL: f.URL, Secret: f.Secret, Client: client}
 		default:
 			closeAll()
 			return nil, nil, fmt.Errorf("sink %q: unknown type %q", f.Name, f.Type)

@@ -2,20 +2,18 @@ package demo
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/flowwatch/flowwatch/detector"
 )
 
 // Command is an unblock command: a CloudEvents 1.0 event in structured JSON mode.
@@ -162,7 +160,7 @@ func (d *Demo) Handler() http.Handler {
 			return
 		}
 		if d.cfg.WebhookSecret != "" {
-			if err := verifyWebhook(d.cfg.WebhookSecret, r.Header, body, d.now()); err != nil {
+			if err := detector.VerifyWebhook(d.cfg.WebhookSecret, r.Header, body, d.now()); err != nil {
 				d.stats.invalid.Add(1)
 				d.logf("demo: rejected webhook command: %v", err)
 				writeJSON(w, http.StatusUnauthorized, map[string]string{"error": err.Error()})
@@ -293,44 +291,4 @@ func (d *Demo) onNATS(ctx context.Context, msg jetstream.Msg) {
 func (c *natsConsumer) stop() {
 	c.cc.Stop()
 	c.nc.Close()
-}
-
-// webhookTolerance is how far a signed webhook's timestamp may be from now.
-const webhookTolerance = 5 * time.Minute
-
-// verifyWebhook checks a Standard Webhooks signature: webhook-signature holds one or more
-// space-separated "v1,<base64 HMAC-SHA256 of id.timestamp.body>"; the secret is a
-// "whsec_<base64>" key or, otherwise, the raw bytes of the string.
-func verifyWebhook(secret string, h http.Header, body []byte, now time.Time) error {
-	id, ts, sigs := h.Get("webhook-id"), h.Get("webhook-timestamp"), h.Get("webhook-signature")
-	if id == "" || ts == "" || sigs == "" {
-		return errors.New("webhook signature required: webhook-id, webhook-timestamp or webhook-signature missing")
-	}
-	sec, err := strconv.ParseInt(ts, 10, 64)
-	if err != nil {
-		return fmt.Errorf("webhook-timestamp %q is not a Unix time", ts)
-	}
-	if d := now.Sub(time.Unix(sec, 0)); d > webhookTolerance || d < -webhookTolerance {
-		return fmt.Errorf("webhook-timestamp %s is more than %s away from now", ts, webhookTolerance)
-	}
-	key := []byte(secret)
-	if raw, ok := strings.CutPrefix(secret, "whsec_"); ok {
-		if b, err := base64.StdEncoding.DecodeString(raw); err == nil {
-			key = b
-		}
-	}
-	mac := hmac.New(sha256.New, key)
-	mac.Write([]byte(id + "." + ts + "."))
-	mac.Write(body)
-	want := mac.Sum(nil)
-	for _, sig := range strings.Fields(sigs) {
-		v, b64, ok := strings.Cut(sig, ",")
-		if !ok || v != "v1" {
-			continue
-		}
-		if got, err := base64.StdEncoding.DecodeString(b64); err == nil && hmac.Equal(got, want) {
-			return nil
-		}
-	}
-	return errors.New("webhook signature does not verify")
 }

@@ -89,7 +89,8 @@ type Config struct {
 	// Listen is the address of the HTTP webhook endpoint for commands; empty disables it.
 	Listen string
 	// WebhookSecret, when set, makes the webhook endpoint require a valid Standard Webhooks
-	// signature ("whsec_<base64>" or a plain string, as the detector's HTTP sink is given).
+	// signature (a secret is base64, optionally after "whsec_", as the detector's HTTP sink is
+	// given; detector.VerifyWebhook checks it, replays included).
 	WebhookSecret string
 	// Seed seeds every random choice and the trace and span IDs; zero picks one from the
 	// clock (it is printed, so a run can be repeated).
