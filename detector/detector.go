@@ -124,6 +124,7 @@ type Detector struct {
 
 	reads  readQueue
 	reader *reader
+	vers   versions
 
 	alerts    map[string]*alertState
 	notifiers []*notifierWorker
@@ -298,6 +299,9 @@ func (d *Detector) Stats() Stats {
 func (d *Detector) Start(ctx context.Context) error {
 	now := d.cfg.Now()
 	since := now.Add(-d.cfg.RebuildWindow)
+	if err := d.loadVersions(ctx); err != nil {
+		return fmt.Errorf("rebuild: %w", err)
+	}
 	if err := d.loadCommands(ctx, since); err != nil {
 		return fmt.Errorf("rebuild: %w", err)
 	}
@@ -461,6 +465,9 @@ func (d *Detector) Flush(ctx context.Context) error {
 // flush writes pending states and audit records. Failed writes stay pending for the next tick.
 func (d *Detector) flush(ctx context.Context) error {
 	var errs []error
+	if err := d.flushVersions(ctx); err != nil {
+		errs = append(errs, err)
+	}
 	if len(d.states) > 0 {
 		rows := d.rowBuf[:0]
 		for _, r := range d.states {

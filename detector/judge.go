@@ -14,7 +14,7 @@ import (
 // (its start not read by this detector) is opened unverified and checked by a batched
 // read-back; a late event of an instance closed here is re-judged the same way.
 func (d *Detector) ingest(ctx context.Context, events []storage.CheckpointEvent, now time.Time) {
-	set := d.cfg.Flows()
+	set := d.flows()
 	if len(d.unresolved) > 0 {
 		events = append(d.unresolved, events...)
 		d.unresolved = nil
@@ -96,7 +96,7 @@ func (d *Detector) applyEvent(in *inst, e *storage.CheckpointEvent) {
 		// Its start is read now: the detector holds the instance from its beginning. The
 		// version is the one active when it started.
 		in.flags &^= flagUnverified
-		if v := d.cfg.Flows().At(f.Name, e.Time); v != nil && v != f {
+		if v := d.flows().At(f.Name, e.Time); v != nil && v != f {
 			d.repin(in, v)
 			c = v.Checkpoint(e.Checkpoint)
 			if c == nil {

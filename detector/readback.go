@@ -173,7 +173,7 @@ func (r readResult) apply(d *Detector, now time.Time) {
 // it was first seen in the middle, and the explanation of a stuck verdict.
 func (d *Detector) readBack(id string, p readPurpose, rows []storage.CheckpointEvent, now time.Time) {
 	tenant, flow, key := d.fams.split(id)
-	set := d.cfg.Flows()
+	set := d.flows()
 	in := d.open.get(id)
 	if in == nil {
 		if p&readClosed != 0 && d.closed[id] != 0 {
@@ -222,7 +222,7 @@ func (d *Detector) writeRow(id string, st model.State, now time.Time) {
 // not reach: an instance stays stuck, and alerted, until something true changes. They are
 // read back (verified) like instances first seen in the middle.
 func (d *Detector) restoreStuck(ctx context.Context) error {
-	set := d.cfg.Flows()
+	set := d.flows()
 	cursor := ""
 	for {
 		states, next, err := d.cfg.Store.Instances(ctx, storage.InstanceFilter{Status: string(model.StatusStuck), Limit: 1000, Cursor: cursor})

@@ -87,3 +87,23 @@ func pinVersion(versions []*Flow, t time.Time) *Flow {
 	}
 	return earliest
 }
+
+// Activated returns the set with every version that has no active_from made active from when
+// it was first loaded (loaded says when; a version it does not know keeps its active_from).
+// A version without active_from is never active "since forever": loading v2 must not re-pin
+// the instances v1 started. The flows are shallow copies; s is not changed.
+func (s *Set) Activated(loaded func(name string, version int) (time.Time, bool)) *Set {
+	flows := make([]*Flow, len(s.Flows))
+	for i, f := range s.Flows {
+		flows[i] = f
+		if !f.ActiveFrom.IsZero() {
+			continue
+		}
+		if t, ok := loaded(f.Name, f.Version); ok {
+			c := *f
+			c.ActiveFrom = t
+			flows[i] = &c
+		}
+	}
+	return NewSet(flows)
+}

@@ -37,6 +37,10 @@ const DefaultDatabase = "flowwatch"
 // replay of them, land on one shard, where ReplacingMergeTree can fold duplicates.
 const ShardingKey = "cityHash64(tenant, flow, key)"
 
+// shardingKeys are the Distributed sharding expressions of the tables that have no instance
+// key (the rest use ShardingKey).
+var shardingKeys = map[string]string{"flow_versions": "cityHash64(flow)"}
+
 // Migration is one versioned schema step: the statements of one embedded .sql file.
 type Migration struct {
 	Version    int
@@ -254,7 +258,11 @@ func Clusterize(st, db, cluster string) []string {
 		}
 		return fmt.Sprintf("ENGINE = Replicated%s(%s)", sm[1], args)
 	})
+	shardBy := ShardingKey
+	if k, ok := shardingKeys[table]; ok {
+		shardBy = k
+	}
 	dist := fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s.%s ON CLUSTER %s AS %s.%s\nENGINE = Distributed(%s, %s, %s, %s)",
-		db, table, cluster, db, local, cluster, db, local, ShardingKey)
+		db, table, cluster, db, local, cluster, db, local, shardBy)
 	return []string{out, dist}
 }

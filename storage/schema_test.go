@@ -32,11 +32,15 @@ func TestClusterDDLGolden(t *testing.T) {
 	}
 	// Every MergeTree table is replicated and has a Distributed twin sharded by the key.
 	creates := regexp.MustCompile(`CREATE TABLE IF NOT EXISTS flowwatch\.(\w+)_local ON CLUSTER flowwatch`).FindAllStringSubmatch(got, -1)
-	if len(creates) != 5 {
-		t.Fatalf("%d local tables, want 5", len(creates))
+	if len(creates) != 6 {
+		t.Fatalf("%d local tables, want 6", len(creates))
 	}
 	for _, c := range creates {
-		dist := "CREATE TABLE IF NOT EXISTS flowwatch." + c[1] + " ON CLUSTER flowwatch AS flowwatch." + c[1] + "_local\nENGINE = Distributed(flowwatch, flowwatch, " + c[1] + "_local, cityHash64(tenant, flow, key))"
+		shardBy := "cityHash64(tenant, flow, key)"
+		if c[1] == "flow_versions" {
+			shardBy = "cityHash64(flow)"
+		}
+		dist := "CREATE TABLE IF NOT EXISTS flowwatch." + c[1] + " ON CLUSTER flowwatch AS flowwatch." + c[1] + "_local\nENGINE = Distributed(flowwatch, flowwatch, " + c[1] + "_local, " + shardBy + ")"
 		if !strings.Contains(got, dist) {
 			t.Errorf("no Distributed table for %s", c[1])
 		}
@@ -124,7 +128,7 @@ func TestClusterLocalTablesOnChDB(t *testing.T) {
 			n++
 		}
 	}
-	if n != 5 {
-		t.Fatalf("ran %d local tables, want 5", n)
+	if n != 6 {
+		t.Fatalf("ran %d local tables, want 6", n)
 	}
 }

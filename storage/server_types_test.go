@@ -100,7 +100,7 @@ func newColumn(t *testing.T, name, typ string) column.Interface {
 func TestServerValuesMatchProductionColumnTypes(t *testing.T) {
 	ctx := context.Background()
 	tables := ddlColumns(t)
-	if len(tables) != 6 || tables["checkpoint_events"]["attributes"] != "Map(LowCardinality(String), String)" {
+	if len(tables) != 7 || tables["checkpoint_events"]["attributes"] != "Map(LowCardinality(String), String)" {
 		t.Fatalf("parsed DDL = %v", tables)
 	}
 	rec := &recorder{}
@@ -146,6 +146,9 @@ func TestServerValuesMatchProductionColumnTypes(t *testing.T) {
 	if err := s.WriteCommands(ctx, []CommandRecord{{ID: "c", Time: now, Tenant: "a", Flow: "f"}}); err != nil {
 		t.Fatal(err)
 	}
+	if err := s.WriteFlowVersions(ctx, []FlowVersion{{Flow: "f", Version: 1, LoadedAt: now}}); err != nil {
+		t.Fatal(err)
+	}
 	seen := map[string]bool{}
 	for _, in := range rec.inserts {
 		table := strings.TrimPrefix(in.table, "db.")
@@ -162,7 +165,7 @@ func TestServerValuesMatchProductionColumnTypes(t *testing.T) {
 			}
 		}
 	}
-	if len(seen) != 5 {
+	if len(seen) != 6 {
 		t.Fatalf("inserted into %v", seen)
 	}
 }

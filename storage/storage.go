@@ -117,6 +117,9 @@ type Writer interface {
 	WriteStates(ctx context.Context, states []InstanceState) error
 	WriteAlerts(ctx context.Context, alerts []AlertRecord) error
 	WriteCommands(ctx context.Context, commands []CommandRecord) error
+	// WriteFlowVersions records when flow versions were first loaded; the earliest record of
+	// a version wins (see FlowVersions).
+	WriteFlowVersions(ctx context.Context, versions []FlowVersion) error
 }
 
 // InstanceFilter selects instance states. Empty fields select everything.
@@ -199,6 +202,8 @@ type Reader interface {
 	// CommandsSince returns the latest record of every command whose latest record is at or
 	// after since, oldest first (the detector's memory of what it sent, on start).
 	CommandsSince(ctx context.Context, since time.Time) ([]CommandRecord, error)
+	// FlowVersions returns, per flow version ever recorded, the earliest time it was loaded.
+	FlowVersions(ctx context.Context) ([]FlowVersion, error)
 }
 
 // Store is a transport's writer and reader, with its schema management.

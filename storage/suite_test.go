@@ -488,6 +488,21 @@ func runSuite(t *testing.T, open opener) {
 		if late, err := s.CommandsSince(ctx, t0.Add(45*time.Second)); err != nil || len(late) != 1 || late[0].ID != "c1" {
 			t.Fatalf("CommandsSince after c2 = %+v, %v", late, err)
 		}
+		// Two detectors record the same version's first load: the earliest wins.
+		if err := s.WriteFlowVersions(ctx, []FlowVersion{{Flow: "order", Version: 1, LoadedAt: t0.Add(time.Minute)},
+			{Flow: "order", Version: 2, LoadedAt: t0.Add(time.Hour)}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.WriteFlowVersions(ctx, []FlowVersion{{Flow: "order", Version: 1, LoadedAt: t0}}); err != nil {
+			t.Fatal(err)
+		}
+		vs, err := s.FlowVersions(ctx)
+		if err != nil || len(vs) != 2 || !vs[0].LoadedAt.Equal(t0) || vs[1].Version != 2 || !vs[1].LoadedAt.Equal(t0.Add(time.Hour)) {
+			t.Fatalf("FlowVersions = %+v, %v", vs, err)
+		}
+		if err := s.WriteFlowVersions(ctx, []FlowVersion{{Flow: "order"}}); !errors.Is(err, ErrInvalid) {
+			t.Fatalf("a version without a number or a time: %v", err)
+		}
 	})
 }
 

@@ -31,6 +31,7 @@ type Store struct {
 	states   map[instKey]storage.InstanceState
 	alerts   []storage.AlertRecord
 	commands []storage.CommandRecord
+	versions map[[2]any]time.Time
 }
 
 type aliasKey struct{ tenant, flow, attr, value string }
@@ -543,6 +544,42 @@ func (s *Store) CommandsSince(_ context.Context, since time.Time) ([]storage.Com
 			return out[i].Time.Before(out[j].Time)
 		}
 		return out[i].ID < out[j].ID
+	})
+	return out, nil
+}
+
+// WriteFlowVersions records first-load times; the earliest of a version wins.
+func (s *Store) WriteFlowVersions(_ context.Context, vs []storage.FlowVersion) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.versions == nil {
+		s.versions = map[[2]any]time.Time{}
+	}
+	for _, v := range vs {
+		k := [2]any{v.Flow, v.Version}
+		if cur, ok := s.versions[k]; !ok || v.LoadedAt.Before(cur) {
+			s.versions[k] = v.LoadedAt
+		}
+	}
+	return nil
+}
+
+// FlowVersions returns the earliest load time of each recorded version.
+func (s *Store) FlowVersions(_ context.Context) ([]storage.FlowVersion, error) {
+	if err := s.fail("FlowVersions"); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []storage.FlowVersion
+	for k, t := range s.versions {
+		out = append(out, storage.FlowVersion{Flow: k[0].(string), Version: k[1].(int), LoadedAt: t})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Flow != out[j].Flow {
+			return out[i].Flow < out[j].Flow
+		}
+		return out[i].Version < out[j].Version
 	})
 	return out, nil
 }

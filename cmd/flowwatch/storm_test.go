@@ -74,7 +74,7 @@ func TestStormThroughRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	svc := &services{t: t, grpcAddr: o.otlpGRPC, httpAddr: o.otlpHTTP}
-	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp, sdktrace.WithMaxExportBatchSize(512)), sdktrace.WithResource(svc.res("shop")))
+	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp, sdktrace.WithMaxExportBatchSize(512), sdktrace.WithMaxQueueSize(2*n)), sdktrace.WithResource(svc.res("shop")))
 	placed := time.Now().Truncate(time.Second).Add(time.Second)
 	for i := 0; i < n; i++ {
 		_, sp := tp.Tracer("shop").Start(ctx, "place", trace.WithTimestamp(placed.Add(-20*time.Millisecond)),

@@ -164,3 +164,23 @@ TTL toDateTime(time) + INTERVAL 30 DAY;
 CREATE TABLE IF NOT EXISTS flowwatch.commands ON CLUSTER flowwatch AS flowwatch.commands_local
 ENGINE = Distributed(flowwatch, flowwatch, commands_local, cityHash64(tenant, flow, key));
 
+-- migration 003_flow_versions
+-- 003: when each flow version was first loaded by a detector.
+--
+-- flow_versions: a version without active_from is active from the moment a detector first
+-- loaded it (never "since forever"), so loading v2 never re-pins the instances v1 started —
+-- after a restart either. Every detector writes the moment it first sees a version; readers
+-- take the earliest (min) per version, so all shards agree. Tiny: one row per version per
+-- detector start that did not find it.
+CREATE TABLE IF NOT EXISTS flowwatch.flow_versions_local ON CLUSTER flowwatch
+(
+    flow      LowCardinality(String),
+    version   UInt32,
+    loaded_at DateTime64(9, 'UTC')
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/flowwatch/flow_versions_local', '{replica}')
+ORDER BY (flow, version, loaded_at);
+
+CREATE TABLE IF NOT EXISTS flowwatch.flow_versions ON CLUSTER flowwatch AS flowwatch.flow_versions_local
+ENGINE = Distributed(flowwatch, flowwatch, flow_versions_local, cityHash64(flow));
+
