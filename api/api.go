@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -38,6 +39,10 @@ type Config struct {
 	Now func() time.Time
 	// Logger receives one debug line per request and one error line per 5xx; nil discards.
 	Logger *slog.Logger
+	// OperatorAPI serves the operator actions (cancel, unblock), which Writer records; off,
+	// their routes answer 404.
+	OperatorAPI bool
+	Writer      storage.Writer
 }
 
 // Limits of the API's parameters.
@@ -58,7 +63,7 @@ const (
 
 // Statuses accepted by the status filter.
 var Statuses = []string{string(model.StatusRunning), string(model.StatusCompleted),
-	string(model.StatusFailed), string(model.StatusStuck)}
+	string(model.StatusFailed), string(model.StatusStuck), string(model.StatusCancelled)}
 
 // route is one served path and method; the OpenAPI test checks the table against
 // openapi.yaml.
@@ -109,9 +114,16 @@ func New(cfg Config) http.Handler {
 	if cfg.Registerer == nil {
 		cfg.Registerer = prometheus.DefaultRegisterer
 	}
+	if cfg.OperatorAPI && cfg.Writer == nil {
+		panic("api.New: Config.Writer is required with OperatorAPI")
+	}
 	s := &server{cfg: cfg, token: sha256.Sum256([]byte(cfg.Token)), metrics: newRequestMetrics(cfg.Registerer)}
 	mux := http.NewServeMux()
-	for _, rt := range routes {
+	served := routes
+	if cfg.OperatorAPI {
+		served = append(slices.Clone(routes), operatorRoutes...)
+	}
+	for _, rt := range served {
 		mux.Handle(rt.method+" "+rt.pattern, s.wrap(rt))
 		// The same path with no method: every other method is a JSON 405.
 		mux.Handle(rt.pattern, s.wrap(route{pattern: rt.pattern, auth: rt.auth, handle: methodNotAllowed(rt.method)}))

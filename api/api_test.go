@@ -184,19 +184,29 @@ func (a answer) errorText(t testing.TB) string {
 
 func do(t testing.TB, h http.Handler, method, target string, hdr ...string) answer {
 	t.Helper()
-	req := httptest.NewRequest(method, target, nil)
+	return doBody(t, h, method, target, "", hdr...)
+}
+
+// doBody is do with a request body.
+func doBody(t testing.TB, h http.Handler, method, target, body string, hdr ...string) answer {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req := httptest.NewRequest(method, target, rd)
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
-	body, _ := io.ReadAll(rec.Result().Body)
+	out, _ := io.ReadAll(rec.Result().Body)
 	if ct := rec.Header().Get("Content-Type"); rec.Code != 200 || !strings.HasPrefix(target, "/metrics") {
 		if ct != "application/json" {
 			t.Errorf("%s %s: Content-Type %q, want application/json", method, target, ct)
 		}
 	}
-	return answer{rec.Code, rec.Header(), body}
+	return answer{rec.Code, rec.Header(), out}
 }
 
 func get(t testing.TB, h http.Handler, target string, want int) answer {
@@ -474,7 +484,7 @@ func testSeries(t *testing.T, f *fixture) {
 		byName[s.Name] = s.Points
 		names = append(names, s.Name)
 	}
-	if strings.Join(names, ",") != "completed,failed,running,stuck" {
+	if strings.Join(names, ",") != "cancelled,completed,failed,running,stuck" {
 		t.Fatalf("series %v", names)
 	}
 	t5 := float64(t0.Add(5 * time.Minute).UnixMilli())
@@ -506,7 +516,7 @@ func testSeries(t *testing.T, f *fixture) {
 
 	// Defaults: the last hour, step 1m: 60 points (now is on a minute boundary).
 	get(t, f.h, "/api/v1/flows/order/series", 200).decode(t, &out)
-	if len(out.Series) != 4 || len(out.Series[0].Points) != 60 {
+	if len(out.Series) != len(Statuses) || len(out.Series[0].Points) != 60 {
 		t.Errorf("defaults: %d series, %d points", len(out.Series), len(out.Series[0].Points))
 	}
 	// Exactly MaxPoints is allowed.

@@ -109,19 +109,21 @@ type AlertList struct {
 // Command is one unblock command audit record. Payload is the CloudEvent as JSON (a JSON
 // string when the stored payload is not valid JSON; null when there is none).
 type Command struct {
-	ID         string          `json:"id"`
-	Time       time.Time       `json:"time"`
-	Tenant     string          `json:"tenant"`
-	Flow       string          `json:"flow"`
-	Version    int             `json:"version"`
-	Key        string          `json:"key"`
-	Checkpoint string          `json:"checkpoint"`
-	Attempt    int             `json:"attempt"`
-	Sink       string          `json:"sink"`
-	Subject    string          `json:"subject"`
-	Outcome    string          `json:"outcome"`
-	Error      string          `json:"error"`
-	Payload    json.RawMessage `json:"payload"`
+	ID         string    `json:"id"`
+	Time       time.Time `json:"time"`
+	Tenant     string    `json:"tenant"`
+	Flow       string    `json:"flow"`
+	Version    int       `json:"version"`
+	Key        string    `json:"key"`
+	Checkpoint string    `json:"checkpoint"`
+	Attempt    int       `json:"attempt"`
+	Sink       string    `json:"sink"`
+	Subject    string    `json:"subject"`
+	Outcome    string    `json:"outcome"`
+	// Trigger is manual when an operator's unblock sent it, else auto.
+	Trigger string          `json:"trigger"`
+	Error   string          `json:"error"`
+	Payload json.RawMessage `json:"payload"`
 }
 
 // CommandList is the answer of GET /api/v1/commands.
@@ -574,7 +576,7 @@ func (g grid) points(pts []storage.Point) [][2]float64 {
 }
 
 func (s *server) alerts(w http.ResponseWriter, r *http.Request) error {
-	q, err := query(r, "flow", "tenant", "limit")
+	q, err := query(r, "flow", "tenant", "key", "limit")
 	if err != nil {
 		return err
 	}
@@ -582,7 +584,7 @@ func (s *server) alerts(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	recs, err := s.cfg.Reader.Alerts(r.Context(), q["tenant"], q["flow"], limit)
+	recs, err := s.cfg.Reader.Alerts(r.Context(), storage.AuditFilter{Tenant: q["tenant"], Flow: q["flow"], Key: q["key"], Limit: limit})
 	if err != nil {
 		return fmt.Errorf("list alerts: %w", err)
 	}
@@ -597,7 +599,7 @@ func (s *server) alerts(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *server) commands(w http.ResponseWriter, r *http.Request) error {
-	q, err := query(r, "flow", "tenant", "limit")
+	q, err := query(r, "flow", "tenant", "key", "limit")
 	if err != nil {
 		return err
 	}
@@ -605,7 +607,7 @@ func (s *server) commands(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	recs, err := s.cfg.Reader.Commands(r.Context(), q["tenant"], q["flow"], limit)
+	recs, err := s.cfg.Reader.Commands(r.Context(), storage.AuditFilter{Tenant: q["tenant"], Flow: q["flow"], Key: q["key"], Limit: limit})
 	if err != nil {
 		return fmt.Errorf("list commands: %w", err)
 	}
@@ -613,7 +615,8 @@ func (s *server) commands(w http.ResponseWriter, r *http.Request) error {
 	for _, c := range recs {
 		out.Commands = append(out.Commands, Command{ID: c.ID, Time: utc(c.Time), Tenant: c.Tenant,
 			Flow: c.Flow, Version: c.Version, Key: c.Key, Checkpoint: c.Checkpoint, Attempt: c.Attempt,
-			Sink: c.Sink, Subject: c.Subject, Outcome: c.Outcome, Error: c.Error, Payload: payloadJSON(c.Payload)})
+			Sink: c.Sink, Subject: c.Subject, Outcome: c.Outcome, Trigger: triggerOf(c.Payload), Error: c.Error,
+			Payload: payloadJSON(c.Payload)})
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
@@ -628,4 +631,16 @@ func payloadJSON(p string) json.RawMessage {
 	}
 	b, _ := json.Marshal(p) // a string always marshals
 	return b
+}
+
+// triggerOf reads the CloudEvent extension trigger of a stored command (manual for an
+// operator's unblock); auto when there is none.
+func triggerOf(payload string) string {
+	var ce struct {
+		Trigger string `json:"trigger"`
+	}
+	if payload != "" && json.Unmarshal([]byte(payload), &ce) == nil && ce.Trigger != "" {
+		return ce.Trigger
+	}
+	return "auto"
 }

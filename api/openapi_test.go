@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/flowwatch/flowwatch/storage"
 	"math"
 	"net/http"
 	"net/url"
@@ -234,7 +235,7 @@ func TestOpenAPIPathsMatchRoutes(t *testing.T) {
 	for k := range s.operations() {
 		documented = append(documented, k)
 	}
-	for _, rt := range routes {
+	for _, rt := range append(slices.Clone(routes), operatorRoutes...) {
 		served = append(served, rt.method+" "+rt.pattern)
 	}
 	sort.Strings(documented)
@@ -251,9 +252,9 @@ var takesRE = regexp.MustCompile(`this endpoint takes ([a-z_, ]*)\)`)
 // parameters.
 func TestOpenAPIParametersMatch(t *testing.T) {
 	s := loadSpec(t)
-	f := newFixture(t, nil)
+	f := newFixture(t, withOperatorAPI)
 	for key, op := range s.operations() {
-		path := strings.SplitN(key, " ", 2)[1]
+		method, path, _ := strings.Cut(key, " ")
 		if !strings.HasPrefix(path, "/api/") {
 			continue
 		}
@@ -272,7 +273,10 @@ func TestOpenAPIParametersMatch(t *testing.T) {
 			}
 		}
 		target := strings.NewReplacer("{flow}", "order", "{key}", "o-1").Replace(path) + "?zz_unknown=1"
-		a := get(t, f.h, target, 400)
+		a := do(t, f.h, method, target)
+		if a.status != 400 {
+			t.Fatalf("%s %s: %d, want 400: %s", method, target, a.status, a.body)
+		}
 		m := takesRE.FindStringSubmatch(a.errorText(t))
 		if m == nil {
 			t.Errorf("%s: unknown-parameter error does not list the parameters: %s", key, a.body)
@@ -300,7 +304,12 @@ func TestOpenAPIParametersMatch(t *testing.T) {
 // TestOpenAPIResponsesValidate sends requests covering every operation and its documented
 // answers, and checks each answer against the document.
 func TestOpenAPIResponsesValidate(t *testing.T) {
-	onEachStore(t, func(c *Config) { c.Token = "tok" }, testOpenAPIResponsesValidate)
+	onEachStore(t, func(c *Config) { c.Token = "tok"; withOperatorAPI(c) }, testOpenAPIResponsesValidate)
+}
+
+// withOperatorAPI turns the operator actions on, recording into the fixture's store.
+func withOperatorAPI(c *Config) {
+	c.OperatorAPI, c.Writer = true, c.Reader.(storage.Writer)
 }
 
 func testOpenAPIResponsesValidate(t *testing.T, f *fixture) {
@@ -339,16 +348,30 @@ func testOpenAPIResponsesValidate(t *testing.T, f *fixture) {
 	for _, target := range requests {
 		s.validate(t, http.MethodGet, target, do(t, f.h, http.MethodGet, target, auth...))
 	}
+	// The operator actions: accepted, and every refusal.
+	for _, p := range []struct{ target, body string }{
+		{"/api/v1/flows/order/instances/o-2/unblock", `{"checkpoint":"paid","by":"ann"}`},
+		{"/api/v1/flows/order/instances/o-2/unblock", `{"checkpoint":"reserved","by":"ann"}`},
+		{"/api/v1/flows/order/instances/o-2/unblock", `{"checkpoint":"nope","by":"ann"}`},
+		{"/api/v1/flows/order/instances/o-2/cancel", `{"reason":"customer asked","by":"ann"}`},
+		{"/api/v1/flows/order/instances/o-2/cancel", `{"reason":"","by":"ann"}`},
+		{"/api/v1/flows/order/instances/o-2/cancel", `{"reason":"x","by":"ann","extra":1}`},
+		{"/api/v1/flows/order/instances/o-2/cancel", ``},
+		{"/api/v1/flows/order/instances/nope/cancel", `{"reason":"x","by":"ann"}`},
+		{"/api/v1/flows/order/instances/o-4/cancel", `{"reason":"x","by":"ann"}`},
+	} {
+		s.validate(t, http.MethodPost, p.target, doBody(t, f.h, http.MethodPost, p.target, p.body, auth...))
+	}
 	// 401 on every /api/ operation.
 	for key := range s.operations() {
-		path := strings.SplitN(key, " ", 2)[1]
+		method, path, _ := strings.Cut(key, " ")
 		if strings.HasPrefix(path, "/api/") {
 			target := strings.NewReplacer("{flow}", "order", "{key}", "o-1").Replace(path)
-			a := do(t, f.h, http.MethodGet, target)
+			a := do(t, f.h, method, target)
 			if a.status != 401 {
-				t.Errorf("%s without token: %d", target, a.status)
+				t.Errorf("%s %s without token: %d", method, target, a.status)
 			}
-			s.validate(t, http.MethodGet, target, a)
+			s.validate(t, method, target, a)
 		}
 	}
 	if f.store == nil {

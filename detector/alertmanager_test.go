@@ -77,7 +77,7 @@ alerting:
 		got = nil
 		return json.NewDecoder(resp.Body).Decode(&got) == nil && len(got) == 2
 	})
-	recs, _ := f.store.Alerts(context.Background(), "", "", 10)
+	recs, _ := f.store.Alerts(context.Background(), storage.AuditFilter{Limit: 10})
 	for _, a := range got {
 		if a.Labels["key"] != "o-tls" || a.Fingerprint == "" {
 			t.Fatalf("alert in Alertmanager = %+v", a)

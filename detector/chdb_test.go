@@ -121,7 +121,7 @@ func TestShardsOverRealStore(t *testing.T) {
 	if got := ds[1].Stats().Open; got != before || sinks[1].count() != sent {
 		t.Fatalf("restarted shard: open %d (want %d), commands %d (want %d)", got, before, sinks[1].count(), sent)
 	}
-	recs, err := st.Commands(ctx, "acme", "order-fulfilment", 1000)
+	recs, err := st.Commands(ctx, storage.AuditFilter{Tenant: "acme", Flow: "order-fulfilment", Limit: 1000})
 	if err != nil {
 		t.Fatal(err)
 	}

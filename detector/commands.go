@@ -73,15 +73,30 @@ func CommandID(tenant, flow, key, checkpoint string, action, attempt int) string
 
 // CloudEvent is the structured-mode JSON of an unblock command.
 type CloudEvent struct {
-	SpecVersion     string      `json:"specversion"`
-	ID              string      `json:"id"`
-	Source          string      `json:"source"`
-	Type            string      `json:"type"`
-	Subject         string      `json:"subject"`
-	Time            time.Time   `json:"time"`
-	DataContentType string      `json:"datacontenttype"`
-	CorrelationID   string      `json:"correlationid"`
-	Data            CommandData `json:"data"`
+	SpecVersion     string    `json:"specversion"`
+	ID              string    `json:"id"`
+	Source          string    `json:"source"`
+	Type            string    `json:"type"`
+	Subject         string    `json:"subject"`
+	Time            time.Time `json:"time"`
+	DataContentType string    `json:"datacontenttype"`
+	CorrelationID   string    `json:"correlationid"`
+	// Trigger is manual when an operator's unblock asked for the attempt, else auto.
+	Trigger string      `json:"trigger"`
+	Data    CommandData `json:"data"`
+}
+
+// Command triggers (the CloudEvent extension trigger).
+const (
+	TriggerAuto   = "auto"
+	TriggerManual = "manual"
+)
+
+func trigger(manual bool) string {
+	if manual {
+		return TriggerManual
+	}
+	return TriggerAuto
 }
 
 // CommandData is the data of an unblock command.
@@ -110,6 +125,8 @@ type actionState struct {
 	failures            int       // consecutive failed deliveries, for the backoff
 	inflight            bool      // handed to the sink's worker, result pending
 	dry                 bool      // the last attempt was a dry run: no verdict to record
+	// manual: an operator asked for the next attempt now (past max_attempts if need be).
+	manual bool
 }
 
 // actionDue is when an action must next be looked at: its first attempt (deadline + after),
@@ -119,6 +136,8 @@ func actionDue(o *overdueCP, a *actionState) time.Time {
 	switch {
 	case a.inflight:
 		return time.Time{} // its result will say
+	case a.manual:
+		return o.deadline // at once
 	case a.sent == 0:
 		due = o.deadline.Add(a.action.After)
 	case a.sent < a.action.MaxAttempts || a.lastID != "":
@@ -221,10 +240,11 @@ func (d *Detector) runActions(in *inst, o *overdueCP, now time.Time) {
 			continue
 		}
 		if a.sent > 0 && a.lastID != "" {
-			// Backoff passed and the instance is still stuck here: the last attempt did nothing.
+			// Backoff passed (or an operator asks again) and the instance is still stuck here:
+			// the last attempt did nothing.
 			d.recordOutcome(in, o, a, OutcomeNoEffect, now)
 		}
-		if a.sent >= a.action.MaxAttempts {
+		if a.sent >= a.action.MaxAttempts && !a.manual {
 			continue
 		}
 		attempt := a.sent + 1
@@ -249,7 +269,7 @@ func (d *Detector) runActions(in *inst, o *overdueCP, now time.Time) {
 			d.m.rateLimited.WithLabelValues(a.action.Sink).Inc()
 			continue
 		}
-		ev := CloudEvent{SpecVersion: "1.0", ID: id, Source: d.cfg.Source, Type: a.action.Type,
+		ev := CloudEvent{SpecVersion: "1.0", ID: id, Source: d.cfg.Source, Type: a.action.Type, Trigger: trigger(a.manual),
 			Subject: flow + "/" + key, Time: now.UTC(), DataContentType: "application/json", CorrelationID: key,
 			Data: CommandData{Tenant: tenant, Flow: flow, Version: version, Key: key, Checkpoint: o.checkpoint,
 				Attempt: attempt, MaxAttempts: a.action.MaxAttempts, Reason: flowstate.ReasonOf(o.reason.At(now)),
@@ -266,7 +286,7 @@ func (d *Detector) runActions(in *inst, o *overdueCP, now time.Time) {
 			rec.Outcome = OutcomeDryRun
 			d.cmdRec = append(d.cmdRec, rec)
 			d.m.commands.WithLabelValues(a.action.Sink, OutcomeDryRun).Inc()
-			a.sent, a.last, a.lastID, a.lastPayload, a.dry = attempt, now, id, rec.Payload, true
+			a.sent, a.last, a.lastID, a.lastPayload, a.dry, a.manual = attempt, now, id, rec.Payload, true, false
 			continue
 		}
 		job := &cmdJob{inst: in.id, checkpoint: o.checkpoint, action: a.index, rec: rec,

@@ -144,7 +144,7 @@ func TestFailingSinkBacksOffAsAWhole(t *testing.T) {
 	if n := calls.Load(); n != 1 {
 		t.Fatalf("%d sends within the backoff", n)
 	}
-	recs, _ := f.store.Commands(context.Background(), "", "", 100)
+	recs, _ := f.store.Commands(context.Background(), storage.AuditFilter{Limit: 100})
 	failed := 0
 	for _, r := range recs {
 		if r.Outcome == OutcomeFailed {
@@ -179,7 +179,7 @@ func TestIntentRecordedBeforeSending(t *testing.T) {
 	if checked.sent.Load() != 20 || len(problems) > 0 {
 		t.Fatalf("sent %d, problems %v", checked.sent.Load(), problems)
 	}
-	recs, _ := f.store.Commands(context.Background(), "", "", 100)
+	recs, _ := f.store.Commands(context.Background(), storage.AuditFilter{Limit: 100})
 	for _, r := range recs {
 		if r.Outcome != OutcomeSent {
 			t.Fatalf("after delivery, record %s is %s", r.ID, r.Outcome)

@@ -220,7 +220,7 @@ func TestStuckExplainedAlertedAndResolved(t *testing.T) {
 	if st := f.state("order-fulfilment", "o-1"); st.Status != "running" || st.Reason != nil || st.Expected[0].Checkpoint != "settled" {
 		t.Fatalf("after payment: %+v", st)
 	}
-	recs, _ := f.store.Alerts(context.Background(), "", "", 100)
+	recs, _ := f.store.Alerts(context.Background(), storage.AuditFilter{Limit: 100})
 	if len(recs) != 2 || recs[0].State != "resolved" || recs[1].State != "firing" {
 		t.Fatalf("audit = %+v", recs)
 	}
@@ -354,7 +354,7 @@ func TestCommandsAttemptsOutcomesAndRestart(t *testing.T) {
 	// The payment arrives: attempt 2 is recorded as succeeded.
 	f.emit("order-fulfilment", "paid", "o-4", "payment.order_id", 2*time.Minute+55*time.Second)
 	f.tick(d2, 3*time.Minute)
-	recs, _ := f.store.Commands(context.Background(), "acme", "order-fulfilment", 100)
+	recs, _ := f.store.Commands(context.Background(), storage.AuditFilter{Tenant: "acme", Flow: "order-fulfilment", Limit: 100})
 	outcome := map[string]string{}
 	for i := len(recs) - 1; i >= 0; i-- {
 		outcome[recs[i].ID] = recs[i].Outcome
@@ -392,14 +392,14 @@ func TestCommandDeliveryFailureIsRetriedAndDryRunSendsNothing(t *testing.T) {
 	dd := g.detector(func(c *Config) { c.Sinks = []SinkConfig{{Sink: g.nats, DryRun: true}} })
 	g.emit("order-fulfilment", "placed", "o-6", "order.id", 0)
 	g.tick(dd, 2*time.Minute+10*time.Second)
-	recs, _ := g.store.Commands(context.Background(), "", "", 10)
+	recs, _ := g.store.Commands(context.Background(), storage.AuditFilter{Limit: 10})
 	if g.nats.count() != 0 || len(recs) != 1 || recs[0].Outcome != OutcomeDryRun {
 		t.Fatalf("dry run: sent %d, records %+v", g.nats.count(), recs)
 	}
 	// The payment arrives: a dry run claims no effect either way.
 	g.emit("order-fulfilment", "paid", "o-6", "payment.order_id", 2*time.Minute+20*time.Second)
 	g.tick(dd, 2*time.Minute+25*time.Second)
-	recs, _ = g.store.Commands(context.Background(), "", "", 10)
+	recs, _ = g.store.Commands(context.Background(), storage.AuditFilter{Limit: 10})
 	if len(recs) != 1 || recs[0].Outcome != OutcomeDryRun {
 		t.Fatalf("dry run after the checkpoint arrived: %+v", recs)
 	}
@@ -436,7 +436,7 @@ func TestAlertDeliveryFailureIsRetried(t *testing.T) {
 	if a := f.am.last(); len(a) != 2 || a[0].Labels["key"] != "o-7" || a[1].Labels["key"] != "o-7" {
 		t.Fatalf("alert lost after failures: %+v", f.am.alerts)
 	}
-	recs, _ := f.store.Alerts(context.Background(), "", "", 100)
+	recs, _ := f.store.Alerts(context.Background(), storage.AuditFilter{Limit: 100})
 	failed := 0
 	for _, r := range recs {
 		if r.Error != "" {

@@ -46,7 +46,7 @@ func (d *Detector) ingest(ctx context.Context, events []storage.CheckpointEvent,
 			}
 			id := string(idBuf)
 			if d.closed[id] != 0 {
-				if !isStart(versions, e.Checkpoint) {
+				if !isStart(versions, e.Checkpoint) && !isOperator(e) {
 					d.reads.add(id, readClosed) // a late checkpoint may change the verdict
 				}
 				continue
@@ -63,7 +63,7 @@ func (d *Detector) ingest(ctx context.Context, events []storage.CheckpointEvent,
 			in.flags |= flagTouched
 			touched = append(touched, in)
 		}
-		d.applyEvent(in, e)
+		d.applyEvent(in, e, now)
 	}
 	for _, in := range touched {
 		in.flags &^= flagTouched
@@ -80,7 +80,13 @@ func (d *Detector) ingest(ctx context.Context, events []storage.CheckpointEvent,
 
 // applyEvent applies one event to an open instance's compact state, and keeps the
 // explanation of a stuck one current (its errors and traces), so it is never read again.
-func (d *Detector) applyEvent(in *inst, e *storage.CheckpointEvent) {
+func (d *Detector) applyEvent(in *inst, e *storage.CheckpointEvent, now time.Time) {
+	if isOperator(e) {
+		if in.flags&flagUnverified == 0 { // an unverified instance's read-back sees it
+			d.operatorAction(in, e, now)
+		}
+		return
+	}
 	if x := in.extra; x != nil && x.explained {
 		x.expl.add(e)
 	}

@@ -181,7 +181,7 @@ func (d *Detector) readBack(id string, p readPurpose, rows []storage.CheckpointE
 			// (an earlier terminal may have arrived late).
 			full, _ := flowstate.Rebuild(set.Versions(flow), tenant, key, rows, nil)
 			if flowstate.HasCheckpoint(full) {
-				if st := full.Evaluate(now); st.Status == model.StatusCompleted || st.Status == model.StatusFailed {
+				if st := full.Evaluate(now); st.Status == model.StatusCompleted || st.Status == model.StatusFailed || st.Status == model.StatusCancelled {
 					d.writeRow(id, st, now)
 				}
 			}
@@ -207,7 +207,12 @@ func (d *Detector) readBack(id string, p readPurpose, rows []storage.CheckpointE
 			in.reach(c, ev.Time)
 		}
 	}
-	d.judge(in, now, true, explanationOf(full.Evaluate(now)))
+	st := full.Evaluate(now)
+	if st.Status == model.StatusCancelled {
+		d.cancel(in, st.EndedAt, now) // an operator cancelled it: the compact state knows no operators
+		return
+	}
+	d.judge(in, now, true, explanationOf(st))
 }
 
 // writeRow writes the state of an instance the detector does not hold.

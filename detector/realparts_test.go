@@ -150,7 +150,7 @@ func TestNATSExactlyOnce(t *testing.T) {
 	f.tick(d, 2*time.Minute+10*time.Second)
 	// Publish the same attempt again, as a detector that crashed before recording would.
 	var ce CloudEvent
-	recs, _ := f.store.Commands(context.Background(), "", "", 10)
+	recs, _ := f.store.Commands(context.Background(), storage.AuditFilter{Limit: 10})
 	if len(recs) != 1 || recs[0].Outcome != OutcomeSent {
 		t.Fatalf("records = %+v", recs)
 	}
@@ -201,7 +201,7 @@ func TestNATSExactlyOnce(t *testing.T) {
 	ns.WaitForShutdown()
 	f.tick(d2, 2*time.Minute+45*time.Second) // attempt 2 due (backoff 30s): fails
 	failed := 0
-	r0, _ := f.store.Commands(context.Background(), "", "", 10)
+	r0, _ := f.store.Commands(context.Background(), storage.AuditFilter{Limit: 10})
 	for _, x := range r0 {
 		if x.Outcome == OutcomeFailed && x.Attempt == 2 {
 			failed++
@@ -217,7 +217,7 @@ func TestNATSExactlyOnce(t *testing.T) {
 	waitFor(t, "the sink to reconnect", func() bool { return sink.conn.IsConnected() })
 	f.tick(d2, 2*time.Minute+50*time.Second)
 	var sent int
-	r, _ := f.store.Commands(context.Background(), "", "", 10)
+	r, _ := f.store.Commands(context.Background(), storage.AuditFilter{Limit: 10})
 	for _, x := range r {
 		if x.Outcome == OutcomeSent && x.Attempt == 2 {
 			sent++

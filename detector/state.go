@@ -47,6 +47,7 @@ const (
 	statusStuck
 	statusCompleted
 	statusFailed
+	statusCancelled
 )
 
 func statusOf(s model.Status) status {
@@ -57,6 +58,8 @@ func statusOf(s model.Status) status {
 		return statusCompleted
 	case model.StatusFailed:
 		return statusFailed
+	case model.StatusCancelled:
+		return statusCancelled
 	}
 	return statusRunning
 }

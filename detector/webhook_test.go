@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"github.com/flowwatch/flowwatch/storage"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -161,7 +162,7 @@ func TestWebhooksVerifyWithStandardWebhooksLibrary(t *testing.T) {
 			if m.Alerts[0].Fingerprint != ls.Fingerprint().String() {
 				t.Fatalf("fingerprint %q, Alertmanager's is %q", m.Alerts[0].Fingerprint, ls.Fingerprint())
 			}
-			recs, _ := f.store.Alerts(context.Background(), "", "", 10)
+			recs, _ := f.store.Alerts(context.Background(), storage.AuditFilter{Limit: 10})
 			for _, r := range recs {
 				if r.Checkpoint == cp && r.Fingerprint != m.Alerts[0].Fingerprint {
 					t.Fatalf("the audit records fingerprint %q, the webhook %q", r.Fingerprint, m.Alerts[0].Fingerprint)

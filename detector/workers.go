@@ -342,7 +342,7 @@ func (r cmdResult) apply(d *Detector, now time.Time) {
 		rec.Outcome = OutcomeSent
 		d.count(func(s *Stats) { s.CommandsSent++ })
 		if a != nil {
-			a.sent, a.last, a.lastID, a.lastPayload, a.dry = rec.Attempt, now, rec.ID, rec.Payload, false
+			a.sent, a.last, a.lastID, a.lastPayload, a.dry, a.manual = rec.Attempt, now, rec.ID, rec.Payload, false, false
 			a.nextTry, a.failures = time.Time{}, 0
 		}
 	case IsPermanent(r.err):
@@ -350,7 +350,7 @@ func (r cmdResult) apply(d *Detector, now time.Time) {
 		d.count(func(s *Stats) { s.CommandsErr++ })
 		d.log.Warn("command refused; giving up on this action", "sink", w.name, "id", rec.ID, "err", r.err)
 		if a != nil {
-			a.sent, a.lastID, a.lastPayload = a.action.MaxAttempts, "", ""
+			a.sent, a.lastID, a.lastPayload, a.manual = max(a.sent, a.action.MaxAttempts), "", "", false
 		}
 	default:
 		rec.Outcome, rec.Error = OutcomeFailed, r.err.Error()

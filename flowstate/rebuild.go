@@ -1,6 +1,9 @@
 package flowstate
 
 import (
+	"strings"
+	"time"
+
 	"github.com/flowwatch/flowwatch/model"
 	"github.com/flowwatch/flowwatch/storage"
 )
@@ -62,4 +65,34 @@ func HasCheckpoint(in *model.Instance) bool {
 		}
 	}
 	return false
+}
+
+// Operator event attributes (see OperatorEvent).
+const (
+	AttrOperatorBy         = "operator.by"
+	AttrOperatorReason     = "operator.reason"
+	AttrOperatorCheckpoint = "operator.checkpoint"
+	// OperatorService is the service name operator events carry.
+	OperatorService = "flowwatch-operator"
+)
+
+// OperatorEvent is the stored row of an operator action on an instance (model.OperatorCancel
+// or model.OperatorUnblock): who (by), why (reason), for which checkpoint (unblock), at when.
+// Its id is deterministic, so a retried write stores it once.
+func OperatorEvent(tenant, flow, key, action, checkpoint, by, reason string, at time.Time) storage.CheckpointEvent {
+	name := strings.TrimPrefix(action, "@")
+	if checkpoint != "" {
+		name += " " + checkpoint
+	}
+	ev := storage.CheckpointEvent{Tenant: tenant, Flow: flow, Checkpoint: action, Key: key, Time: at,
+		Service: OperatorService, Name: name, Status: "ok", Message: reason,
+		Attributes: map[string]string{AttrOperatorBy: by}}
+	if reason != "" {
+		ev.Attributes[AttrOperatorReason] = reason
+	}
+	if checkpoint != "" {
+		ev.Attributes[AttrOperatorCheckpoint] = checkpoint
+	}
+	ev.EventID = storage.EventID(tenant, flow, action, key, by, checkpoint, at.UnixNano(), name)
+	return ev
 }

@@ -17,6 +17,18 @@ const (
 	StatusCompleted Status = "completed"
 	StatusFailed    Status = "failed"
 	StatusStuck     Status = "stuck"
+	// StatusCancelled: closed by an operator (an OperatorCancel event).
+	StatusCancelled Status = "cancelled"
+)
+
+// Operator events: actions taken on an instance through the operator API, stored with the
+// instance's events (under these reserved checkpoint names, which no flow can declare) so
+// that every detector shard and every restart sees them.
+const (
+	// OperatorCancel closes the instance as cancelled.
+	OperatorCancel = "@cancel"
+	// OperatorUnblock asks for the next attempt of an overdue checkpoint's on_stuck actions now.
+	OperatorUnblock = "@unblock"
 )
 
 // ViolationKind names a conformance violation.
@@ -54,6 +66,10 @@ type Event struct {
 
 // IsErrorNote reports whether the event is an error note rather than a checkpoint.
 func (e *Event) IsErrorNote() bool { return e.Checkpoint == "" }
+
+// IsOperator reports whether the event is an operator action (OperatorCancel, OperatorUnblock)
+// rather than a checkpoint.
+func (e *Event) IsOperator() bool { return len(e.Checkpoint) > 0 && e.Checkpoint[0] == '@' }
 
 // Instance is one business key's journey through a flow: the events seen so far. It is
 // pure state: no clock, no I/O. Not safe for concurrent use.
@@ -274,8 +290,15 @@ func (in *Instance) Evaluate(now time.Time) State {
 	} else {
 		done = make([]bool, len(f.Checkpoints))
 	}
+	var cancelled time.Time
 	for i := range in.events {
 		e := &in.events[i]
+		if e.IsOperator() {
+			if e.Checkpoint == OperatorCancel && cancelled.IsZero() {
+				cancelled = e.Time
+			}
+			continue
+		}
 		st.addTrace(e.TraceID, len(in.events))
 		if e.IsErrorNote() || e.Status == "error" {
 			st.LastError = &ErrorNote{Service: e.Service, Name: e.Name, Message: e.Message,
@@ -307,6 +330,10 @@ func (in *Instance) Evaluate(now time.Time) State {
 
 	v := f.Judge(first, now)
 	st.Status, st.EndedAt, st.Expected, st.NextDeadline = v.Status, v.EndedAt, v.Expected, v.NextDeadline
+	if !cancelled.IsZero() && (v.Terminal == nil || cancelled.Before(v.EndedAt)) {
+		// Cancelled by an operator before it ended by itself: closed, awaiting nothing.
+		st.Status, st.EndedAt, st.Expected, st.NextDeadline = StatusCancelled, cancelled, nil, time.Time{}
+	}
 	if st.Status == StatusStuck {
 		st.Reason = st.reason(now)
 	}

@@ -135,6 +135,17 @@ type InstanceFilter struct {
 	Shard, Shards int
 }
 
+// AuditFilter selects alert and command records. Empty fields select everything.
+type AuditFilter struct {
+	Tenant, Flow, Key string
+	Limit             int // 0 means 100
+}
+
+// Matches reports whether a record of this tenant, flow and key is selected.
+func (f AuditFilter) Matches(tenant, flow, key string) bool {
+	return (f.Tenant == "" || f.Tenant == tenant) && (f.Flow == "" || f.Flow == flow) && (f.Key == "" || f.Key == key)
+}
+
 // Transition is a declared edge of a flow with what was observed on it.
 type Transition struct {
 	Source string
@@ -196,9 +207,9 @@ type Reader interface {
 	// Series counts events per step in [from, to), by "checkpoint" (one series per
 	// checkpoint) or "status" (instances by their current status, by last_seen).
 	Series(ctx context.Context, tenant, flow, by string, from, to time.Time, step time.Duration) ([]Series, error)
-	// Alerts and Commands return the newest audit records first, at most limit.
-	Alerts(ctx context.Context, tenant, flow string, limit int) ([]AlertRecord, error)
-	Commands(ctx context.Context, tenant, flow string, limit int) ([]CommandRecord, error)
+	// Alerts and Commands return the newest audit records first, at most f.Limit.
+	Alerts(ctx context.Context, f AuditFilter) ([]AlertRecord, error)
+	Commands(ctx context.Context, f AuditFilter) ([]CommandRecord, error)
 	// CommandsSince returns the latest record of every command whose latest record is at or
 	// after since, oldest first (the detector's memory of what it sent, on start).
 	CommandsSince(ctx context.Context, since time.Time) ([]CommandRecord, error)

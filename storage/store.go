@@ -834,13 +834,12 @@ func (s *store) Series(ctx context.Context, tenant, flow, by string, from, to ti
 	return out, nil
 }
 
-func auditWhere(tenant, flow string) string {
+func auditWhere(f AuditFilter) string {
 	var conds []string
-	if tenant != "" {
-		conds = append(conds, "tenant = "+quote(tenant))
-	}
-	if flow != "" {
-		conds = append(conds, "flow = "+quote(flow))
+	for _, c := range [][2]string{{"tenant", f.Tenant}, {"flow", f.Flow}, {"key", f.Key}} {
+		if c[1] != "" {
+			conds = append(conds, c[0]+" = "+quote(c[1]))
+		}
 	}
 	if len(conds) == 0 {
 		return ""
@@ -848,16 +847,20 @@ func auditWhere(tenant, flow string) string {
 	return " WHERE " + strings.Join(conds, " AND ")
 }
 
-func (s *store) Alerts(ctx context.Context, tenant, flow string, limit int) ([]AlertRecord, error) {
+func (f AuditFilter) limit() string {
+	if f.Limit <= 0 {
+		return "100"
+	}
+	return strconv.Itoa(f.Limit)
+}
+
+func (s *store) Alerts(ctx context.Context, f AuditFilter) ([]AlertRecord, error) {
 	if err := s.legacyUnsupported("alerts"); err != nil {
 		return nil, err
 	}
-	if limit <= 0 {
-		limit = 100
-	}
 	q := "SELECT toUnixTimestamp64Nano(time), tenant, flow, toUInt64(version), key, checkpoint, state, sink, fingerprint, summary, error FROM " +
-		s.table("alerts") + auditWhere(tenant, flow) +
-		" ORDER BY time DESC, tenant, flow, fingerprint LIMIT 1 BY tenant, flow, time, fingerprint, state, sink LIMIT " + strconv.Itoa(limit)
+		s.table("alerts") + auditWhere(f) +
+		" ORDER BY time DESC, tenant, flow, fingerprint LIMIT 1 BY tenant, flow, time, fingerprint, state, sink LIMIT " + f.limit()
 	var out []AlertRecord
 	if err := s.each(ctx, q, func(r rows) error {
 		var a AlertRecord
@@ -875,15 +878,12 @@ func (s *store) Alerts(ctx context.Context, tenant, flow string, limit int) ([]A
 	return out, nil
 }
 
-func (s *store) Commands(ctx context.Context, tenant, flow string, limit int) ([]CommandRecord, error) {
+func (s *store) Commands(ctx context.Context, f AuditFilter) ([]CommandRecord, error) {
 	if err := s.legacyUnsupported("commands"); err != nil {
 		return nil, err
 	}
-	if limit <= 0 {
-		limit = 100
-	}
 	q := "SELECT id, toUnixTimestamp64Nano(time), tenant, flow, toUInt64(version), key, checkpoint, toUInt64(attempt), sink, subject, outcome, error, payload FROM " +
-		s.table("commands") + " FINAL" + auditWhere(tenant, flow) + " ORDER BY time DESC, id LIMIT " + strconv.Itoa(limit)
+		s.table("commands") + " FINAL" + auditWhere(f) + " ORDER BY time DESC, id LIMIT " + f.limit()
 	var out []CommandRecord
 	if err := s.each(ctx, q, func(r rows) error {
 		c, err := scanCommand(r)

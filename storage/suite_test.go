@@ -455,14 +455,14 @@ func runSuite(t *testing.T, open opener) {
 				t.Fatal(err)
 			}
 		}
-		got, err := s.Alerts(ctx, "acme", "order", 10)
+		got, err := s.Alerts(ctx, AuditFilter{Tenant: "acme", Flow: "order", Limit: 10})
 		if err != nil || len(got) != 2 || got[0].State != "resolved" || got[1].Summary != "k1 stuck" || !got[1].Time.Equal(t0) {
 			t.Fatalf("Alerts = %+v, %v", got, err)
 		}
-		if all, err := s.Alerts(ctx, "", "", 10); err != nil || len(all) != 3 || all[0].Error != "503" {
+		if all, err := s.Alerts(ctx, AuditFilter{Limit: 10}); err != nil || len(all) != 3 || all[0].Error != "503" {
 			t.Fatalf("Alerts(all) = %+v, %v", all, err)
 		}
-		if lim, err := s.Alerts(ctx, "", "", 1); err != nil || len(lim) != 1 {
+		if lim, err := s.Alerts(ctx, AuditFilter{Limit: 1}); err != nil || len(lim) != 1 {
 			t.Fatalf("Alerts(limit 1) = %+v, %v", lim, err)
 		}
 		cmd := CommandRecord{ID: "c1", Time: t0, Tenant: "acme", Flow: "order", Version: 1, Key: "k1", Checkpoint: "paid", Attempt: 1,
@@ -477,7 +477,7 @@ func runSuite(t *testing.T, open opener) {
 		if err := s.WriteCommands(ctx, []CommandRecord{later, cmd}); err != nil {
 			t.Fatal(err)
 		}
-		cmds, err := s.Commands(ctx, "acme", "order", 10)
+		cmds, err := s.Commands(ctx, AuditFilter{Tenant: "acme", Flow: "order", Limit: 10})
 		if err != nil || len(cmds) != 2 || cmds[0].ID != "c1" || cmds[0].Outcome != "succeeded" || cmds[1].Attempt != 2 || cmds[0].Payload != `{"id":"c1"}` {
 			t.Fatalf("Commands = %+v, %v", cmds, err)
 		}

@@ -480,7 +480,7 @@ func (s *Store) Series(_ context.Context, tenant, flow, by string, from, to time
 }
 
 // Alerts returns alert records newest first.
-func (s *Store) Alerts(_ context.Context, tenant, flow string, limit int) ([]storage.AlertRecord, error) {
+func (s *Store) Alerts(_ context.Context, f storage.AuditFilter) ([]storage.AlertRecord, error) {
 	if err := s.fail("Alerts"); err != nil {
 		return nil, err
 	}
@@ -488,19 +488,16 @@ func (s *Store) Alerts(_ context.Context, tenant, flow string, limit int) ([]sto
 	defer s.mu.Unlock()
 	var out []storage.AlertRecord
 	for _, a := range s.alerts {
-		if (tenant == "" || a.Tenant == tenant) && (flow == "" || a.Flow == flow) {
+		if f.Matches(a.Tenant, a.Flow, a.Key) {
 			out = append(out, a)
 		}
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Time.After(out[j].Time) })
-	if limit > 0 && len(out) > limit {
-		out = out[:limit]
-	}
-	return out, nil
+	return limited(out, f.Limit), nil
 }
 
 // Commands returns command records newest first.
-func (s *Store) Commands(_ context.Context, tenant, flow string, limit int) ([]storage.CommandRecord, error) {
+func (s *Store) Commands(_ context.Context, f storage.AuditFilter) ([]storage.CommandRecord, error) {
 	if err := s.fail("Commands"); err != nil {
 		return nil, err
 	}
@@ -508,15 +505,23 @@ func (s *Store) Commands(_ context.Context, tenant, flow string, limit int) ([]s
 	defer s.mu.Unlock()
 	var out []storage.CommandRecord
 	for _, c := range s.commands {
-		if (tenant == "" || c.Tenant == tenant) && (flow == "" || c.Flow == flow) {
+		if f.Matches(c.Tenant, c.Flow, c.Key) {
 			out = append(out, c)
 		}
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Time.After(out[j].Time) })
-	if limit > 0 && len(out) > limit {
+	return limited(out, f.Limit), nil
+}
+
+// limited keeps the first limit records (100 when limit is 0, as the store does).
+func limited[T any](out []T, limit int) []T {
+	if limit <= 0 {
+		limit = 100
+	}
+	if len(out) > limit {
 		out = out[:limit]
 	}
-	return out, nil
+	return out
 }
 
 // CommandsSince returns the latest record of each command whose latest record is at or after

@@ -132,6 +132,7 @@ func (s *service) run(ctx context.Context) error {
 	}
 	apiHandler := api.New(api.Config{
 		Reader: s.store, Flows: s.flows.Get, Token: s.token, Registerer: reg,
+		OperatorAPI: s.console.OperatorAPI, Writer: s.store,
 		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), Logger: s.log,
 		Ready: func(context.Context) error {
 			if !d.Ready() {

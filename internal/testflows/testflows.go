@@ -25,6 +25,8 @@ checkpoints:
     key: payment.order_id
     aliases: [payment.id]
     match: { service: payments, event: payment.authorized }
+    on_stuck:
+      - { sink: nats, subject: payments.retry, after: 10s }
   - name: reserved
     after: [placed]
     within: 5m

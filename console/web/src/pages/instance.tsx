@@ -366,9 +366,9 @@ export function InstancePage({ flow, instanceKey: key, params }: { flow: string;
     async (signal) => {
       const [in_, alerts, commands] = await Promise.all([
         api.instance(flow, key, tenant, signal),
-        // The audit endpoints filter by flow and tenant; this instance's records are picked here.
-        api.alerts({ flow, tenant, limit: 1000 }, signal),
-        api.commands({ flow, tenant, limit: 1000 }, signal),
+        // This instance's audit records (the key filter is exact; tenant and flow narrow it).
+        api.alerts({ flow, tenant, key, limit: 1000 }, signal),
+        api.commands({ flow, tenant, key, limit: 1000 }, signal),
       ]);
       return { in_, alerts: alerts.filter((a) => a.key === key), commands: commands.filter((c) => c.key === key) };
     },

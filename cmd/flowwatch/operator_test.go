@@ -1,0 +1,156 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/flowwatch/flowwatch/detector"
+	"github.com/flowwatch/flowwatch/internal/testsvc"
+)
+
+// TestOperatorActionsThroughRun: `flowwatch run --operator-api` with a real Alertmanager and
+// NATS JetStream. An operator cancels a stuck order: its alert resolves in Alertmanager and no
+// command follows. An operator unblocks another, whose action was spent: the manual command
+// arrives once on NATS, recorded with trigger manual.
+func TestOperatorActionsThroughRun(t *testing.T) {
+	am := testsvc.AlertmanagerT(t)
+	ns := testNATS(t)
+	o := &runOptions{flows: "testdata/e2e", data: filepath.Join(t.TempDir(), "data"), tick: 200 * time.Millisecond,
+		alertmanagers: stringList{am.URL()}, nats: ns.ClientURL(), operatorAPI: true, token: "op-token"}
+	ri, stop := startAllInOne(t, o)
+	defer stop()
+	svc := &services{t: t, grpcAddr: o.otlpGRPC, httpAddr: o.otlpHTTP}
+
+	// Every command that reaches NATS, by message id.
+	nc, err := nats.Connect(ri.NATS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	var mu sync.Mutex
+	got := map[string]int{}
+	var manual []detector.CloudEvent
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		for ctx.Err() == nil {
+			c, err := js.CreateOrUpdateConsumer(ctx, detector.DefaultCommandStream, jetstream.ConsumerConfig{Durable: "ops", FilterSubject: "pay.retry"})
+			if err != nil {
+				time.Sleep(100 * time.Millisecond) // the stream appears with the first command
+				continue
+			}
+			cc, err := c.Consume(func(m jetstream.Msg) {
+				var ce detector.CloudEvent
+				_ = json.Unmarshal(m.Data(), &ce)
+				mu.Lock()
+				got[m.Headers().Get(nats.MsgIdHdr)]++
+				if ce.Trigger == detector.TriggerManual {
+					manual = append(manual, ce)
+				}
+				mu.Unlock()
+				_ = m.Ack()
+			})
+			if err == nil {
+				<-ctx.Done()
+				cc.Stop()
+			}
+			return
+		}
+	}()
+
+	t0 := time.Now()
+	for _, k := range []string{"X", "Y"} {
+		svc.span("shop", "POST /checkout", trace.SpanKindServer, t0, []attribute.KeyValue{attribute.String("order.id", k)})
+	}
+	api := ri.API + "/api/v1"
+	call := func(method, path, body string) (int, []byte) {
+		req, _ := http.NewRequest(method, api+path, bytes.NewReader([]byte(body)))
+		req.Header.Set("Authorization", "Bearer op-token")
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var b bytes.Buffer
+		_, _ = b.ReadFrom(resp.Body)
+		return resp.StatusCode, b.Bytes()
+	}
+	status := func(key string) string {
+		_, b := call("GET", "/flows/checkout/instances/"+key+"?tenant=shop-eu", "")
+		var in struct{ Status string }
+		_ = json.Unmarshal(b, &in)
+		return in.Status
+	}
+	amFiring := func(key string) bool {
+		var alerts []struct {
+			Labels map[string]string `json:"labels"`
+		}
+		getJSON(t, am.URL()+"/api/v2/alerts", &alerts)
+		for _, a := range alerts {
+			if a.Labels["key"] == key {
+				return true
+			}
+		}
+		return false
+	}
+	poll(t, "X and Y stuck and alerted", 30*time.Second, func() bool {
+		return status("X") == "stuck" && status("Y") == "stuck" && amFiring("X") && amFiring("Y")
+	})
+	// paid's action (2 attempts, 10s apart) has been sent once each by now.
+	poll(t, "the first automatic commands", 10*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(got) >= 2 })
+
+	if code, b := call("POST", "/flows/checkout/instances/X/cancel?tenant=shop-eu", `{"reason":"customer called","by":"ann"}`); code != 202 {
+		t.Fatalf("cancel: %d %s", code, b)
+	}
+	poll(t, "X cancelled", 10*time.Second, func() bool { return status("X") == "cancelled" })
+	poll(t, "X's alert to resolve in Alertmanager", 30*time.Second, func() bool { return !amFiring("X") })
+	if code, b := call("POST", "/flows/checkout/instances/X/unblock?tenant=shop-eu", `{"checkpoint":"paid","by":"ann"}`); code != 409 {
+		t.Fatalf("unblock of a cancelled instance: %d %s", code, b)
+	}
+
+	if code, b := call("POST", "/flows/checkout/instances/Y/unblock?tenant=shop-eu", `{"checkpoint":"paid","by":"bob"}`); code != 202 {
+		t.Fatalf("unblock: %d %s", code, b)
+	}
+	poll(t, "the manual command on NATS", 10*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(manual) == 1 })
+	time.Sleep(time.Second) // a second delivery would show now
+	mu.Lock()
+	defer mu.Unlock()
+	for id, n := range got {
+		if n != 1 {
+			t.Errorf("command %s arrived %d times", id, n)
+		}
+	}
+	if len(manual) != 1 || manual[0].Data.Key != "Y" || manual[0].Data.Checkpoint != "paid" {
+		t.Fatalf("manual commands: %+v", manual)
+	}
+	_, b := call("GET", "/commands?flow=checkout&tenant=shop-eu&key=Y", "")
+	var recs struct {
+		Commands []struct{ ID, Trigger, Outcome, Key string } `json:"commands"`
+	}
+	_ = json.Unmarshal(b, &recs)
+	manualRecs := 0
+	for _, r := range recs.Commands {
+		if r.Key != "Y" {
+			t.Fatalf("the key filter let through %+v", r)
+		}
+		if r.Trigger == "manual" && r.ID == manual[0].ID {
+			manualRecs++
+		}
+	}
+	if manualRecs != 1 {
+		t.Fatalf("the manual command's record: %s", b)
+	}
+}
