@@ -78,6 +78,10 @@ type alertState struct {
 	generator  string
 	exampleKey string
 	members    map[string]bool // group mode only
+	// shared: the group alert is shared with other shards; storeCount is its size in the
+	// store, as of the last count.
+	shared     bool
+	storeCount uint64
 
 	tenant, flow, key, checkpoint string
 	version                       int
@@ -99,6 +103,9 @@ func (d *Detector) newAlertState(labels map[string]string, startsAt time.Time) *
 func (s *alertState) due(n int, now time.Time, resend time.Duration, resolvedResends int) bool {
 	if s.resolved && s.resolvedSent[n] >= resolvedResends {
 		return false
+	}
+	if s.shared && !s.resolved && len(s.members) == 0 {
+		return false // the shards that hold members send it; the store's count resolves it
 	}
 	return s.sentGen[n] != s.gen || now.Sub(s.lastSent[n]) >= resend
 }
@@ -122,7 +129,16 @@ func (s *alertState) render(now time.Time) Alert {
 	if r.LastError != nil {
 		ann["last_error"] = fmt.Sprintf("%s %s: %s", r.LastError.Service, r.LastError.Name, r.LastError.Message)
 	}
-	if s.members != nil {
+	switch {
+	case s.shared:
+		// The same from every shard: what the store counts, nothing of one instance.
+		n := max(s.storeCount, uint64(len(s.members)))
+		ann = map[string]string{
+			"instances": strconv.FormatUint(n, 10),
+			"service":   r.Service,
+			"summary":   fmt.Sprintf("%d instance(s) of %s stuck expecting %q from %s", n, s.flow, s.checkpoint, r.Service),
+		}
+	case s.members != nil:
 		ann["instances"] = strconv.Itoa(len(s.members))
 		ann["summary"] = fmt.Sprintf("%d instance(s) of %s stuck expecting %q from %s; latest: %s",
 			len(s.members), s.flow, s.checkpoint, r.Service, r.Summary)
@@ -168,6 +184,7 @@ func (d *Detector) updateAlert(in *inst, st *model.State, o *overdueCP, now time
 		}
 		if d.cfg.Alerting.GroupByCheckpoint {
 			s.members = map[string]bool{}
+			s.shared = d.sharedGroups()
 		} else {
 			s.key = st.Key
 		}
@@ -215,7 +232,19 @@ func (d *Detector) detachAlert(in *inst, s *alertState, now time.Time) {
 		if len(s.members) > 0 {
 			return
 		}
+		if s.shared {
+			// Other shards may still hold members: the store's next count decides.
+			s.storeCount = max(s.storeCount, 1) - 1
+			return
+		}
 	}
+	d.resolveAlert(s, now)
+}
+
+// resolveAlert ends an alert: it is sent resolved a few more times, then forgotten.
+func (d *Detector) resolveAlert(s *alertState, now time.Time) {
+	s.gen++
+	d.alertsChanged = true
 	s.endsAt = now.UTC()
 	s.resolved = true
 }

@@ -205,17 +205,29 @@ func (d *Detector) loadCommands(ctx context.Context, since time.Time) error {
 		return fmt.Errorf("read recorded commands: %w", err)
 	}
 	for _, r := range recs {
-		if ShardOf(r.Tenant, r.Flow, r.Key, d.cfg.Shards) != d.cfg.Shard {
-			continue
+		if ShardOf(r.Tenant, r.Flow, r.Key, d.cfg.Shards) == d.cfg.Shard {
+			d.keepCommand(r)
 		}
-		if r.Outcome != OutcomeSent && r.Outcome != OutcomeSending {
-			r.Payload = ""
-		}
-		r.Error, r.Subject = "", ""
-		id := d.fams.id(r.Tenant, r.Flow, r.Key)
-		d.recorded[id] = append(d.recorded[id], r)
 	}
 	return nil
+}
+
+// keepCommand remembers a recorded command of an instance (once per id). Payloads are kept
+// only where a verdict is still to be written.
+func (d *Detector) keepCommand(r storage.CommandRecord) {
+	if r.Outcome != OutcomeSent {
+		r.Payload = ""
+	}
+	r.Error, r.Subject = "", ""
+	id := d.fams.id(r.Tenant, r.Flow, r.Key)
+	recs := d.recorded[id]
+	if i := slices.IndexFunc(recs, func(x storage.CommandRecord) bool { return x.ID == r.ID }); i >= 0 {
+		if !r.Time.Before(recs[i].Time) {
+			recs[i] = r
+		}
+		return
+	}
+	d.recorded[id] = append(recs, r)
 }
 
 // forgetClosedCommands drops, once rebuilt, the recorded commands of instances that are not

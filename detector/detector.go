@@ -135,8 +135,11 @@ type Detector struct {
 	readsInflight int
 	// alertsChanged says an alert started, changed or resolved since the last dispatch.
 	alertsChanged bool
-	stopWork      context.CancelFunc
-	workers       sync.WaitGroup
+	// countsAt is when the store was last asked for the grouped alerts' sizes.
+	countsAt       time.Time
+	countsInflight bool
+	stopWork       context.CancelFunc
+	workers        sync.WaitGroup
 
 	states   map[string]storage.InstanceState // pending writes, latest wins
 	rowBuf   []storage.InstanceState
@@ -365,6 +368,7 @@ func (d *Detector) Tick(ctx context.Context) error {
 	}
 	d.ingest(ctx, events, now)
 	d.expire(now)
+	d.askCounts(now)
 	d.dispatch(now)
 	if err := d.flush(ctx); err != nil {
 		errs = append(errs, err)

@@ -26,6 +26,9 @@ const (
 	// readClosed: an instance closed here got a late checkpoint; the store's verdict is
 	// written again.
 	readClosed
+	// readCommands: the instance's command records are wanted too (an instance restored from
+	// its stored state, older than the commands loaded at start).
+	readCommands
 )
 
 // readChunks bounds the read-back requests handed to the reader and not yet answered.
@@ -73,12 +76,17 @@ func (q *readQueue) done(id string) readPurpose {
 type readRequest struct {
 	tenant, flow string
 	keys, ids    []string
+	// countsAt, when set, asks instead for the stuck counts at that time (StuckCounts).
+	countsAt time.Time
+	// commands asks for the instances' command records too.
+	commands bool
 }
 
 // readResult is the reader's answer.
 type readResult struct {
 	req  readRequest
 	rows map[string][]storage.CheckpointEvent
+	cmds []storage.CommandRecord
 	err  error
 	took time.Duration
 }
@@ -97,9 +105,20 @@ func (d *Detector) startReader(ctx context.Context) *reader {
 			case <-ctx.Done():
 				return
 			case req := <-r.in:
-				start := time.Now()
-				rows, err := d.cfg.Store.InstancesEvents(ctx, req.tenant, req.flow, req.keys)
-				if !d.send(ctx, readResult{req: req, rows: rows, err: err, took: time.Since(start)}) {
+				var res result
+				if !req.countsAt.IsZero() {
+					counts, err := d.cfg.Store.StuckCounts(ctx, req.countsAt)
+					res = countsResult{counts: counts, err: err}
+				} else {
+					start := time.Now()
+					rows, err := d.cfg.Store.InstancesEvents(ctx, req.tenant, req.flow, req.keys)
+					var cmds []storage.CommandRecord
+					if err == nil && req.commands {
+						cmds, err = d.cfg.Store.CommandsOf(ctx, req.tenant, req.flow, req.keys)
+					}
+					res = readResult{req: req, rows: rows, cmds: cmds, err: err, took: time.Since(start)}
+				}
+				if !d.send(ctx, res) {
 					return
 				}
 			}
@@ -137,6 +156,7 @@ func (d *Detector) dispatchReads(now time.Time) {
 			reqs = append(reqs, r)
 		}
 		r.keys, r.ids = append(r.keys, key), append(r.ids, id)
+		r.commands = r.commands || q.pending[id]&readCommands != 0
 		q.inflight[id] = q.pending[id]
 		delete(q.pending, id)
 		handed++
@@ -161,6 +181,9 @@ func (r readResult) apply(d *Detector, now time.Time) {
 		}
 		d.reads.notBefore = now.Add(time.Second)
 		return
+	}
+	for _, c := range r.cmds {
+		d.keepCommand(c)
 	}
 	for i, id := range r.req.ids {
 		p := d.reads.done(id)
@@ -253,7 +276,7 @@ func (d *Detector) restoreStuck(ctx context.Context) error {
 			}
 			if in := d.newInst(id, f); in != nil {
 				in.flags |= flagUnverified
-				d.reads.add(id, readVerify)
+				d.reads.add(id, readVerify|readCommands)
 			}
 		}
 		if next == "" {

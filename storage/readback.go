@@ -91,6 +91,24 @@ func (s *store) CommandsSince(ctx context.Context, since time.Time) ([]CommandRe
 	return out, nil
 }
 
+func (s *store) CommandsOf(ctx context.Context, tenant, flow string, keys []string) ([]CommandRecord, error) {
+	if err := s.legacyUnsupported("commands of instances"); err != nil || len(keys) == 0 {
+		return nil, err
+	}
+	q := "SELECT id, toUnixTimestamp64Nano(time), tenant, flow, toUInt64(version), key, checkpoint, toUInt64(attempt), sink, subject, outcome, error, payload FROM " +
+		s.table("commands") + " FINAL WHERE tenant = " + quote(tenant) + " AND flow = " + quote(flow) +
+		" AND key IN (" + quoteList(keys) + ") ORDER BY time, id"
+	var out []CommandRecord
+	if err := s.each(ctx, q, func(r rows) error {
+		c, err := scanCommand(r)
+		out = append(out, c)
+		return err
+	}); err != nil {
+		return nil, fmt.Errorf("read commands of %d instances of %s/%s: %w", len(keys), tenant, flow, err)
+	}
+	return out, nil
+}
+
 // EventRef is an event's identity and when it was ingested.
 type EventRef struct {
 	EventID    string
@@ -139,4 +157,40 @@ func (s *store) EventsAmong(ctx context.Context, since time.Time, ids []string) 
 		return nil, fmt.Errorf("read %d events by id: %w", len(ids), err)
 	}
 	return evs, nil
+}
+
+// StuckCount is how many instances are stuck expecting a checkpoint, by whether they carry an
+// error: the size of a checkpoint's grouped alert, the same whichever shard asks.
+type StuckCount struct {
+	Tenant, Flow string
+	Version      int
+	Checkpoint   string
+	ErrorSeen    bool
+	Count        uint64
+}
+
+func (s *store) StuckCounts(ctx context.Context, now time.Time) ([]StuckCount, error) {
+	if err := s.legacyUnsupported("stuck counts"); err != nil {
+		return nil, err
+	}
+	overdue := "arrayMap(x -> JSONExtractString(x, 'checkpoint'), arrayFilter(x -> " +
+		"parseDateTime64BestEffort(JSONExtractString(x, 'deadline'), 9, 'UTC') < " + s.d.ts(now) +
+		", JSONExtractArrayRaw(expected)))"
+	q := "SELECT tenant, flow, toUInt64(version), cp, toUInt64(err), count() FROM (SELECT tenant, flow, version, " +
+		"JSONHas(reason, 'last_error') AS err, arrayJoin(" + overdue + ") AS cp FROM " + s.table("instance_states") +
+		" FINAL WHERE status = 'stuck') GROUP BY tenant, flow, version, cp, err ORDER BY tenant, flow, version, cp, err"
+	var out []StuckCount
+	if err := s.each(ctx, q, func(r rows) error {
+		var c StuckCount
+		var v, e uint64
+		if err := r.Scan(&c.Tenant, &c.Flow, &v, &c.Checkpoint, &e, &c.Count); err != nil {
+			return err
+		}
+		c.Version, c.ErrorSeen = int(v), e != 0
+		out = append(out, c)
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("count stuck instances: %w", err)
+	}
+	return out, nil
 }

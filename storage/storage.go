@@ -213,6 +213,11 @@ type Reader interface {
 	// CommandsSince returns the latest record of every command whose latest record is at or
 	// after since, oldest first (the detector's memory of what it sent, on start).
 	CommandsSince(ctx context.Context, since time.Time) ([]CommandRecord, error)
+	// StuckCounts counts the stuck instances expecting each checkpoint past its deadline at
+	// now, by tenant, flow, version and whether the instance carries an error.
+	StuckCounts(ctx context.Context, now time.Time) ([]StuckCount, error)
+	// CommandsOf returns the latest record of every command of these instances of a flow.
+	CommandsOf(ctx context.Context, tenant, flow string, keys []string) ([]CommandRecord, error)
 	// FlowVersions returns, per flow version ever recorded, the earliest time it was loaded.
 	FlowVersions(ctx context.Context) ([]FlowVersion, error)
 }

@@ -443,6 +443,44 @@ func runSuite(t *testing.T, open opener) {
 		}
 	})
 
+	t.Run("StuckCounts", func(t *testing.T) {
+		s := open(t, "suite_stuck_counts")
+		exp := func(cps ...string) string { // each checkpoint due at t0 + i minutes
+			var parts []string
+			for i, cp := range cps {
+				parts = append(parts, fmt.Sprintf(`{"checkpoint":%q,"deadline":%q,"since":%q,"service":"s","overdue":false}`,
+					cp, t0.Add(time.Duration(i)*time.Minute).UTC().Format(time.RFC3339Nano), t0.Add(-time.Hour).UTC().Format(time.RFC3339Nano)))
+			}
+			return "[" + strings.Join(parts, ",") + "]"
+		}
+		states := []InstanceState{
+			{Tenant: "acme", Flow: "order", Version: 1, Key: "a", Status: "stuck", Expected: exp("paid", "reserved"), Reason: `{"checkpoint":"paid"}`, UpdatedAt: t0},
+			{Tenant: "acme", Flow: "order", Version: 1, Key: "b", Status: "stuck", Expected: exp("paid"), Reason: `{"checkpoint":"paid","last_error":{"message":"x"}}`, UpdatedAt: t0},
+			{Tenant: "acme", Flow: "order", Version: 1, Key: "c", Status: "stuck", Expected: exp("paid"), Reason: `{"checkpoint":"paid"}`, UpdatedAt: t0},
+			{Tenant: "acme", Flow: "order", Version: 1, Key: "d", Status: "running", Expected: exp("paid"), Reason: "null", UpdatedAt: t0},
+		}
+		if err := s.WriteStates(ctx, states); err != nil {
+			t.Fatal(err)
+		}
+		// c moved on since: its newer state is running.
+		c := states[2]
+		c.Status, c.UpdatedAt = "running", t0.Add(time.Second)
+		if err := s.WriteStates(ctx, []InstanceState{c}); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.StuckCounts(ctx, t0.Add(30*time.Second)) // reserved (t0+1m) is not overdue yet
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(got) != "[{acme order 1 paid false 1} {acme order 1 paid true 1}]" {
+			t.Fatalf("StuckCounts = %v", got)
+		}
+		got, _ = s.StuckCounts(ctx, t0.Add(2*time.Minute))
+		if fmt.Sprint(got) != "[{acme order 1 paid false 1} {acme order 1 paid true 1} {acme order 1 reserved false 1}]" {
+			t.Fatalf("StuckCounts later = %v", got)
+		}
+	})
+
 	t.Run("Audit", func(t *testing.T) {
 		s := open(t, "suite_audit")
 		alerts := []AlertRecord{
@@ -487,6 +525,12 @@ func runSuite(t *testing.T, open opener) {
 		}
 		if late, err := s.CommandsSince(ctx, t0.Add(45*time.Second)); err != nil || len(late) != 1 || late[0].ID != "c1" {
 			t.Fatalf("CommandsSince after c2 = %+v, %v", late, err)
+		}
+		if of, err := s.CommandsOf(ctx, "acme", "order", []string{"k1", "k9"}); err != nil || len(of) != 2 || of[1].Outcome != "succeeded" {
+			t.Fatalf("CommandsOf(k1, k9) = %+v, %v", of, err)
+		}
+		if of, err := s.CommandsOf(ctx, "acme", "order", []string{"k9"}); err != nil || len(of) != 0 {
+			t.Fatalf("CommandsOf(k9) = %+v, %v", of, err)
 		}
 		// Two detectors record the same version's first load: the earliest wins.
 		if err := s.WriteFlowVersions(ctx, []FlowVersion{{Flow: "order", Version: 1, LoadedAt: t0.Add(time.Minute)},

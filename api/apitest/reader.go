@@ -588,3 +588,69 @@ func (s *Store) FlowVersions(_ context.Context) ([]storage.FlowVersion, error) {
 	})
 	return out, nil
 }
+
+// StuckCounts counts stuck instances per overdue expected checkpoint.
+func (s *Store) StuckCounts(_ context.Context, now time.Time) ([]storage.StuckCount, error) {
+	if err := s.fail("StuckCounts"); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	counts := map[storage.StuckCount]uint64{}
+	for _, st := range s.states {
+		if st.Status != "stuck" {
+			continue
+		}
+		var xs []struct {
+			Checkpoint string    `json:"checkpoint"`
+			Deadline   time.Time `json:"deadline"`
+		}
+		_ = json.Unmarshal([]byte(st.Expected), &xs)
+		errSeen := strings.Contains(st.Reason, `"last_error"`)
+		for _, x := range xs {
+			if x.Deadline.Before(now) {
+				counts[storage.StuckCount{Tenant: st.Tenant, Flow: st.Flow, Version: st.Version, Checkpoint: x.Checkpoint, ErrorSeen: errSeen}]++
+			}
+		}
+	}
+	out := make([]storage.StuckCount, 0, len(counts))
+	for c, n := range counts {
+		c.Count = n
+		out = append(out, c)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if a.Tenant != b.Tenant {
+			return a.Tenant < b.Tenant
+		}
+		if a.Flow != b.Flow {
+			return a.Flow < b.Flow
+		}
+		if a.Checkpoint != b.Checkpoint {
+			return a.Checkpoint < b.Checkpoint
+		}
+		return !a.ErrorSeen && b.ErrorSeen
+	})
+	return out, nil
+}
+
+// CommandsOf returns the command records of these instances, oldest first.
+func (s *Store) CommandsOf(_ context.Context, tenant, flow string, keys []string) ([]storage.CommandRecord, error) {
+	if err := s.fail("CommandsOf"); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	want := map[string]bool{}
+	for _, k := range keys {
+		want[k] = true
+	}
+	var out []storage.CommandRecord
+	for _, c := range s.commands {
+		if c.Tenant == tenant && c.Flow == flow && want[c.Key] {
+			out = append(out, c)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Time.Before(out[j].Time) })
+	return out, nil
+}
