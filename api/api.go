@@ -202,7 +202,10 @@ func (s *server) authorize(rt route, w http.ResponseWriter, r *http.Request) err
 
 func (s *server) answerError(w http.ResponseWriter, r *http.Request, err error) {
 	var he *httpError
-	if !errors.As(err, &he) {
+	if !errors.As(err, &he) && errors.Is(err, storage.ErrInvalid) {
+		he = &httpError{http.StatusBadRequest, err.Error()} // the store refused what was asked
+	}
+	if he == nil {
 		status := http.StatusInternalServerError
 		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 			status = http.StatusServiceUnavailable

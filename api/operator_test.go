@@ -95,3 +95,15 @@ func TestOperatorActionsRecordEvents(t *testing.T) {
 }
 
 var _ = time.Second
+
+// A cursor that passes the checksum but holds nothing the store issued is a 400, never a 500.
+func TestForgedCursorIsABadRequest(t *testing.T) {
+	onEachStore(t, nil, func(t *testing.T, f *fixture) {
+		for _, c := range []string{"bogus", "AAAA", "eyJ0IjoieCJ9"} {
+			target := "/api/v1/instances?cursor=" + sealCursor(c)
+			if msg := get(t, f.h, target, 400).errorText(t); !strings.Contains(msg, "cursor") {
+				t.Fatalf("%s: %s", target, msg)
+			}
+		}
+	})
+}

@@ -535,7 +535,7 @@ func decodeInstanceCursor(s string) (instanceCursor, error) {
 		err = json.Unmarshal(b, &c)
 	}
 	if err != nil {
-		return c, fmt.Errorf("invalid cursor %q", s)
+		return c, fmt.Errorf("%w: invalid cursor %q", ErrInvalid, s)
 	}
 	return c, nil
 }

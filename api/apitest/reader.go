@@ -279,7 +279,7 @@ func (s *Store) Instances(_ context.Context, f storage.InstanceFilter) ([]storag
 	if f.Cursor != "" {
 		n, err := strconv.Atoi(strings.TrimPrefix(f.Cursor, "o"))
 		if !strings.HasPrefix(f.Cursor, "o") || err != nil || n < 0 {
-			return nil, "", fmt.Errorf("bad cursor %q", f.Cursor)
+			return nil, "", fmt.Errorf("%w: bad cursor %q", storage.ErrInvalid, f.Cursor)
 		}
 		off = n
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"path/filepath"
 	"sync"
@@ -152,5 +153,17 @@ func TestOperatorActionsThroughRun(t *testing.T) {
 	}
 	if manualRecs != 1 {
 		t.Fatalf("the manual command's record: %s", b)
+	}
+}
+
+// The token can come from the environment, so it does not show in ps; the flag wins.
+func TestRunTokenFromEnvironment(t *testing.T) {
+	t.Setenv("FLOWWATCH_TOKEN", "from-env")
+	o, err := parseRunFlags(nil, io.Discard)
+	if err != nil || o.token != "from-env" {
+		t.Fatalf("token = %q, %v", o.token, err)
+	}
+	if o, err = parseRunFlags([]string{"--token", "from-flag"}, io.Discard); err != nil || o.token != "from-flag" {
+		t.Fatalf("token = %q, %v", o.token, err)
 	}
 }

@@ -63,7 +63,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*runOptions, error) {
 	fs.Var(&o.alertmanagers, "alertmanager", "Alertmanager base URL (repeatable)")
 	fs.Var(&o.webhooks, "webhook", "webhook URL for alerts (repeatable); the first also receives commands of sink \"webhook\"")
 	fs.StringVar(&o.nats, "nats", "", "NATS URL for commands of sink \"nats\" (with --demo and none given, an embedded NATS server runs)")
-	fs.StringVar(&o.token, "token", "", "bearer token required by the query API")
+	fs.StringVar(&o.token, "token", "", "bearer token required by the query API (default $FLOWWATCH_TOKEN, which keeps it out of ps)")
 	fs.BoolVar(&o.demo, "demo", false, "also run the demo choreography")
 	fs.StringVar(&o.traceURL, "trace-url", "", "link template of one trace in the console, e.g. 'https://jaeger.example/trace/{trace_id}'")
 	fs.BoolVar(&o.operatorAPI, "operator-api", false, "serve the operator actions (cancel, unblock) and show their buttons in the console")
@@ -75,6 +75,9 @@ func parseRunFlags(args []string, stderr io.Writer) (*runOptions, error) {
 	}
 	if o.webhookSecret == "" {
 		o.webhookSecret = os.Getenv("FLOWWATCH_WEBHOOK_SECRET")
+	}
+	if o.token == "" {
+		o.token = os.Getenv("FLOWWATCH_TOKEN")
 	}
 	if o.webhookSecret != "" {
 		if _, err := detector.WebhookKey(o.webhookSecret); err != nil {
