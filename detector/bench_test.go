@@ -32,6 +32,9 @@ func (s *benchStore) InstanceEvents(_ context.Context, tenant, flow, key string)
 	}
 	return []storage.CheckpointEvent{{EventID: key, Tenant: tenant, Flow: flow, Checkpoint: "start", Key: key, Time: t}}, nil
 }
+func (s *benchStore) CountEvents(context.Context, time.Time, time.Time) (uint64, error) {
+	return 0, nil
+}
 func (s *benchStore) EventRefs(context.Context, time.Time, time.Time) ([]storage.EventRef, error) {
 	return nil, nil
 }

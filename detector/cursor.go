@@ -24,13 +24,14 @@ type cursor struct {
 }
 
 // read returns the rows not seen yet: rows written late into the overlap window behind the
-// cursor (found by their ids, which cost little to read again), then the rows at or after it.
+// cursor, up to it (found by their ids, which cost little to read again), then the rows after
+// it.
 func (d *Detector) read(ctx context.Context) ([]storage.CheckpointEvent, error) {
 	c := &d.cur
 	var out []storage.CheckpointEvent
 	if len(c.seen) > 0 {
 		from := c.at.Add(-d.cfg.Overlap)
-		refs, err := d.cfg.Store.EventRefs(ctx, from, c.at)
+		refs, err := d.lateRefs(ctx, from)
 		if err != nil {
 			d.m.readErrors.Inc()
 			return nil, fmt.Errorf("%w: ids since %s: %w", errReadEvents, from.Format(time.RFC3339Nano), err)
@@ -51,7 +52,9 @@ func (d *Detector) read(ctx context.Context) ([]storage.CheckpointEvent, error) 
 			d.m.lateRows.Add(float64(len(out)))
 		}
 	}
-	since := c.at
+	// Rows at the cursor's own ingest time were read (a batch shares one ingest time); one
+	// written there later is found by the overlap check above.
+	since := c.at.Add(time.Nanosecond)
 	limit := d.cfg.ReadLimit
 	for {
 		rows, err := d.cfg.Store.EventsSince(ctx, since, limit)
@@ -84,6 +87,28 @@ func (d *Detector) read(ctx context.Context) ([]storage.CheckpointEvent, error) 
 	}
 	c.forget(c.at.Add(-2 * d.cfg.Overlap))
 	return out, nil
+}
+
+// lateRefs returns the refs of the overlap window [from, cursor] when the store holds an id
+// there that the detector has not seen: a count of the window's distinct ids first, which
+// matches the ids seen there unless a row was written late (the refs are read only then).
+func (d *Detector) lateRefs(ctx context.Context, from time.Time) ([]storage.EventRef, error) {
+	c := &d.cur
+	n, err := d.cfg.Store.CountEvents(ctx, from, c.at)
+	if err != nil {
+		return nil, err
+	}
+	lo, hi := from.UnixNano(), c.at.UnixNano()
+	seen := uint64(0)
+	for _, e := range c.q.items[c.q.head:] {
+		if e.ingest >= lo && e.ingest <= hi && c.seen[e.id] == e.ingest {
+			seen++
+		}
+	}
+	if n <= seen {
+		return nil, nil
+	}
+	return d.cfg.Store.EventRefs(ctx, from, c.at)
 }
 
 // fresh appends to out the rows not seen yet, remembers them, and moves the cursor to the

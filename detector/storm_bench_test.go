@@ -12,14 +12,14 @@ import (
 	"github.com/flowwatch/flowwatch/storage"
 )
 
-// benchEvents are n instances' start events, placed one microsecond apart from base.
-func benchEvents(n int, base time.Time) []storage.CheckpointEvent {
+// benchEvents are n instances' start events, placed (and ingested) every step from base.
+func benchEvents(n int, base time.Time, step time.Duration) []storage.CheckpointEvent {
 	evs := make([]storage.CheckpointEvent, n)
 	for j := range evs {
 		key := fmt.Sprintf("order-%08d", j)
-		t := base.Add(time.Duration(j) * time.Microsecond)
+		t := base.Add(time.Duration(j) * step)
 		evs[j] = storage.CheckpointEvent{EventID: fmt.Sprintf("%016x", uint64(j)+1), Tenant: "acme", Flow: "bench", Checkpoint: "start",
-			Key: key, KeyAttr: "order.id", Time: t, IngestTime: base, Service: "a", Name: "start", Status: "ok",
+			Key: key, KeyAttr: "order.id", Time: t, IngestTime: t, Service: "a", Name: "start", Status: "ok",
 			TraceID: fmt.Sprintf("%032x", j+1), SpanID: fmt.Sprintf("%016x", j+1)}
 	}
 	return evs
@@ -64,7 +64,9 @@ func BenchmarkStuckStorm(b *testing.B) {
 			} else {
 				st = &apitest.Store{}
 			}
-			writeEvents(b, st, benchEvents(open, base))
+			// The instances started over the last hour, one every 36ms (28 a second).
+			const step = 36 * time.Millisecond
+			writeEvents(b, st, benchEvents(open, base, step))
 			set := benchSet(b)
 			d, err := New(Config{Flows: func() *model.Set { return set }, Store: st, Now: clk.Now, ReadLimit: 200_000,
 				RebuildWindow: 24 * time.Hour, ExplainWait: time.Hour})
@@ -72,7 +74,7 @@ func BenchmarkStuckStorm(b *testing.B) {
 				b.Fatal(err)
 			}
 			b.Cleanup(d.Close)
-			clk.Set(base.Add(time.Minute))
+			clk.Set(base.Add(time.Hour))
 			if err := d.Start(context.Background()); err != nil {
 				b.Fatal(err)
 			}
@@ -84,7 +86,7 @@ func BenchmarkStuckStorm(b *testing.B) {
 			}
 			b.ResetTimer()
 			for i := 1; i <= b.N; i++ {
-				clk.Set(base.Add(time.Hour + time.Duration(i*perTick)*time.Microsecond))
+				clk.Set(base.Add(time.Hour + time.Duration(i*perTick)*step)) // deadlines: start + 1h
 				if err := d.Tick(context.Background()); err != nil {
 					b.Fatal(err)
 				}

@@ -117,7 +117,7 @@ type EventRef struct {
 
 func (s *store) EventRefs(ctx context.Context, from, to time.Time) ([]EventRef, error) {
 	q := "SELECT DISTINCT event_id, " + s.d.ns("ingest_time") + " FROM " + s.table("checkpoint_events") +
-		" WHERE ingest_time >= " + s.d.ts(from) + " AND ingest_time < " + s.d.ts(to)
+		" WHERE ingest_time >= " + s.d.ts(from) + " AND ingest_time <= " + s.d.ts(to)
 	var out []EventRef
 	if err := s.each(ctx, q, func(r rows) error {
 		var id uint64
@@ -131,6 +131,18 @@ func (s *store) EventRefs(ctx context.Context, from, to time.Time) ([]EventRef, 
 		return nil, fmt.Errorf("event ids ingested from %s to %s: %w", from.Format(time.RFC3339Nano), to.Format(time.RFC3339Nano), err)
 	}
 	return out, nil
+}
+
+// CountEvents counts rows, not distinct ids: a replayed row not merged yet counts twice, which
+// only makes the detector read the window's ids once more (it dedups them).
+func (s *store) CountEvents(ctx context.Context, from, to time.Time) (uint64, error) {
+	var n uint64
+	q := "SELECT count() FROM " + s.table("checkpoint_events") +
+		" WHERE ingest_time >= " + s.d.ts(from) + " AND ingest_time <= " + s.d.ts(to)
+	if err := s.each(ctx, q, func(r rows) error { return r.Scan(&n) }); err != nil {
+		return 0, fmt.Errorf("count events ingested from %s to %s: %w", from.Format(time.RFC3339Nano), to.Format(time.RFC3339Nano), err)
+	}
+	return n, nil
 }
 
 func (s *store) EventsAmong(ctx context.Context, since time.Time, ids []string) ([]CheckpointEvent, error) {

@@ -182,9 +182,12 @@ type Reader interface {
 	// EventsSince returns events with IngestTime >= since, ordered by IngestTime, at most
 	// limit. Callers keep a cursor with an overlap window and dedup by EventID.
 	EventsSince(ctx context.Context, since time.Time, limit int) ([]CheckpointEvent, error)
-	// EventRefs returns the ids and ingest times of the events ingested in [from, to): the
+	// EventRefs returns the ids and ingest times of the events ingested in [from, to]: the
 	// cheap re-check of a window already read, for rows another collector wrote late.
 	EventRefs(ctx context.Context, from, to time.Time) ([]EventRef, error)
+	// CountEvents counts the events ingested in [from, to]: at least the distinct ids there
+	// (a replayed row not merged yet may count twice).
+	CountEvents(ctx context.Context, from, to time.Time) (uint64, error)
 	// EventsAmong returns the events with these ids ingested at or after since.
 	EventsAmong(ctx context.Context, since time.Time, ids []string) ([]CheckpointEvent, error)
 	// InstanceEvents returns the events of one instance (by its resolved key), in event time.

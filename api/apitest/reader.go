@@ -163,7 +163,7 @@ func (s *Store) EventsSince(_ context.Context, since time.Time, limit int) ([]st
 	return out, nil
 }
 
-// EventRefs returns the ids and ingest times of the events ingested in [from, to).
+// EventRefs returns the ids and ingest times of the events ingested in [from, to].
 func (s *Store) EventRefs(_ context.Context, from, to time.Time) ([]storage.EventRef, error) {
 	if err := s.fail("EventRefs"); err != nil {
 		return nil, err
@@ -172,11 +172,27 @@ func (s *Store) EventRefs(_ context.Context, from, to time.Time) ([]storage.Even
 	defer s.mu.Unlock()
 	var out []storage.EventRef
 	for _, e := range s.events {
-		if !e.IngestTime.Before(from) && e.IngestTime.Before(to) {
+		if !e.IngestTime.Before(from) && !e.IngestTime.After(to) {
 			out = append(out, storage.EventRef{EventID: e.EventID, IngestTime: e.IngestTime})
 		}
 	}
 	return out, nil
+}
+
+// CountEvents counts the distinct event ids ingested in [from, to].
+func (s *Store) CountEvents(_ context.Context, from, to time.Time) (uint64, error) {
+	if err := s.fail("CountEvents"); err != nil {
+		return 0, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var n uint64
+	for _, e := range s.events {
+		if !e.IngestTime.Before(from) && !e.IngestTime.After(to) {
+			n++
+		}
+	}
+	return n, nil
 }
 
 // EventsAmong returns the events with these ids ingested at or after since.
