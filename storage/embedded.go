@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"math"
 	"strconv"
@@ -38,7 +39,9 @@ func OpenEmbedded(ctx context.Context, dir string, o Options) (Store, error) {
 	return st, nil
 }
 
-// embedded is the chDB backend. Inserts send JSONCompactEachRow inline with the statement.
+// embedded is the chDB backend. Events and aliases are inserted as RowBinary inline with the
+// statement (binary-safe: chdb_query_n); the other tables, written rarely, as
+// JSONCompactEachRow.
 type embedded struct {
 	sess   *chdbSession
 	closed sync.Once
@@ -66,54 +69,75 @@ var eventColumnList = "event_id, tenant, flow, checkpoint, key, key_attr, time, 
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
 
-func (e *embedded) insertEvents(ctx context.Context, table string, events []CheckpointEvent, ids []uint64) error {
+// insertEvents sends the batch as RowBinary through an insert stream: strings go in as their
+// bytes, whatever they hold, and the engine parses no text.
+func (e *embedded) insertEvents(ctx context.Context, table string, b *EventBatch, now int64) error {
 	bp := bufPool.Get().(*[]byte)
-	b := (*bp)[:0]
-	b = append(b, "INSERT INTO "...)
-	b = append(b, table...)
-	b = append(b, " ("...)
-	b = append(b, eventColumnList...)
-	b = append(b, ") SETTINGS insert_deduplication_token = '"...)
-	b = append(b, dedupToken(ids)...)
-	b = append(b, "' FORMAT JSONCompactEachRow\n"...)
-	for i := range events {
-		b = appendEventJSON(b, &events[i], ids[i])
+	buf := (*bp)[:0]
+	for i := range b.rows {
+		buf = appendEventRowBinary(buf, b, i, now)
 	}
-	err := e.exec(ctx, string(b))
-	*bp = b
+	q := "INSERT INTO " + table + " (" + eventColumnList + ") SETTINGS insert_deduplication_token = '" + dedupToken(b) + "'"
+	err := e.sess.insert(ctx, q, "RowBinary", buf)
+	*bp = buf
 	bufPool.Put(bp)
 	return err
 }
 
-// appendEventJSON appends one row of checkpoint_events as a JSONCompactEachRow line.
-func appendEventJSON(b []byte, ev *CheckpointEvent, id uint64) []byte {
-	b = append(b, '[')
-	b = strconv.AppendUint(b, id, 10)
-	for _, s := range [...]string{ev.Tenant, ev.Flow, ev.Checkpoint, ev.Key, ev.KeyAttr} {
-		b = append(b, ',')
-		b = appendJSONString(b, s)
+// appendEventRowBinary appends row i of b as a RowBinary row of checkpoint_events, in
+// eventColumnList order: UInt64 and DateTime64(9) (Int64 nanoseconds) little-endian, strings
+// (LowCardinality ones too) as a length and their bytes, the Map as a count and its pairs.
+func appendEventRowBinary(buf []byte, b *EventBatch, i int, now int64) []byte {
+	r := &b.rows[i]
+	buf = binary.LittleEndian.AppendUint64(buf, r.ID)
+	buf = appendRBString(buf, r.Tenant)
+	buf = appendRBString(buf, r.Flow)
+	buf = appendRBString(buf, r.Checkpoint)
+	buf = appendRBString(buf, r.Key)
+	buf = appendRBString(buf, r.KeyAttr)
+	buf = binary.LittleEndian.AppendUint64(buf, uint64(r.Time))
+	ingest := r.IngestTime
+	if ingest == 0 {
+		ingest = now
 	}
-	b = append(b, ',')
-	b = strconv.AppendInt(b, ev.Time.UnixNano(), 10)
-	b = append(b, ',')
-	b = strconv.AppendInt(b, ev.IngestTime.UnixNano(), 10)
-	for _, s := range [...]string{ev.TraceID, ev.SpanID, ev.Service, ev.Name, ev.Status, ev.Message} {
-		b = append(b, ',')
-		b = appendJSONString(b, s)
+	buf = binary.LittleEndian.AppendUint64(buf, uint64(ingest))
+	buf = appendRBString(buf, r.TraceID)
+	buf = appendRBString(buf, r.SpanID)
+	buf = appendRBString(buf, r.Service)
+	buf = appendRBString(buf, r.Name)
+	buf = appendRBString(buf, r.Status)
+	buf = appendRBString(buf, r.Message)
+	attrs := b.Attributes(i)
+	buf = binary.AppendUvarint(buf, uint64(len(attrs)))
+	for _, a := range attrs {
+		buf = appendRBString(buf, a.Key)
+		buf = appendRBString(buf, a.Value)
 	}
-	b = append(b, ",{"...)
-	first := true
-	for k, v := range ev.Attributes {
-		if !first {
-			b = append(b, ',')
+	return buf
+}
+
+// appendRBString appends s as a RowBinary String: its length as a varint, then its bytes.
+func appendRBString(buf []byte, s string) []byte {
+	buf = binary.AppendUvarint(buf, uint64(len(s)))
+	return append(buf, s...)
+}
+
+// insertAliases sends the aliases as RowBinary (see insertEvents).
+func (e *embedded) insertAliases(ctx context.Context, table string, aliases []Alias) error {
+	bp := bufPool.Get().(*[]byte)
+	buf := (*bp)[:0]
+	for i := range aliases {
+		a := &aliases[i]
+		for _, s := range [...]string{a.Tenant, a.Flow, a.Attr, a.Value, a.Key} {
+			buf = appendRBString(buf, s)
 		}
-		first = false
-		b = appendJSONString(b, k)
-		b = append(b, ':')
-		b = appendJSONString(b, v)
+		// The zero time is stored as the epoch (and read back as the zero time).
+		buf = binary.LittleEndian.AppendUint64(buf, uint64(nanosOf(a.Time)))
 	}
-	b = append(b, "}]\n"...)
-	return b
+	err := e.sess.insert(ctx, "INSERT INTO "+table+" ("+strings.Join(aliasColumns, ", ")+")", "RowBinary", buf)
+	*bp = buf
+	bufPool.Put(bp)
+	return err
 }
 
 const hexDigits = "0123456789abcdef"
@@ -181,7 +205,7 @@ func (e *embedded) insert(ctx context.Context, table string, cols []string, rs [
 			case int64:
 				b = strconv.AppendInt(b, x, 10)
 			case time.Time:
-				// Integer nanoseconds, as appendEventJSON writes them: every time column of the
+				// Integer nanoseconds, as the RowBinary rows hold them: every time column of the
 				// embedded schema is DateTime64(9), and a decimal string of fewer than ten digits
 				// of seconds (a time before 1973) does not parse.
 				b = strconv.AppendInt(b, x.UnixNano(), 10)

@@ -137,25 +137,25 @@ func (s *server) close() error { return s.conn.Close() }
 
 // dedupToken names a batch by its event ids: a server that supports insert_deduplication_token
 // drops a retried identical batch as a whole (rows stay idempotent by event_id regardless).
-func dedupToken(ids []uint64) string {
+func dedupToken(b *EventBatch) string {
 	var d xxhash.Digest
 	d.Reset()
-	var b [8]byte
-	for _, id := range ids {
-		binary.LittleEndian.PutUint64(b[:], id)
-		_, _ = d.Write(b[:])
+	var buf [8]byte
+	for i := range b.rows {
+		binary.LittleEndian.PutUint64(buf[:], b.rows[i].ID)
+		_, _ = d.Write(buf[:])
 	}
-	binary.BigEndian.PutUint64(b[:], d.Sum64())
-	return hex.EncodeToString(b[:])
+	binary.BigEndian.PutUint64(buf[:], d.Sum64())
+	return hex.EncodeToString(buf[:])
 }
 
-func (s *server) insertEvents(ctx context.Context, table string, events []CheckpointEvent, ids []uint64) error {
+func (s *server) insertEvents(ctx context.Context, table string, b *EventBatch, now int64) error {
 	cols := eventColumnList
 	var settings clickhouse.Settings
 	if s.legacy {
 		cols = strings.Replace(cols, "attributes", "attributes.k, attributes.v", 1)
 	} else {
-		settings = clickhouse.Settings{"insert_deduplication_token": dedupToken(ids)}
+		settings = clickhouse.Settings{"insert_deduplication_token": dedupToken(b)}
 	}
 	ctx = s.insertContext(ctx, settings)
 	batch, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+table+" ("+cols+")")
@@ -163,13 +163,31 @@ func (s *server) insertEvents(ctx context.Context, table string, events []Checkp
 		return err
 	}
 	defer batch.Close()
-	columns := eventColumnValues(events, ids, s.legacy)
+	columns := eventColumnValues(b, now, s.legacy)
 	for i, c := range columns {
 		if err := batch.Column(i).Append(c); err != nil {
 			return fmt.Errorf("column %d: %w", i, err)
 		}
 	}
 	return batch.Send()
+}
+
+func (s *server) insertAliases(ctx context.Context, table string, aliases []Alias) error {
+	return s.insert(ctx, table, aliasColumns, aliasValues(aliases, s.legacy))
+}
+
+// aliasValues are the rows of aliases in aliasColumns order, typed as the native protocol
+// wants them; the zero time is the epoch.
+func aliasValues(aliases []Alias, legacy bool) [][]any {
+	rs := make([][]any, len(aliases))
+	for i, a := range aliases {
+		var t any = time.Unix(0, nanosOf(a.Time)).UTC()
+		if legacy {
+			t = nanosOf(a.Time)
+		}
+		rs[i] = []any{a.Tenant, a.Flow, a.Attr, a.Value, a.Key, t}
+	}
+	return rs
 }
 
 func (s *server) insert(ctx context.Context, table string, cols []string, rs [][]any) error {
@@ -189,62 +207,66 @@ func (s *server) insert(ctx context.Context, table string, cols []string, rs [][
 
 // eventColumnValues are the checkpoint_events columns of a batch, one slice per column in
 // eventColumnList order, typed as the native protocol wants them.
-func eventColumnValues(events []CheckpointEvent, ids []uint64, legacy bool) []any {
-	n := len(events)
-	str := func(f func(e *CheckpointEvent) string) []string {
+func eventColumnValues(b *EventBatch, now int64, legacy bool) []any {
+	n := len(b.rows)
+	str := func(f func(r *EventRow) string) []string {
 		out := make([]string, n)
-		for i := range events {
-			out[i] = f(&events[i])
+		for i := range b.rows {
+			out[i] = f(&b.rows[i])
 		}
 		return out
 	}
+	ids := make([]uint64, n)
+	t, it := make([]int64, n), make([]int64, n)
+	for i := range b.rows {
+		r := &b.rows[i]
+		ids[i], t[i], it[i] = r.ID, r.Time, r.IngestTime
+		if it[i] == 0 {
+			it[i] = now
+		}
+	}
 	columns := []any{
 		ids,
-		str(func(e *CheckpointEvent) string { return e.Tenant }),
-		str(func(e *CheckpointEvent) string { return e.Flow }),
-		str(func(e *CheckpointEvent) string { return e.Checkpoint }),
-		str(func(e *CheckpointEvent) string { return e.Key }),
-		str(func(e *CheckpointEvent) string { return e.KeyAttr }),
+		str(func(r *EventRow) string { return r.Tenant }),
+		str(func(r *EventRow) string { return r.Flow }),
+		str(func(r *EventRow) string { return r.Checkpoint }),
+		str(func(r *EventRow) string { return r.Key }),
+		str(func(r *EventRow) string { return r.KeyAttr }),
 	}
 	if legacy {
-		t, it := make([]int64, n), make([]int64, n)
-		for i := range events {
-			t[i], it[i] = events[i].Time.UnixNano(), events[i].IngestTime.UnixNano()
-		}
 		columns = append(columns, t, it)
 	} else {
-		t, it := make([]time.Time, n), make([]time.Time, n)
-		for i := range events {
-			t[i], it[i] = events[i].Time, events[i].IngestTime
+		tt, itt := make([]time.Time, n), make([]time.Time, n)
+		for i := range t {
+			tt[i], itt[i] = time.Unix(0, t[i]).UTC(), time.Unix(0, it[i]).UTC()
 		}
-		columns = append(columns, t, it)
+		columns = append(columns, tt, itt)
 	}
 	columns = append(columns,
-		str(func(e *CheckpointEvent) string { return e.TraceID }),
-		str(func(e *CheckpointEvent) string { return e.SpanID }),
-		str(func(e *CheckpointEvent) string { return e.Service }),
-		str(func(e *CheckpointEvent) string { return e.Name }),
-		str(func(e *CheckpointEvent) string { return e.Status }),
-		str(func(e *CheckpointEvent) string { return e.Message }),
+		str(func(r *EventRow) string { return r.TraceID }),
+		str(func(r *EventRow) string { return r.SpanID }),
+		str(func(r *EventRow) string { return r.Service }),
+		str(func(r *EventRow) string { return r.Name }),
+		str(func(r *EventRow) string { return r.Status }),
+		str(func(r *EventRow) string { return r.Message }),
 	)
 	if legacy {
 		ks, vs := make([][]string, n), make([][]string, n)
-		for i := range events {
-			for k, v := range events[i].Attributes {
-				ks[i] = append(ks[i], k)
-				vs[i] = append(vs[i], v)
-			}
-			if ks[i] == nil {
-				ks[i], vs[i] = []string{}, []string{}
+		for i := range b.rows {
+			attrs := b.Attributes(i)
+			ks[i], vs[i] = make([]string, len(attrs)), make([]string, len(attrs))
+			for j, a := range attrs {
+				ks[i][j], vs[i][j] = a.Key, a.Value
 			}
 		}
 		columns = append(columns, ks, vs)
 	} else {
 		attrs := make([]map[string]string, n)
-		for i := range events {
-			attrs[i] = events[i].Attributes
-			if attrs[i] == nil {
-				attrs[i] = map[string]string{}
+		for i := range b.rows {
+			as := b.Attributes(i)
+			attrs[i] = make(map[string]string, len(as))
+			for _, a := range as {
+				attrs[i][a.Key] = a.Value
 			}
 		}
 		columns = append(columns, attrs)

@@ -65,8 +65,8 @@ func ddlColumns(t *testing.T) map[string]map[string]string {
 
 // recorder is a backend that keeps what the store would send.
 type recorder struct {
-	events  []CheckpointEvent
-	ids     []uint64
+	events  *EventBatch
+	now     int64
 	inserts []recorded
 }
 
@@ -79,8 +79,12 @@ type recorded struct {
 func (r *recorder) exec(context.Context, string) error          { return nil }
 func (r *recorder) query(context.Context, string) (rows, error) { return newJSONRows(nil), nil }
 func (r *recorder) close() error                                { return nil }
-func (r *recorder) insertEvents(_ context.Context, _ string, evs []CheckpointEvent, ids []uint64) error {
-	r.events, r.ids = evs, ids
+func (r *recorder) insertEvents(_ context.Context, _ string, b *EventBatch, now int64) error {
+	r.events, r.now = b, now
+	return nil
+}
+func (r *recorder) insertAliases(_ context.Context, table string, aliases []Alias) error {
+	r.inserts = append(r.inserts, recorded{table, aliasColumns, aliasValues(aliases, false)})
 	return nil
 }
 func (r *recorder) insert(_ context.Context, table string, cols []string, rs [][]any) error {
@@ -112,7 +116,7 @@ func TestServerValuesMatchProductionColumnTypes(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The events batch: column by column, as insertEvents appends it.
-	values := eventColumnValues(rec.events, rec.ids, false)
+	values := eventColumnValues(rec.events, rec.now, false)
 	names := strings.Split(eventColumnList, ", ")
 	if len(values) != len(names) {
 		t.Fatalf("%d column values for %d columns", len(values), len(names))
@@ -125,8 +129,8 @@ func TestServerValuesMatchProductionColumnTypes(t *testing.T) {
 		c := newColumn(t, name, typ)
 		if _, err := c.Append(values[i]); err != nil {
 			t.Errorf("append %T to %s %s: %v", values[i], name, typ, err)
-		} else if c.Rows() != len(rec.events) {
-			t.Errorf("%s: %d rows appended, want %d", name, c.Rows(), len(rec.events))
+		} else if c.Rows() != rec.events.Len() {
+			t.Errorf("%s: %d rows appended, want %d", name, c.Rows(), rec.events.Len())
 		}
 	}
 	// Every other table, row by row, as insert appends it.
