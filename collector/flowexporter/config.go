@@ -50,8 +50,21 @@ type Config struct {
 	// Retention drops stored rows older than this (whole days; 0 keeps everything). It is
 	// written into the tables' TTL when the schema is created.
 	Retention time.Duration `mapstructure:"retention"`
-	// MaxMessageBytes truncates an item's status message or log body kept with a row.
+	// A row keeps of its item only what a checkpoint needs, as strings, bounded; every cut is
+	// counted (otelcol_exporter_flow_cut_values, otelcol_exporter_flow_dropped_attributes).
+	//
+	// MaxMessageBytes cuts an item's status message, exception message or log body.
 	MaxMessageBytes int `mapstructure:"max_message_bytes"`
+	// MaxValueBytes cuts the item's name, its service and each attribute value; an attribute
+	// whose name is longer is left out.
+	MaxValueBytes int `mapstructure:"max_value_bytes"`
+	// MaxAttributesBytes bounds the item's attributes a row keeps, names and values together;
+	// the attributes past it are left out.
+	MaxAttributesBytes int `mapstructure:"max_attributes_bytes"`
+	// MaxKeyBytes bounds the identities of a row (tenant, flow, checkpoint, key, key attribute,
+	// alias attributes and values). An identity cannot be cut without merging two instances,
+	// so a longer one rejects the row, alone (otelcol_exporter_flow_rejected_rows).
+	MaxKeyBytes int `mapstructure:"max_key_bytes"`
 }
 
 var _ component.Config = (*Config)(nil)
@@ -90,8 +103,14 @@ func (c *Config) Validate() error {
 	if c.ReadTimeout < 0 {
 		errs = append(errs, errors.New("'read_timeout' must not be negative"))
 	}
-	if c.MaxMessageBytes < 0 {
-		errs = append(errs, errors.New("'max_message_bytes' must not be negative"))
+	for _, l := range []struct {
+		key string
+		v   int
+	}{{"max_message_bytes", c.MaxMessageBytes}, {"max_value_bytes", c.MaxValueBytes},
+		{"max_attributes_bytes", c.MaxAttributesBytes}, {"max_key_bytes", c.MaxKeyBytes}} {
+		if l.v <= 0 {
+			errs = append(errs, fmt.Errorf("'%s' must be greater than zero", l.key))
+		}
 	}
 	return errors.Join(errs...)
 }
