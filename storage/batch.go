@@ -74,9 +74,30 @@ func (b *EventBatch) AliasCount() int { return len(b.aliases) }
 
 // Add appends a row without attributes or aliases; AddAttribute and AddAlias then add to it.
 func (b *EventBatch) Add(r EventRow) {
+	p := b.AddRow()
+	r.attrs, r.aliases = p.attrs, p.aliases
+	*p = r
+}
+
+// AddRow appends an empty row (no attributes, no aliases) and returns it, to be filled in
+// place; the pointer is valid until the next change of the batch.
+func (b *EventBatch) AddRow() *EventRow {
 	na, nl := int32(len(b.attrs)), int32(len(b.aliases))
-	r.attrs, r.aliases = [2]int32{na, na}, [2]int32{nl, nl}
-	b.rows = append(b.rows, r)
+	if len(b.rows) < cap(b.rows) {
+		b.rows = b.rows[:len(b.rows)+1]
+	} else {
+		b.rows = append(b.rows, EventRow{})
+	}
+	r := &b.rows[len(b.rows)-1]
+	*r = EventRow{attrs: [2]int32{na, na}, aliases: [2]int32{nl, nl}}
+	return r
+}
+
+// DropLast removes the last row, with its attributes and aliases.
+func (b *EventBatch) DropLast() {
+	r := &b.rows[len(b.rows)-1]
+	b.attrs, b.aliases = b.attrs[:r.attrs[0]], b.aliases[:r.aliases[0]]
+	b.rows = b.rows[:len(b.rows)-1]
 }
 
 // AddAttribute adds an attribute to the last row.
@@ -171,9 +192,18 @@ func CheckRow(r *EventRow, aliases []Attr) error {
 	return nil
 }
 
-// ValidUTF8 is utf8.ValidString, quicker on the short ASCII strings rows are mostly made of.
+// ValidUTF8 is utf8.ValidString, quicker on the short ASCII strings rows are mostly made of:
+// eight bytes at a time while they are ASCII.
 func ValidUTF8(s string) bool {
-	for i := 0; i < len(s); i++ {
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		w := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+			uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+		if w&0x8080808080808080 != 0 {
+			return utf8.ValidString(s[i:])
+		}
+	}
+	for ; i < len(s); i++ {
 		if s[i] >= utf8.RuneSelf {
 			return utf8.ValidString(s[i:])
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"reflect"
 	"testing"
+	"unicode/utf8"
 )
 
 // sampleBatch has rows with and without attributes and aliases, and strings that hold every
@@ -105,4 +106,13 @@ func FuzzEventBatchUnmarshal(f *testing.F) {
 			t.Fatalf("a batch read back does not survive a second round trip: %v", err)
 		}
 	})
+}
+
+func TestValidUTF8(t *testing.T) {
+	for _, s := range []string{"", "a", "ascii only, longer than eight bytes", "é", "12345678é", "1234567\xff", "12345678\xff",
+		"\xff", "u-\xff\xfe", "a\xc3", "abcdefgh\xe2\x82", "€uro and more text", "\U0001F600\U0001F600"} {
+		if got, want := ValidUTF8(s), utf8.ValidString(s); got != want {
+			t.Errorf("ValidUTF8(%q) = %v, want %v", s, got, want)
+		}
+	}
 }

@@ -38,13 +38,13 @@ func (b *EventBatch) AppendBinary(dst []byte) ([]byte, error) {
 		dst = binary.LittleEndian.AppendUint64(dst, r.ID)
 		dst = binary.AppendVarint(dst, r.Time)
 		for _, s := range rowStrings(r) {
-			dst = appendRBString(dst, *s)
+			dst = appendString(dst, *s)
 		}
 		for _, as := range [...][]Attr{b.Attributes(i), b.Aliases(i)} {
 			dst = binary.AppendUvarint(dst, uint64(len(as)))
 			for _, a := range as {
-				dst = appendRBString(dst, a.Key)
-				dst = appendRBString(dst, a.Value)
+				dst = appendString(dst, a.Key)
+				dst = appendString(dst, a.Value)
 			}
 		}
 	}
@@ -174,4 +174,10 @@ func (d *decoder) string() string {
 	s := d.s[d.pos : d.pos+int(n)]
 	d.pos += int(n)
 	return s
+}
+
+// appendString appends s as its length (a uvarint) and its bytes.
+func appendString(dst []byte, s string) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(s)))
+	return append(dst, s...)
 }

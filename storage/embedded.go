@@ -2,7 +2,6 @@ package storage
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
 	"math"
 	"strconv"
@@ -39,9 +38,8 @@ func OpenEmbedded(ctx context.Context, dir string, o Options) (Store, error) {
 	return st, nil
 }
 
-// embedded is the chDB backend. Events and aliases are inserted as RowBinary inline with the
-// statement (binary-safe: chdb_query_n); the other tables, written rarely, as
-// JSONCompactEachRow.
+// embedded is the chDB backend. Events and aliases are inserted as Native blocks through an
+// insert stream; the other tables, written rarely, as JSONCompactEachRow.
 type embedded struct {
 	sess   *chdbSession
 	closed sync.Once
@@ -65,79 +63,25 @@ func (e *embedded) close() error {
 	return nil
 }
 
-var eventColumnList = "event_id, tenant, flow, checkpoint, key, key_attr, time, ingest_time, trace_id, span_id, service, name, status, message, attributes"
+var nativePool = sync.Pool{New: func() any { return &nativeWriter{buf: make([]byte, 0, 1<<20)} }}
 
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
-
-// insertEvents sends the batch as RowBinary through an insert stream: strings go in as their
-// bytes, whatever they hold, and the engine parses no text.
+// insertEvents sends the batch as one Native block through an insert stream (see native.go):
+// strings go in as their bytes, whatever they hold, and the engine parses no text.
 func (e *embedded) insertEvents(ctx context.Context, table string, b *EventBatch, now int64) error {
-	bp := bufPool.Get().(*[]byte)
-	buf := (*bp)[:0]
-	for i := range b.rows {
-		buf = appendEventRowBinary(buf, b, i, now)
-	}
-	q := "INSERT INTO " + table + " (" + eventColumnList + ") SETTINGS insert_deduplication_token = '" + dedupToken(b) + "'"
-	err := e.sess.insert(ctx, q, "RowBinary", buf)
-	*bp = buf
-	bufPool.Put(bp)
-	return err
+	w := nativePool.Get().(*nativeWriter)
+	defer nativePool.Put(w)
+	w.buf = w.buf[:0]
+	appendNativeEvents(w, b, now)
+	return e.sess.insert(ctx, "INSERT INTO "+table+" ("+eventColumnList+") SETTINGS insert_deduplication_token = '"+dedupToken(b)+"'", "Native", w.buf)
 }
 
-// appendEventRowBinary appends row i of b as a RowBinary row of checkpoint_events, in
-// eventColumnList order: UInt64 and DateTime64(9) (Int64 nanoseconds) little-endian, strings
-// (LowCardinality ones too) as a length and their bytes, the Map as a count and its pairs.
-func appendEventRowBinary(buf []byte, b *EventBatch, i int, now int64) []byte {
-	r := &b.rows[i]
-	buf = binary.LittleEndian.AppendUint64(buf, r.ID)
-	buf = appendRBString(buf, r.Tenant)
-	buf = appendRBString(buf, r.Flow)
-	buf = appendRBString(buf, r.Checkpoint)
-	buf = appendRBString(buf, r.Key)
-	buf = appendRBString(buf, r.KeyAttr)
-	buf = binary.LittleEndian.AppendUint64(buf, uint64(r.Time))
-	ingest := r.IngestTime
-	if ingest == 0 {
-		ingest = now
-	}
-	buf = binary.LittleEndian.AppendUint64(buf, uint64(ingest))
-	buf = appendRBString(buf, r.TraceID)
-	buf = appendRBString(buf, r.SpanID)
-	buf = appendRBString(buf, r.Service)
-	buf = appendRBString(buf, r.Name)
-	buf = appendRBString(buf, r.Status)
-	buf = appendRBString(buf, r.Message)
-	attrs := b.Attributes(i)
-	buf = binary.AppendUvarint(buf, uint64(len(attrs)))
-	for _, a := range attrs {
-		buf = appendRBString(buf, a.Key)
-		buf = appendRBString(buf, a.Value)
-	}
-	return buf
-}
-
-// appendRBString appends s as a RowBinary String: its length as a varint, then its bytes.
-func appendRBString(buf []byte, s string) []byte {
-	buf = binary.AppendUvarint(buf, uint64(len(s)))
-	return append(buf, s...)
-}
-
-// insertAliases sends the aliases as RowBinary (see insertEvents).
+// insertAliases sends the aliases as one Native block (see insertEvents).
 func (e *embedded) insertAliases(ctx context.Context, table string, aliases []Alias) error {
-	bp := bufPool.Get().(*[]byte)
-	buf := (*bp)[:0]
-	for i := range aliases {
-		a := &aliases[i]
-		for _, s := range [...]string{a.Tenant, a.Flow, a.Attr, a.Value, a.Key} {
-			buf = appendRBString(buf, s)
-		}
-		// The zero time is stored as the epoch (and read back as the zero time).
-		buf = binary.LittleEndian.AppendUint64(buf, uint64(nanosOf(a.Time)))
-	}
-	err := e.sess.insert(ctx, "INSERT INTO "+table+" ("+strings.Join(aliasColumns, ", ")+")", "RowBinary", buf)
-	*bp = buf
-	bufPool.Put(bp)
-	return err
+	w := nativePool.Get().(*nativeWriter)
+	defer nativePool.Put(w)
+	w.buf = w.buf[:0]
+	appendNativeAliases(w, aliases)
+	return e.sess.insert(ctx, "INSERT INTO "+table+" ("+strings.Join(aliasColumns, ", ")+")", "Native", w.buf)
 }
 
 const hexDigits = "0123456789abcdef"

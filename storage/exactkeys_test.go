@@ -56,6 +56,24 @@ func testExactKeys(t *testing.T, s Store) {
 		t.Errorf("EventsSince keys = %q, want %q", got, want)
 	}
 
+	// Alias values are identities too: each resolves to its own key.
+	var aliases []Alias
+	for i, k := range trickyKeys {
+		aliases = append(aliases, Alias{Tenant: "t", Flow: "f", Attr: "payment.id", Value: k, Key: fmt.Sprintf("o-%d", i), Time: t0})
+	}
+	if err := s.WriteAliases(ctx, aliases); err != nil {
+		t.Fatal(err)
+	}
+	resolved, err := s.ResolveAliases(ctx, "t", "f", "payment.id", trickyKeys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, k := range trickyKeys {
+		if got := resolved[k]; got != fmt.Sprintf("o-%d", i) {
+			t.Errorf("alias %q resolves to %q, want o-%d", k, got, i)
+		}
+	}
+
 	bad := []CheckpointEvent{
 		{Tenant: "t", Flow: "f", Checkpoint: "placed", Key: "ok-key", KeyAttr: "order.id", Time: t0.Add(time.Hour), Name: "n"},
 		{Tenant: "t", Flow: "f", Checkpoint: "placed", Key: "u-\xff\xfe", KeyAttr: "order.id", Time: t0.Add(time.Hour), Name: "n"},

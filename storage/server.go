@@ -163,8 +163,7 @@ func (s *server) insertEvents(ctx context.Context, table string, b *EventBatch, 
 		return err
 	}
 	defer batch.Close()
-	columns := eventColumnValues(b, now, s.legacy)
-	for i, c := range columns {
+	for i, c := range eventColumnValues(b, now, s.legacy) {
 		if err := batch.Column(i).Append(c); err != nil {
 			return fmt.Errorf("column %d: %w", i, err)
 		}
@@ -173,21 +172,18 @@ func (s *server) insertEvents(ctx context.Context, table string, b *EventBatch, 
 }
 
 func (s *server) insertAliases(ctx context.Context, table string, aliases []Alias) error {
-	return s.insert(ctx, table, aliasColumns, aliasValues(aliases, s.legacy))
-}
-
-// aliasValues are the rows of aliases in aliasColumns order, typed as the native protocol
-// wants them; the zero time is the epoch.
-func aliasValues(aliases []Alias, legacy bool) [][]any {
-	rs := make([][]any, len(aliases))
-	for i, a := range aliases {
-		var t any = time.Unix(0, nanosOf(a.Time)).UTC()
-		if legacy {
-			t = nanosOf(a.Time)
-		}
-		rs[i] = []any{a.Tenant, a.Flow, a.Attr, a.Value, a.Key, t}
+	ctx = s.insertContext(ctx, nil)
+	batch, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+table+" ("+strings.Join(aliasColumns, ", ")+")")
+	if err != nil {
+		return err
 	}
-	return rs
+	defer batch.Close()
+	for i, c := range aliasColumnValues(aliases, s.legacy) {
+		if err := batch.Column(i).Append(c); err != nil {
+			return fmt.Errorf("column %s: %w", aliasColumns[i], err)
+		}
+	}
+	return batch.Send()
 }
 
 func (s *server) insert(ctx context.Context, table string, cols []string, rs [][]any) error {
@@ -203,73 +199,4 @@ func (s *server) insert(ctx context.Context, table string, cols []string, rs [][
 		}
 	}
 	return batch.Send()
-}
-
-// eventColumnValues are the checkpoint_events columns of a batch, one slice per column in
-// eventColumnList order, typed as the native protocol wants them.
-func eventColumnValues(b *EventBatch, now int64, legacy bool) []any {
-	n := len(b.rows)
-	str := func(f func(r *EventRow) string) []string {
-		out := make([]string, n)
-		for i := range b.rows {
-			out[i] = f(&b.rows[i])
-		}
-		return out
-	}
-	ids := make([]uint64, n)
-	t, it := make([]int64, n), make([]int64, n)
-	for i := range b.rows {
-		r := &b.rows[i]
-		ids[i], t[i], it[i] = r.ID, r.Time, r.IngestTime
-		if it[i] == 0 {
-			it[i] = now
-		}
-	}
-	columns := []any{
-		ids,
-		str(func(r *EventRow) string { return r.Tenant }),
-		str(func(r *EventRow) string { return r.Flow }),
-		str(func(r *EventRow) string { return r.Checkpoint }),
-		str(func(r *EventRow) string { return r.Key }),
-		str(func(r *EventRow) string { return r.KeyAttr }),
-	}
-	if legacy {
-		columns = append(columns, t, it)
-	} else {
-		tt, itt := make([]time.Time, n), make([]time.Time, n)
-		for i := range t {
-			tt[i], itt[i] = time.Unix(0, t[i]).UTC(), time.Unix(0, it[i]).UTC()
-		}
-		columns = append(columns, tt, itt)
-	}
-	columns = append(columns,
-		str(func(r *EventRow) string { return r.TraceID }),
-		str(func(r *EventRow) string { return r.SpanID }),
-		str(func(r *EventRow) string { return r.Service }),
-		str(func(r *EventRow) string { return r.Name }),
-		str(func(r *EventRow) string { return r.Status }),
-		str(func(r *EventRow) string { return r.Message }),
-	)
-	if legacy {
-		ks, vs := make([][]string, n), make([][]string, n)
-		for i := range b.rows {
-			attrs := b.Attributes(i)
-			ks[i], vs[i] = make([]string, len(attrs)), make([]string, len(attrs))
-			for j, a := range attrs {
-				ks[i][j], vs[i][j] = a.Key, a.Value
-			}
-		}
-		columns = append(columns, ks, vs)
-	} else {
-		attrs := make([]map[string]string, n)
-		for i := range b.rows {
-			as := b.Attributes(i)
-			attrs[i] = make(map[string]string, len(as))
-			for _, a := range as {
-				attrs[i][a.Key] = a.Value
-			}
-		}
-		columns = append(columns, attrs)
-	}
-	return columns
 }

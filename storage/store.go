@@ -55,7 +55,7 @@ type backend interface {
 	// insertEvents writes one batch of checkpoint events; rows without an ingest time get now
 	// (Unix nanoseconds).
 	insertEvents(ctx context.Context, table string, b *EventBatch, now int64) error
-	// insertAliases writes alias rows (columns aliasColumns).
+	// insertAliases writes alias rows.
 	insertAliases(ctx context.Context, table string, aliases []Alias) error
 	// insert writes rows of plain values (string, uint32, time.Time, ...) into cols.
 	insert(ctx context.Context, table string, cols []string, rows [][]any) error
@@ -271,9 +271,6 @@ func (s *store) writeEvents(ctx context.Context, b *EventBatch, now int64) error
 	s.log.Debug("events written", "rows", b.Len(), "took", time.Since(start))
 	return nil
 }
-
-// aliasColumns are the columns of the aliases table, in the order backends write them.
-var aliasColumns = []string{"tenant", "flow", "attr", "value", "key", "time"}
 
 func (s *store) WriteAliases(ctx context.Context, aliases []Alias) error {
 	if len(aliases) == 0 {
