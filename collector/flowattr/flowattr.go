@@ -23,7 +23,8 @@
 // A Match with an empty Checkpoint is an error note: an error-status item carrying one of the
 // flow's key attributes that matched no checkpoint of that flow.
 //
-// The package only encodes and decodes; it does no matching and keeps no state.
+// The package only encodes and decodes, and says where an item's attributes are looked up
+// (Chain); it does no matching and keeps no state.
 package flowattr
 
 import (
@@ -300,4 +301,29 @@ func unescapeAttr(s string) string {
 		}
 	}
 	return b.String()
+}
+
+// Chain looks an attribute up where flows find an item's attributes (DESIGN.md): on the
+// item, then its span (for a span event), then its scope, then its resource. The flow
+// processor matches through it; the flow exporter reads the attributes rows keep through it.
+type Chain struct {
+	Item, Parent, Scope, Resource pcommon.Map
+	// HasParent: the item is a span event and Parent its span's attributes.
+	HasParent bool
+}
+
+// Get returns the first value of k along the chain.
+func (c *Chain) Get(k string) (pcommon.Value, bool) {
+	if v, ok := c.Item.Get(k); ok {
+		return v, true
+	}
+	if c.HasParent {
+		if v, ok := c.Parent.Get(k); ok {
+			return v, true
+		}
+	}
+	if v, ok := c.Scope.Get(k); ok {
+		return v, true
+	}
+	return c.Resource.Get(k)
 }

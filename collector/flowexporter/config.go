@@ -53,13 +53,17 @@ type Config struct {
 	// A row keeps of its item only what a checkpoint needs, as strings, bounded; every cut is
 	// counted (otelcol_exporter_flow_cut_values, otelcol_exporter_flow_dropped_attributes).
 	//
+	// Attributes names the attributes a row keeps, for flows that read them from the store
+	// (a sub-flow's parent key, a count a parent expects); each is looked up on the item, then
+	// its span (for a span event), its scope and its resource. Default: none — the row's
+	// columns (key, aliases, service, name, status, message) are what a checkpoint needs.
+	Attributes []string `mapstructure:"attributes"`
 	// MaxMessageBytes cuts an item's status message, exception message or log body.
 	MaxMessageBytes int `mapstructure:"max_message_bytes"`
-	// MaxValueBytes cuts the item's name, its service and each attribute value; an attribute
-	// whose name is longer is left out.
+	// MaxValueBytes cuts the item's name, its service and each kept attribute value.
 	MaxValueBytes int `mapstructure:"max_value_bytes"`
-	// MaxAttributesBytes bounds the item's attributes a row keeps, names and values together;
-	// the attributes past it are left out.
+	// MaxAttributesBytes bounds the attributes a row keeps, names and values together; the
+	// attributes past it are left out.
 	MaxAttributesBytes int `mapstructure:"max_attributes_bytes"`
 	// MaxKeyBytes bounds the identities of a row (tenant, flow, checkpoint, key, key attribute,
 	// alias attributes and values). An identity cannot be cut without merging two instances,
@@ -102,6 +106,16 @@ func (c *Config) Validate() error {
 	}
 	if c.ReadTimeout < 0 {
 		errs = append(errs, errors.New("'read_timeout' must not be negative"))
+	}
+	seen := map[string]bool{}
+	for i, a := range c.Attributes {
+		switch {
+		case strings.TrimSpace(a) == "":
+			errs = append(errs, fmt.Errorf("'attributes[%d]' must not be empty", i))
+		case seen[a]:
+			errs = append(errs, fmt.Errorf("'attributes[%d]' %q is listed twice", i, a))
+		}
+		seen[a] = true
 	}
 	for _, l := range []struct {
 		key string

@@ -39,6 +39,7 @@ func TestLoadConfig(t *testing.T) {
 		assert.Equal(t, int64(defaultBatchMinRows), q.Batch.Get().MinSize)
 		assert.Equal(t, "items", q.Batch.Get().Sizer.String())
 		assert.Equal(t, defaultMaxKeyBytes, cfg.MaxKeyBytes)
+		assert.Empty(t, cfg.Attributes, "rows keep no item attribute unless asked")
 	})
 
 	t.Run("server", func(t *testing.T) {
@@ -59,6 +60,7 @@ func TestLoadConfig(t *testing.T) {
 		assert.Equal(t, 2*time.Second, q.Batch.Get().FlushTimeout)
 		assert.Equal(t, int64(defaultBatchMaxRows), q.Batch.Get().MaxSize, "unset keys keep their default")
 		assert.Equal(t, 64, cfg.MaxValueBytes)
+		assert.Equal(t, []string{"order.parcel_count"}, cfg.Attributes)
 		assert.Equal(t, time.Second, cfg.InitialInterval)
 		assert.Equal(t, time.Duration(0), cfg.MaxElapsedTime)
 	})
@@ -73,6 +75,8 @@ func TestLoadConfig(t *testing.T) {
 			"'read_timeout' must not be negative",
 			"'max_key_bytes' must be greater than zero",
 			"'max_attributes_bytes' must be greater than zero",
+			"'attributes[1]' must not be empty",
+			`'attributes[2]' "order.parcel_count" is listed twice`,
 		} {
 			assert.ErrorContains(t, err, want)
 		}

@@ -44,6 +44,7 @@ exporters:
   flow:
     endpoint: {{dsn}}
     database: poison
+    attributes: [deep] # a row keeps it: the poison pill reaches the queue
     dial_timeout: 500ms
     read_timeout: 5s
     sending_queue:

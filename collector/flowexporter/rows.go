@@ -27,13 +27,16 @@ const (
 	eventNameAttr        = "event.name"
 )
 
-// limits bound what a row keeps of an item (see Config).
+// limits say what a row keeps of an item, and bound it (see Config).
 type limits struct {
 	message, value, attributes, key int
+	// keep are the names of the attributes a row keeps.
+	keep []string
 }
 
 func limitsOf(cfg *Config) limits {
-	return limits{message: cfg.MaxMessageBytes, value: cfg.MaxValueBytes, attributes: cfg.MaxAttributesBytes, key: cfg.MaxKeyBytes}
+	return limits{message: cfg.MaxMessageBytes, value: cfg.MaxValueBytes, attributes: cfg.MaxAttributesBytes, key: cfg.MaxKeyBytes,
+		keep: cfg.Attributes}
 }
 
 // Why a row is rejected (the reason attribute of the rejected rows metric).
@@ -104,12 +107,14 @@ func (c *converter) traces(td ptrace.Traces) {
 	rss := td.ResourceSpans()
 	for i := 0; i < rss.Len(); i++ {
 		rs := rss.At(i)
-		service := c.service(rs.Resource().Attributes())
+		res := rs.Resource().Attributes()
+		service := c.service(res)
 		sss := rs.ScopeSpans()
 		for j := 0; j < sss.Len(); j++ {
+			ctx := itemContext{service: service, scope: sss.At(j).Scope().Attributes(), resource: res}
 			spans := sss.At(j).Spans()
 			for k := 0; k < spans.Len(); k++ {
-				c.span(service, spans.At(k))
+				c.span(&ctx, spans.At(k))
 			}
 		}
 	}
@@ -120,19 +125,20 @@ func (c *converter) logs(ld plog.Logs) {
 	rls := ld.ResourceLogs()
 	for i := 0; i < rls.Len(); i++ {
 		rl := rls.At(i)
-		service, resolved := "", false
+		res := rl.Resource().Attributes()
 		sls := rl.ScopeLogs()
 		for j := 0; j < sls.Len(); j++ {
+			var ctx *itemContext // made for the scope's first annotated record
 			lrs := sls.At(j).LogRecords()
 			for k := 0; k < lrs.Len(); k++ {
 				lr := lrs.At(k)
 				if !flowattr.Has(lr.Attributes()) {
 					continue
 				}
-				if !resolved {
-					service, resolved = c.service(rl.Resource().Attributes()), true
+				if ctx == nil {
+					ctx = &itemContext{service: c.service(res), scope: sls.At(j).Scope().Attributes(), resource: res}
 				}
-				c.log(service, lr)
+				c.log(ctx, lr)
 			}
 		}
 	}
@@ -147,14 +153,25 @@ func (c *converter) service(res pcommon.Map) string {
 	return c.bounded(c.valueString(v), c.lim.value, fieldService)
 }
 
+// itemContext is where an item is: its scope's and resource's attributes and its service.
+type itemContext struct {
+	service         string
+	scope, resource pcommon.Map
+}
+
+// chain is where the attributes of an item with attrs in this context are found.
+func (ctx *itemContext) chain(attrs pcommon.Map) flowattr.Chain {
+	return flowattr.Chain{Item: attrs, Scope: ctx.scope, Resource: ctx.resource}
+}
+
 // span adds the rows of a span (checkpoint time: its end) and of its span events (their
 // own times).
-func (c *converter) span(service string, span ptrace.Span) {
+func (c *converter) span(ctx *itemContext, span ptrace.Span) {
 	var ids string // hex trace id then span id, made for the first row
 	if flowattr.Has(span.Attributes()) {
 		ids = c.ids(span.TraceID(), span.SpanID())
-		c.item(item{attrs: span.Attributes(), time: span.EndTimestamp(), ids: ids, traceEmpty: span.TraceID().IsEmpty(),
-			service: service, name: span.Name(), status: statusString(span.Status().Code()), message: span.Status().Message()})
+		c.item(item{service: ctx.service, attrs: ctx.chain(span.Attributes()), time: span.EndTimestamp(), ids: ids,
+			traceEmpty: span.TraceID().IsEmpty(), name: span.Name(), status: statusString(span.Status().Code()), message: span.Status().Message()})
 	}
 	events := span.Events()
 	for i := 0; i < events.Len(); i++ {
@@ -165,8 +182,10 @@ func (c *converter) span(service string, span ptrace.Span) {
 		if ids == "" {
 			ids = c.ids(span.TraceID(), span.SpanID())
 		}
-		it := item{attrs: ev.Attributes(), time: ev.Timestamp(), ids: ids, traceEmpty: span.TraceID().IsEmpty(),
-			service: service, name: ev.Name(), status: "unset"}
+		chain := ctx.chain(ev.Attributes())
+		chain.Parent, chain.HasParent = span.Attributes(), true
+		it := item{service: ctx.service, attrs: chain, time: ev.Timestamp(), ids: ids, traceEmpty: span.TraceID().IsEmpty(),
+			name: ev.Name(), status: "unset"}
 		if ev.Name() == exceptionEvent {
 			it.status = "error"
 			if v, ok := ev.Attributes().Get(exceptionMessageAttr); ok {
@@ -178,7 +197,7 @@ func (c *converter) span(service string, span ptrace.Span) {
 }
 
 // log adds the rows of a log record (its own time; the observed time when it has none).
-func (c *converter) log(service string, lr plog.LogRecord) {
+func (c *converter) log(ctx *itemContext, lr plog.LogRecord) {
 	ts := lr.Timestamp()
 	if ts == 0 {
 		ts = lr.ObservedTimestamp()
@@ -189,8 +208,8 @@ func (c *converter) log(service string, lr plog.LogRecord) {
 			name = c.valueString(v)
 		}
 	}
-	it := item{attrs: lr.Attributes(), time: ts, ids: c.ids(lr.TraceID(), lr.SpanID()), traceEmpty: lr.TraceID().IsEmpty(),
-		service: service, name: name, status: "unset"}
+	it := item{service: ctx.service, attrs: ctx.chain(lr.Attributes()), time: ts, ids: c.ids(lr.TraceID(), lr.SpanID()),
+		traceEmpty: lr.TraceID().IsEmpty(), name: name, status: "unset"}
 	if lr.SeverityNumber() >= plog.SeverityNumberError {
 		it.status = "error"
 		it.message = lr.Body().AsString()
@@ -200,13 +219,15 @@ func (c *converter) log(service string, lr plog.LogRecord) {
 
 // item is one annotated span, span event or log record.
 type item struct {
-	attrs pcommon.Map
+	service string
+	// attrs finds the item's attributes where the flow processor finds them.
+	attrs flowattr.Chain
 	time  pcommon.Timestamp
 	// ids is the hex trace id followed by the hex span id, either possibly empty; traceEmpty
 	// tells which.
-	ids                            string
-	traceEmpty                     bool
-	service, name, status, message string
+	ids                   string
+	traceEmpty            bool
+	name, status, message string
 }
 
 func (it *item) traceSpan() (traceID, spanID string) {
@@ -216,18 +237,27 @@ func (it *item) traceSpan() (traceID, spanID string) {
 	return it.ids[:32], it.ids[32:]
 }
 
-// item adds one row per match of the item's annotation, with the item's attributes and the
-// match's aliases. A match whose identities cannot be stored is rejected alone.
+// item adds one row per match of the item's annotation, with the attributes rows keep and
+// the match's aliases. A match whose identities cannot be stored is rejected alone.
 func (c *converter) item(it item) {
-	c.matches = flowattr.Get(it.attrs, c.matches[:0])
+	c.matches = flowattr.Get(it.attrs.Item, c.matches[:0])
 	traceID, spanID := it.traceSpan()
 	first := -1
 	var name, message string
 	for i := range c.matches {
 		m := &c.matches[i]
-		row := storage.EventRow{Tenant: m.Tenant, Flow: m.Flow, Checkpoint: m.Checkpoint, Key: m.Key, KeyAttr: m.KeyAttr,
-			Time: int64(it.time), TraceID: traceID, SpanID: spanID, Service: it.service, Status: it.status}
-		if reason, bad := c.reject(&row, m.Aliases); bad {
+		r := c.rows.AddRow()
+		r.Tenant, r.Flow, r.Checkpoint, r.Key, r.KeyAttr = m.Tenant, m.Flow, m.Checkpoint, m.Key, m.KeyAttr
+		r.Time, r.TraceID, r.SpanID, r.Service, r.Status = int64(it.time), traceID, spanID, it.service, it.status
+		if m.Key != "" {
+			for _, a := range m.Aliases {
+				if a.Attr != "" {
+					c.rows.AddAlias(a.Attr, a.Value)
+				}
+			}
+		}
+		if reason, bad := c.reject(c.rows.Len() - 1); bad {
+			c.rows.DropLast()
 			c.stats.rejected[reason]++
 			if c.stats.example == "" {
 				c.stats.example = m.Flow + "/" + m.Checkpoint + " key of " + strconv.Itoa(len(m.Key)) + " bytes: " + rejectReasons[reason]
@@ -238,41 +268,33 @@ func (c *converter) item(it item) {
 			name = c.bounded(it.name, c.lim.value, fieldName)
 			message = c.bounded(it.message, c.lim.message, fieldMessage)
 		}
-		row.Name, row.Message = name, message
-		row.ID = storage.EventIDValue(row.Tenant, row.Flow, row.Checkpoint, row.Key, traceID, spanID, row.Time, name)
-		c.rows.Add(row)
+		r = c.rows.Row(c.rows.Len() - 1)
+		r.Name, r.Message = name, message
+		r.ID = storage.EventIDValue(r.Tenant, r.Flow, r.Checkpoint, r.Key, traceID, spanID, r.Time, name)
 		if first < 0 {
 			first = c.rows.Len() - 1
-			c.attributes(it.attrs)
+			c.attributes(&it)
 		} else {
 			c.rows.CopyAttributes(first)
-		}
-		for _, a := range m.Aliases {
-			if a.Attr != "" && m.Key != "" {
-				c.rows.AddAlias(a.Attr, a.Value)
-			}
 		}
 	}
 }
 
-// reject tells whether a row (and its aliases) cannot be stored, and why.
-func (c *converter) reject(r *storage.EventRow, aliases []flowattr.Alias) (int, bool) {
+// reject tells whether row i (and its aliases) cannot be stored, and why: an identity longer
+// than max_key_bytes, or what storage.CheckRow refuses.
+func (c *converter) reject(i int) (int, bool) {
+	r, aliases := c.rows.Row(i), c.rows.Aliases(i)
 	for _, s := range [...]string{r.Tenant, r.Flow, r.Checkpoint, r.Key, r.KeyAttr} {
 		if len(s) > c.lim.key {
 			return rejectTooLong, true
 		}
 	}
 	for _, a := range aliases {
-		if len(a.Attr) > c.lim.key || len(a.Value) > c.lim.key {
+		if len(a.Key) > c.lim.key || len(a.Value) > c.lim.key {
 			return rejectTooLong, true
 		}
 	}
-	var buf [4]storage.Attr
-	as := buf[:0]
-	for _, a := range aliases {
-		as = append(as, storage.Attr{Key: a.Attr, Value: a.Value})
-	}
-	switch err := storage.CheckRow(r, as); {
+	switch err := storage.CheckRow(r, aliases); {
 	case err == nil:
 		return 0, false
 	case errors.Is(err, storage.ErrNotUTF8):
@@ -282,16 +304,17 @@ func (c *converter) reject(r *storage.EventRow, aliases []flowattr.Alias) (int, 
 	}
 }
 
-// attributes adds the item's own attributes (not the annotation) to the last row, as
-// strings: maps and slices as their JSON, bytes as base64. A value is cut to max_value_bytes;
-// an attribute whose name is longer is left out, and so are those past max_attributes_bytes.
-func (c *converter) attributes(m pcommon.Map) {
+// attributes adds to the last row the attributes rows keep (Config.Attributes) that the item
+// has, as strings: maps and slices as their JSON, bytes as base64. A value is cut to
+// max_value_bytes; the attributes past max_attributes_bytes are left out.
+func (c *converter) attributes(it *item) {
 	budget := c.lim.attributes
-	for k, v := range m.All() {
-		if flowattr.IsAnnotation(k) {
+	for _, k := range c.lim.keep {
+		v, ok := it.attrs.Get(k)
+		if !ok {
 			continue
 		}
-		if len(k) > c.lim.value || len(k) >= budget || !storage.ValidUTF8(k) {
+		if len(k) >= budget {
 			c.stats.dropped++
 			continue
 		}
