@@ -3,6 +3,7 @@ package storage
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 	"unicode/utf8"
 )
@@ -138,10 +139,10 @@ func (b *EventBatch) appendRows(o *EventBatch, from, to int) {
 	first, last := &o.rows[from], &o.rows[to-1]
 	da := int32(len(b.attrs)) - first.attrs[0]
 	dl := int32(len(b.aliases)) - first.aliases[0]
-	b.attrs = append(b.attrs, o.attrs[first.attrs[0]:last.attrs[1]]...)
-	b.aliases = append(b.aliases, o.aliases[first.aliases[0]:last.aliases[1]]...)
+	b.attrs = append(grow(b.attrs, int(last.attrs[1]-first.attrs[0])), o.attrs[first.attrs[0]:last.attrs[1]]...)
+	b.aliases = append(grow(b.aliases, int(last.aliases[1]-first.aliases[0])), o.aliases[first.aliases[0]:last.aliases[1]]...)
 	n := len(b.rows)
-	b.rows = append(b.rows, o.rows[from:to]...)
+	b.rows = append(grow(b.rows, to-from), o.rows[from:to]...)
 	for i := n; i < len(b.rows); i++ {
 		r := &b.rows[i]
 		r.attrs[0] += da
@@ -269,4 +270,13 @@ func nanosOf(t time.Time) int64 {
 		return 0
 	}
 	return t.UnixNano()
+}
+
+// grow makes room for n more elements in s, doubling its capacity (append grows large
+// slices by a quarter: a batch that gathers many small ones would be copied over and over).
+func grow[T any](s []T, n int) []T {
+	if len(s)+n <= cap(s) {
+		return s
+	}
+	return slices.Grow(s, max(len(s)+n, 2*cap(s), 64)-len(s))
 }

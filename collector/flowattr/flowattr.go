@@ -76,6 +76,7 @@ func Put(attrs pcommon.Map, ms []Match) {
 		Remove(attrs)
 	case 1:
 		m := &ms[0]
+		attrs.EnsureCapacity(attrs.Len() + len(fieldNames) + 1) // one growth, not one per field
 		attrs.PutStr(AttrName, m.Flow)
 		attrs.PutStr(AttrCheckpoint, m.Checkpoint)
 		attrs.PutStr(AttrKey, m.Key)
