@@ -2,6 +2,7 @@ package flowexporter
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -166,28 +167,34 @@ func TestExportToEmbeddedStore(t *testing.T) {
 }
 
 // BenchmarkEncodeRow: one annotated span into one checkpoint row (with its event id and its
-// alias; no attribute kept, the default), as the exporter makes rows before its queue.
+// alias), as the exporter makes rows before its queue: keeping no attribute (the default),
+// and keeping the span's four attributes (as every row did before).
 func BenchmarkEncodeRow(b *testing.B) {
-	td := ptrace.NewTraces()
-	sp := annotatedSpan(td, "payments", "POST /payments", base, 1, 2,
-		flowattr.Match{Flow: "order", Checkpoint: "paid", Key: "order-00012345", KeyAttr: "order.id", Tenant: "acme",
-			Aliases: []flowattr.Alias{{Attr: "payment.id", Value: "p-777"}}})
-	sp.Attributes().PutStr("order.id", "order-00012345")
-	sp.Attributes().PutStr("payment.id", "p-777")
-	cfg := NewFactory().CreateDefaultConfig().(*Config)
-	var rows storage.EventBatch
-	c := newConverter(limitsOf(cfg), &rows)
-	ctx := itemContext{service: "payments", scope: pcommon.NewMap(), resource: td.ResourceSpans().At(0).Resource().Attributes()}
-	b.ReportAllocs()
-	for b.Loop() {
-		// The rows (and the arena their strings live in) are dropped before the next span:
-		// what stays is the memory a long request amortizes.
-		rows.Reset()
-		c.arena = c.arena[:0]
-		c.span(&ctx, sp)
-	}
-	if rows.Len() != 1 || rows.AliasCount() != 1 || len(rows.Attributes(0)) != 0 {
-		b.Fatalf("encoded %d rows, %d aliases, attributes %v", rows.Len(), rows.AliasCount(), rows.Attributes(0))
+	for _, keep := range [][]string{nil, {"http.method", "http.response.status_code", "order.id", "payment.id"}} {
+		b.Run(fmt.Sprintf("kept=%d", len(keep)), func(b *testing.B) {
+			td := ptrace.NewTraces()
+			sp := annotatedSpan(td, "payments", "POST /payments", base, 1, 2,
+				flowattr.Match{Flow: "order", Checkpoint: "paid", Key: "order-00012345", KeyAttr: "order.id", Tenant: "acme",
+					Aliases: []flowattr.Alias{{Attr: "payment.id", Value: "p-777"}}})
+			sp.Attributes().PutStr("order.id", "order-00012345")
+			sp.Attributes().PutStr("payment.id", "p-777")
+			cfg := NewFactory().CreateDefaultConfig().(*Config)
+			cfg.Attributes = keep
+			var rows storage.EventBatch
+			c := newConverter(limitsOf(cfg), &rows)
+			ctx := itemContext{service: "payments", scope: pcommon.NewMap(), resource: td.ResourceSpans().At(0).Resource().Attributes()}
+			b.ReportAllocs()
+			for b.Loop() {
+				// The rows (and the arena their strings live in) are dropped before the next
+				// span: what stays is the memory a long request amortizes.
+				rows.Reset()
+				c.arena = c.arena[:0]
+				c.span(&ctx, sp)
+			}
+			if rows.Len() != 1 || rows.AliasCount() != 1 || len(rows.Attributes(0)) != len(keep) {
+				b.Fatalf("encoded %d rows, %d aliases, attributes %v", rows.Len(), rows.AliasCount(), rows.Attributes(0))
+			}
+		})
 	}
 }
 
