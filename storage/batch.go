@@ -180,13 +180,33 @@ func CheckRow(r *EventRow, aliases []Attr) error {
 	if r.Tenant == "" || r.Flow == "" || r.Time == 0 {
 		return ErrIncomplete
 	}
-	for _, s := range [...]string{r.Tenant, r.Flow, r.Checkpoint, r.Key, r.KeyAttr} {
-		if !ValidUTF8(s) {
+	// Identities are mostly ASCII: one pass over all their bytes settles it, and only a row
+	// with a byte past ASCII is validated string by string.
+	ids := [...]string{r.Tenant, r.Flow, r.Checkpoint, r.Key, r.KeyAttr}
+	var high byte
+	for _, s := range ids {
+		for i := 0; i < len(s); i++ {
+			high |= s[i]
+		}
+	}
+	for _, a := range aliases {
+		for i := 0; i < len(a.Key); i++ {
+			high |= a.Key[i]
+		}
+		for i := 0; i < len(a.Value); i++ {
+			high |= a.Value[i]
+		}
+	}
+	if high < utf8.RuneSelf {
+		return nil
+	}
+	for _, s := range ids {
+		if !utf8.ValidString(s) {
 			return ErrNotUTF8
 		}
 	}
 	for _, a := range aliases {
-		if !ValidUTF8(a.Key) || !ValidUTF8(a.Value) {
+		if !utf8.ValidString(a.Key) || !utf8.ValidString(a.Value) {
 			return ErrNotUTF8
 		}
 	}
