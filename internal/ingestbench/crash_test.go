@@ -274,21 +274,30 @@ func killUnderLoad(t *testing.T, bin, flowsDir string, ch *testsvc.ClickHouse) {
 // the embedded store in folder dir.
 func readStored(t *testing.T, ch *testsvc.ClickHouse, dir string) []storage.CheckpointEvent {
 	t.Helper()
-	ctx := context.Background()
-	var s storage.Store
-	var err error
 	if ch != nil {
-		s, err = storage.OpenServer(ctx, ch.DSN(), storage.Options{Database: crashDatabase})
-	} else {
-		s, err = storage.OpenEmbedded(ctx, dir, storage.Options{})
+		return readStoredFrom(t, ch.DSN(), crashDatabase)
 	}
+	ctx := context.Background()
+	s, err := storage.OpenEmbedded(ctx, dir, storage.Options{})
 	require.NoError(t, err)
 	defer s.Close()
 	evs, err := s.EventsSince(ctx, time.Time{}, 10*crashRequests*checkpointsPerRequest)
-	if err != nil && ch != nil {
-		return nil // the table does not exist yet
-	}
 	require.NoError(t, err)
+	return evs
+}
+
+// readStoredFrom reads every checkpoint row of database db of a ClickHouse server (none when
+// the table does not exist yet).
+func readStoredFrom(tb testing.TB, dsn, db string) []storage.CheckpointEvent {
+	tb.Helper()
+	ctx := context.Background()
+	s, err := storage.OpenServer(ctx, dsn, storage.Options{Database: db})
+	require.NoError(tb, err)
+	defer s.Close()
+	evs, err := s.EventsSince(ctx, time.Time{}, 100_000_000)
+	if err != nil {
+		return nil
+	}
 	return evs
 }
 

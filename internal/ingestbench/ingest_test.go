@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/flowwatch/flowwatch/internal/testsvc"
 	"github.com/flowwatch/flowwatch/model"
 	"github.com/flowwatch/flowwatch/storage"
 )
@@ -32,6 +33,10 @@ import (
 //	                         examples/collector.yaml)
 //	INGESTBENCH_QUEUE        the flow exporter's sending queue: memory (exporterhelper's
 //	                         default) or file (file_storage, as the shipped configs have it)
+//	INGESTBENCH_STORE        embedded (default: chDB in the collector, as `flowwatch run`
+//	                         and examples/collector.yaml) or server (a ClickHouse server
+//	                         started for the run, as the scaled-out shape: the collector's own
+//	                         CPU and memory without the engine)
 //	INGESTBENCH_CPUPROFILE   a folder: save a CPU profile of the collector per pipeline
 //	                         (pprof extension, INGESTBENCH_PROFILE_SECONDS long, default 10)
 const (
@@ -86,6 +91,7 @@ func BenchmarkIngestPath(b *testing.B) {
 
 type ingestRun struct {
 	bin, flowsDir    string
+	dsn              string // a ClickHouse server; "" for the embedded store
 	set              *model.Set
 	withFlows        bool
 	batches, senders int
@@ -103,6 +109,13 @@ func runIngest(b *testing.B, r ingestRun) {
 	require.Positive(b, per.spans)
 
 	col := newCollector(b, r.bin)
+	switch v := os.Getenv("INGESTBENCH_STORE"); v {
+	case "", "embedded":
+	case "server":
+		r.dsn = testsvc.ClickHouseT(b).DSN()
+	default:
+		b.Fatalf("INGESTBENCH_STORE=%q: want embedded or server", v)
+	}
 	col.start(b, "--config", writeBenchConfig(b, col, r))
 	conn, err := grpc.NewClient(col.otlp, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	require.NoError(b, err)
@@ -182,7 +195,13 @@ func runIngest(b *testing.B, r ingestRun) {
 
 	// Checkpoints stored: the store holds one row per match of every batch sent (none
 	// without the flow processor).
-	require.Equal(b, sent*per.rows, storedEvents(b, filepath.Join(col.dir, "store")), "checkpoint rows stored")
+	stored := 0
+	if r.dsn != "" {
+		stored = len(readStoredFrom(b, r.dsn, benchDatabase))
+	} else {
+		stored = storedEvents(b, filepath.Join(col.dir, "store"))
+	}
+	require.Equal(b, sent*per.rows, stored, "checkpoint rows stored")
 }
 
 // writeBenchConfig writes the benchmark collector's configuration and returns its path.
@@ -199,6 +218,10 @@ func writeBenchConfig(tb testing.TB, col *collector, r ingestRun) string {
 		flush = s
 	}
 	q := strconv.Quote
+	store := "path: " + q(filepath.Join(col.dir, "store"))
+	if r.dsn != "" {
+		store = "endpoint: " + q(r.dsn) + "\n    database: " + benchDatabase
+	}
 	// The exporter's sending queue: exporterhelper's default (in memory), or on disk through
 	// file_storage as the shipped configurations and `flowwatch run` have it.
 	storageKey, storageExt, exts := "", "", "[health_check, pprof]"
@@ -237,7 +260,7 @@ processors:
     reload_interval: 30s
 exporters:
   flow:
-    path: ` + q(filepath.Join(col.dir, "store")) + `
+    ` + store + `
     create_schema: true
     timeout: 30s
     sending_queue:` + storageKey + `
@@ -281,6 +304,9 @@ func export(ctx context.Context, client ptraceotlp.GRPCClient, p *Payload) error
 	}
 	return nil
 }
+
+// benchDatabase is the server database of the benchmark's rows.
+const benchDatabase = "ingestbench"
 
 // storedEvents counts the checkpoint rows in the store folder of a stopped collector.
 func storedEvents(tb testing.TB, dir string) int {
