@@ -93,10 +93,10 @@ func defaultQueueConfig() exporterhelper.QueueBatchConfig {
 // queue batches the exporter's own rows).
 var exporterCapabilities = consumer.Capabilities{MutatesData: false}
 
-func options(e *flowExporter, cfg *Config) []exporterhelper.Option {
+func options(e *flowExporter, cfg *Config, enc rowsEncoding) []exporterhelper.Option {
 	return []exporterhelper.Option{
 		exporterhelper.WithTimeout(cfg.TimeoutConfig),
-		xexporterhelper.WithQueueBatch(cfg.QueueConfig, xexporterhelper.QueueBatchSettings{Encoding: rowsEncoding{}}),
+		xexporterhelper.WithQueueBatch(cfg.QueueConfig, xexporterhelper.QueueBatchSettings{Encoding: enc}),
 		exporterhelper.WithRetry(cfg.BackOffConfig),
 		exporterhelper.WithStart(e.start),
 		exporterhelper.WithShutdown(e.shutdown),
@@ -158,7 +158,7 @@ func createTraces(ctx context.Context, set exporter.Settings, cfg component.Conf
 	}
 	helper, err := xexporterhelper.NewTracesRequest(ctx, set,
 		func(ctx context.Context, _ ptrace.Traces) (xexporterhelper.Request, error) { return requestFrom(ctx) },
-		e.push, options(e, c)...)
+		e.push, options(e, c, rowsEncoding{legacy: legacyTraces(e.convertTraces)})...)
 	if err != nil {
 		return nil, err
 	}
@@ -173,7 +173,7 @@ func createLogs(ctx context.Context, set exporter.Settings, cfg component.Config
 	}
 	helper, err := xexporterhelper.NewLogsRequest(ctx, set,
 		func(ctx context.Context, _ plog.Logs) (xexporterhelper.Request, error) { return requestFrom(ctx) },
-		e.push, options(e, c)...)
+		e.push, options(e, c, rowsEncoding{legacy: legacyLogs(e.convertLogs)})...)
 	if err != nil {
 		return nil, err
 	}

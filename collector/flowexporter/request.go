@@ -2,10 +2,14 @@ package flowexporter
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"go.opentelemetry.io/collector/exporter/exporterhelper"
 	"go.opentelemetry.io/collector/exporter/exporterhelper/xexporterhelper"
+	"go.opentelemetry.io/collector/pdata/plog"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+	pdatareq "go.opentelemetry.io/collector/pdata/xpdata/request"
 
 	"github.com/flowwatch/flowwatch/storage"
 )
@@ -62,8 +66,12 @@ func (r *rowsRequest) MergeSplit(_ context.Context, maxSize int, szt exporterhel
 
 // rowsEncoding is how requests are written to the persistent queue: the rows' binary form
 // (storage.EventBatch.AppendBinary), which reads back with one allocation for the whole
-// request and none per row.
-type rowsEncoding struct{}
+// request and none per row. An earlier flow exporter queued the telemetry itself, in
+// exporterhelper's encoding; legacy reads such a request into rows, so that what a collector
+// acknowledged before an upgrade is still written after it.
+type rowsEncoding struct {
+	legacy func(data []byte) (*rowsRequest, error)
+}
 
 func (rowsEncoding) Marshal(_ context.Context, r xexporterhelper.Request) ([]byte, error) {
 	req, ok := r.(*rowsRequest)
@@ -73,10 +81,46 @@ func (rowsEncoding) Marshal(_ context.Context, r xexporterhelper.Request) ([]byt
 	return req.rows.AppendBinary(make([]byte, 0, req.rows.BinarySize()))
 }
 
-func (rowsEncoding) Unmarshal(data []byte) (context.Context, xexporterhelper.Request, error) {
+func (e rowsEncoding) Unmarshal(data []byte) (context.Context, xexporterhelper.Request, error) {
 	req := &rowsRequest{}
-	if err := req.rows.UnmarshalBinary(data); err != nil {
-		return context.Background(), nil, fmt.Errorf("decode flow exporter rows: %w", err)
+	err := req.rows.UnmarshalBinary(data)
+	if err == nil {
+		return context.Background(), req, nil
 	}
-	return context.Background(), req, nil
+	if e.legacy != nil && errors.Is(err, storage.ErrCorruptBatch) {
+		old, lerr := e.legacy(data)
+		if lerr == nil {
+			return context.Background(), old, nil
+		}
+		err = errors.Join(err, lerr)
+	}
+	return context.Background(), nil, fmt.Errorf("decode flow exporter rows: %w", err)
+}
+
+// legacyTraces reads a traces request an earlier flow exporter queued.
+func legacyTraces(convert func(ptrace.Traces) *rowsRequest) func([]byte) (*rowsRequest, error) {
+	return func(data []byte) (*rowsRequest, error) {
+		_, td, err := pdatareq.UnmarshalTraces(data)
+		if errors.Is(err, pdatareq.ErrInvalidFormat) {
+			td, err = (&ptrace.ProtoUnmarshaler{}).UnmarshalTraces(data)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read a traces request queued by an earlier version: %w", err)
+		}
+		return convert(td), nil
+	}
+}
+
+// legacyLogs reads a logs request an earlier flow exporter queued.
+func legacyLogs(convert func(plog.Logs) *rowsRequest) func([]byte) (*rowsRequest, error) {
+	return func(data []byte) (*rowsRequest, error) {
+		_, ld, err := pdatareq.UnmarshalLogs(data)
+		if errors.Is(err, pdatareq.ErrInvalidFormat) {
+			ld, err = (&plog.ProtoUnmarshaler{}).UnmarshalLogs(data)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read a logs request queued by an earlier version: %w", err)
+		}
+		return convert(ld), nil
+	}
 }

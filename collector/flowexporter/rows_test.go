@@ -16,6 +16,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/pdata/ptrace"
+	pdatareq "go.opentelemetry.io/collector/pdata/xpdata/request"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
@@ -222,5 +223,45 @@ func TestRowsEncodingRoundTrip(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, ids(r), ids(back.(*rowsRequest)))
 	_, _, err = rowsEncoding{}.Unmarshal(data[:len(data)-1])
+	require.ErrorIs(t, err, storage.ErrCorruptBatch)
+}
+
+// What an earlier flow exporter queued on disk (the telemetry itself, in exporterhelper's
+// encoding, or plain OTLP protobuf before that) is read back into rows after an upgrade.
+func TestRowsEncodingReadsEarlierQueue(t *testing.T) {
+	e, err := newFlowExporter(exporter.Settings{ID: component.NewID(metadata.Type), TelemetrySettings: componenttest.NewNopTelemetrySettings()},
+		NewFactory().CreateDefaultConfig().(*Config))
+	require.NoError(t, err)
+	td := ptrace.NewTraces()
+	annotatedSpan(td, "orders", "POST /orders", base, 1, 1,
+		flowattr.Match{Flow: "order", Checkpoint: "placed", Key: "o-1", KeyAttr: "order.id", Tenant: "acme"})
+	ld := plog.NewLogs()
+	lr := ld.ResourceLogs().AppendEmpty().ScopeLogs().AppendEmpty().LogRecords().AppendEmpty()
+	lr.SetTimestamp(pcommon.NewTimestampFromTime(base))
+	flowattr.Put(lr.Attributes(), []flowattr.Match{{Flow: "order", Checkpoint: "settled", Key: "o-1", KeyAttr: "order.id", Tenant: "acme"}})
+
+	wrapped, err := pdatareq.MarshalTraces(context.Background(), td)
+	require.NoError(t, err)
+	plain, err := (&ptrace.ProtoMarshaler{}).MarshalTraces(td)
+	require.NoError(t, err)
+	logs, err := pdatareq.MarshalLogs(context.Background(), ld)
+	require.NoError(t, err)
+	for name, tc := range map[string]struct {
+		enc  rowsEncoding
+		data []byte
+		want string
+	}{
+		"traces":         {rowsEncoding{legacy: legacyTraces(e.convertTraces)}, wrapped, "placed"},
+		"traces (proto)": {rowsEncoding{legacy: legacyTraces(e.convertTraces)}, plain, "placed"},
+		"logs":           {rowsEncoding{legacy: legacyLogs(e.convertLogs)}, logs, "settled"},
+	} {
+		_, req, err := tc.enc.Unmarshal(tc.data)
+		require.NoError(t, err, name)
+		rows := &req.(*rowsRequest).rows
+		require.Equal(t, 1, rows.Len(), name)
+		assert.Equal(t, tc.want, rows.Row(0).Checkpoint, name)
+		assert.Equal(t, "o-1", rows.Row(0).Key, name)
+	}
+	_, _, err = rowsEncoding{legacy: legacyTraces(e.convertTraces)}.Unmarshal([]byte("neither"))
 	require.ErrorIs(t, err, storage.ErrCorruptBatch)
 }
