@@ -92,9 +92,8 @@ type converter struct {
 	rows    *storage.EventBatch
 	stats   convStats
 	matches []flowattr.Match
-	// arena holds the bytes of the strings the converter makes (hex ids, non-string
-	// attribute values, repaired values). Only appended to: strings made from it stay valid
-	// when it grows into a new array.
+	// arena holds the bytes of the strings the converter makes (hex ids, integer values).
+	// Only appended to: strings made from it stay valid when it grows into a new array.
 	arena []byte
 }
 
@@ -324,8 +323,8 @@ func (c *converter) attributes(it *item) {
 	}
 }
 
-// valueString is a value's string form; a string is the telemetry's own, other types are
-// made in the arena.
+// valueString is a value's string form: a string is the telemetry's own, an integer is made
+// in the arena, other types are pdata's string form of them.
 func (c *converter) valueString(v pcommon.Value) string {
 	switch v.Type() {
 	case pcommon.ValueTypeStr:
