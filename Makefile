@@ -38,6 +38,7 @@ deploy-flows:
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./model
+	$(GO) test -run '^$$' -fuzz FuzzEventBatchUnmarshal -fuzztime $(FUZZTIME) ./storage
 
 lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$unformatted" ]; then echo "not gofmt-formatted:"; echo "$$unformatted"; exit 1; fi
@@ -89,6 +90,7 @@ bench: chdb
 	$(GO) test -run '^$$' -bench 'Insert' -benchmem -benchtime $(BENCHTIME) ./storage/
 	$(GO) test -run '^$$' -bench 'BytesPerEvent' -benchtime 1x ./storage/
 	$(GO) test -run '^$$' -bench 'IngestPath' -benchtime 1x -count 3 -timeout 20m ./internal/ingestbench/
+	INGESTBENCH_QUEUE=file $(GO) test -run '^$$' -bench 'IngestPath' -benchtime 1x -count 3 -timeout 20m ./internal/ingestbench/
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./grafana-plugin/pkg/plugin/
 	$(GO) test -run '^$$' -bench DemoOrders -benchtime $(BENCHTIME) ./internal/demo/
 	$(GO) test -run '^$$' -bench 'Tick|Ingest' -benchmem -benchtime 100x ./detector/

@@ -169,17 +169,17 @@ func checkCollectorConfig(data []byte, mounts mountTable, env map[string]bool, r
 				used[kind][id] = true
 			}
 		}
-		// memory_limiter must see data first; batching happens after the flow processor has
-		// dropped what matches no flow.
+		// memory_limiter must see data first. Batching happens in the flow exporter's sending
+		// queue, after its rows are on disk: a batch processor before it would acknowledge
+		// spans that a crash of the collector loses.
 		if i := slices.IndexFunc(p.Processors, func(id string) bool { return componentType(id) == "memory_limiter" }); i != 0 {
 			fail("pipeline %s: memory_limiter must be the first processor (processors: %v)", name, p.Processors)
 		}
-		fi := slices.IndexFunc(p.Processors, func(id string) bool { return componentType(id) == "flow" })
-		bi := slices.IndexFunc(p.Processors, func(id string) bool { return componentType(id) == "batch" })
-		if fi < 0 {
+		if !slices.ContainsFunc(p.Processors, func(id string) bool { return componentType(id) == "flow" }) {
 			fail("pipeline %s: no flow processor", name)
-		} else if bi >= 0 && bi < fi {
-			fail("pipeline %s: batch must come after the flow processor", name)
+		}
+		if slices.ContainsFunc(p.Processors, func(id string) bool { return componentType(id) == "batch" }) {
+			fail("pipeline %s: no batch processor before the flow exporter: it batches in its persistent sending queue, after the rows are on disk", name)
 		}
 	}
 	for kind, defined := range map[string]map[string]map[string]any{"receivers": cfg.Receivers, "processors": cfg.Processors, "exporters": cfg.Exporters} {

@@ -30,13 +30,22 @@ func ChDBDefaultPath() string {
 // chdbLib holds the few chDB C functions the embedded transport needs, bound at first use
 // (never in init: a binary that does not use the embedded store must not need the library).
 type chdbLib struct {
-	connect      func(argc int, argv []*byte) unsafe.Pointer // chdb_connection*
-	closeConn    func(conn unsafe.Pointer)                   // chdb_close_conn(chdb_connection*)
-	query        func(conn unsafe.Pointer, query, format string) unsafe.Pointer
-	destroy      func(res unsafe.Pointer)
-	resultBuffer func(res unsafe.Pointer) unsafe.Pointer
-	resultLength func(res unsafe.Pointer) uintptr
-	resultError  func(res unsafe.Pointer) string
+	connect   func(argc int, argv []*byte) unsafe.Pointer // chdb_connection*
+	closeConn func(conn unsafe.Pointer)                   // chdb_close_conn(chdb_connection*)
+	// queryN is chdb_query_n: the query by pointer and length, so that it may hold binary
+	// data (an INSERT ... FORMAT RowBinary) and is not copied into a C string.
+	queryN  func(conn unsafe.Pointer, query *byte, queryLen uintptr, format *byte, formatLen uintptr) unsafe.Pointer
+	destroy func(res unsafe.Pointer)
+	// The insert stream (chdb_stream_insert_n and friends): an INSERT whose data is appended
+	// in chunks, of any size and binary-safe, instead of following the statement inline.
+	streamInsert  func(conn unsafe.Pointer, query *byte, queryLen uintptr, format *byte, formatLen uintptr) unsafe.Pointer
+	streamAppend  func(stream unsafe.Pointer, data *byte, n uintptr) int32
+	streamDone    func(stream unsafe.Pointer) unsafe.Pointer
+	streamError   func(stream unsafe.Pointer) string
+	streamDestroy func(stream unsafe.Pointer)
+	resultBuffer  func(res unsafe.Pointer) unsafe.Pointer
+	resultLength  func(res unsafe.Pointer) uintptr
+	resultError   func(res unsafe.Pointer) string
 }
 
 var (
@@ -69,8 +78,13 @@ func loadChDB() (*chdbLib, error) {
 		}()
 		purego.RegisterLibFunc(&l.connect, h, "chdb_connect")
 		purego.RegisterLibFunc(&l.closeConn, h, "chdb_close_conn")
-		purego.RegisterLibFunc(&l.query, h, "chdb_query")
+		purego.RegisterLibFunc(&l.queryN, h, "chdb_query_n")
 		purego.RegisterLibFunc(&l.destroy, h, "chdb_destroy_query_result")
+		purego.RegisterLibFunc(&l.streamInsert, h, "chdb_stream_insert_n")
+		purego.RegisterLibFunc(&l.streamAppend, h, "chdb_stream_append")
+		purego.RegisterLibFunc(&l.streamDone, h, "chdb_stream_done")
+		purego.RegisterLibFunc(&l.streamError, h, "chdb_stream_insert_error")
+		purego.RegisterLibFunc(&l.streamDestroy, h, "chdb_destroy_insert_stream")
 		purego.RegisterLibFunc(&l.resultBuffer, h, "chdb_result_buffer")
 		purego.RegisterLibFunc(&l.resultLength, h, "chdb_result_length")
 		purego.RegisterLibFunc(&l.resultError, h, "chdb_result_error")
@@ -86,6 +100,9 @@ type chdbSession struct {
 	dir  string
 	conn unsafe.Pointer // chdb_connection*
 	refs int
+	// busy: statements share the connection (read lock); an insert stream has it alone
+	// (write lock), as chDB runs no statement while a stream is open.
+	busy sync.RWMutex
 }
 
 var (
@@ -148,10 +165,22 @@ func (s *chdbSession) release() {
 // run executes one query and returns its output in format (a copy: the C buffer is freed).
 // chDB cannot interrupt a running query: ctx is checked before it starts.
 func (s *chdbSession) run(ctx context.Context, query, format string) ([]byte, error) {
+	return s.runBytes(ctx, unsafe.Slice(unsafe.StringData(query), len(query)), format)
+}
+
+// runBytes is run with the query as bytes, which may be binary; chDB reads them in place.
+func (s *chdbSession) runBytes(ctx context.Context, query []byte, format string) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	res := s.lib.query(*(*unsafe.Pointer)(s.conn), query, format)
+	if len(query) == 0 {
+		return nil, errors.New("empty query")
+	}
+	s.busy.RLock()
+	defer s.busy.RUnlock()
+	res := s.lib.queryN(*(*unsafe.Pointer)(s.conn), &query[0], uintptr(len(query)), unsafe.StringData(format), uintptr(len(format)))
+	runtime.KeepAlive(query)
+	runtime.KeepAlive(format)
 	if res == nil {
 		return nil, nil
 	}
@@ -167,4 +196,48 @@ func (s *chdbSession) run(ctx context.Context, query, format string) ([]byte, er
 	out := make([]byte, n)
 	copy(out, unsafe.Slice((*byte)(buf), n))
 	return out, nil
+}
+
+// insert runs query (an INSERT without FORMAT or data) with data in format, through an insert
+// stream: the data is handed over as it is, whatever its size or bytes. chDB cannot interrupt
+// an insert: ctx is checked before it starts.
+func (s *chdbSession) insert(ctx context.Context, query, format string, data []byte) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	l := s.lib
+	s.busy.Lock()
+	defer s.busy.Unlock()
+	st := l.streamInsert(*(*unsafe.Pointer)(s.conn), unsafe.StringData(query), uintptr(len(query)), unsafe.StringData(format), uintptr(len(format)))
+	runtime.KeepAlive(query)
+	runtime.KeepAlive(format)
+	if st == nil {
+		return errors.New("chdb_stream_insert failed")
+	}
+	defer l.streamDestroy(st)
+	if msg := l.streamError(st); msg != "" {
+		return errors.New(msg)
+	}
+	if len(data) > 0 {
+		ok := l.streamAppend(st, &data[0], uintptr(len(data)))
+		runtime.KeepAlive(data)
+		if ok != 0 {
+			if msg := l.streamError(st); msg != "" {
+				return errors.New(msg)
+			}
+			return errors.New("chdb_stream_append failed")
+		}
+	}
+	res := l.streamDone(st)
+	if res == nil {
+		if msg := l.streamError(st); msg != "" {
+			return errors.New(msg)
+		}
+		return errors.New("chdb_stream_done failed")
+	}
+	defer l.destroy(res)
+	if msg := l.resultError(res); msg != "" {
+		return errors.New(msg)
+	}
+	return nil
 }

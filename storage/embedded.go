@@ -38,7 +38,8 @@ func OpenEmbedded(ctx context.Context, dir string, o Options) (Store, error) {
 	return st, nil
 }
 
-// embedded is the chDB backend. Inserts send JSONCompactEachRow inline with the statement.
+// embedded is the chDB backend. Events and aliases are inserted as Native blocks through an
+// insert stream; the other tables, written rarely, as JSONCompactEachRow.
 type embedded struct {
 	sess   *chdbSession
 	closed sync.Once
@@ -63,58 +64,25 @@ func (e *embedded) close() error {
 	return nil
 }
 
-var eventColumnList = "event_id, tenant, flow, checkpoint, key, key_attr, time, ingest_time, trace_id, span_id, service, name, status, message, attributes"
+var nativePool = sync.Pool{New: func() any { return &nativeWriter{buf: make([]byte, 0, 1<<20)} }}
 
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
-
-func (e *embedded) insertEvents(ctx context.Context, table string, events []CheckpointEvent, ids []uint64) error {
-	bp := bufPool.Get().(*[]byte)
-	b := (*bp)[:0]
-	b = append(b, "INSERT INTO "...)
-	b = append(b, table...)
-	b = append(b, " ("...)
-	b = append(b, eventColumnList...)
-	b = append(b, ") SETTINGS insert_deduplication_token = '"...)
-	b = append(b, dedupToken(ids)...)
-	b = append(b, "' FORMAT JSONCompactEachRow\n"...)
-	for i := range events {
-		b = appendEventJSON(b, &events[i], ids[i])
-	}
-	err := e.exec(ctx, string(b))
-	*bp = b
-	bufPool.Put(bp)
-	return err
+// insertEvents sends the batch as one Native block through an insert stream (see native.go):
+// strings go in as their bytes, whatever they hold, and the engine parses no text.
+func (e *embedded) insertEvents(ctx context.Context, table string, b *EventBatch, now int64) error {
+	w := nativePool.Get().(*nativeWriter)
+	defer nativePool.Put(w)
+	w.buf = w.buf[:0]
+	appendNativeEvents(w, b, now)
+	return e.sess.insert(ctx, "INSERT INTO "+table+" ("+eventColumnList+") SETTINGS insert_deduplication_token = '"+dedupToken(b)+"'", "Native", w.buf)
 }
 
-// appendEventJSON appends one row of checkpoint_events as a JSONCompactEachRow line.
-func appendEventJSON(b []byte, ev *CheckpointEvent, id uint64) []byte {
-	b = append(b, '[')
-	b = strconv.AppendUint(b, id, 10)
-	for _, s := range [...]string{ev.Tenant, ev.Flow, ev.Checkpoint, ev.Key, ev.KeyAttr} {
-		b = append(b, ',')
-		b = appendJSONString(b, s)
-	}
-	b = append(b, ',')
-	b = strconv.AppendInt(b, ev.Time.UnixNano(), 10)
-	b = append(b, ',')
-	b = strconv.AppendInt(b, ev.IngestTime.UnixNano(), 10)
-	for _, s := range [...]string{ev.TraceID, ev.SpanID, ev.Service, ev.Name, ev.Status, ev.Message} {
-		b = append(b, ',')
-		b = appendJSONString(b, s)
-	}
-	b = append(b, ",{"...)
-	first := true
-	for k, v := range ev.Attributes {
-		if !first {
-			b = append(b, ',')
-		}
-		first = false
-		b = appendJSONString(b, k)
-		b = append(b, ':')
-		b = appendJSONString(b, v)
-	}
-	b = append(b, "}]\n"...)
-	return b
+// insertAliases sends the aliases as one Native block (see insertEvents).
+func (e *embedded) insertAliases(ctx context.Context, table string, aliases []Alias) error {
+	w := nativePool.Get().(*nativeWriter)
+	defer nativePool.Put(w)
+	w.buf = w.buf[:0]
+	appendNativeAliases(w, aliases)
+	return e.sess.insert(ctx, "INSERT INTO "+table+" ("+strings.Join(aliasColumns, ", ")+")", "Native", w.buf)
 }
 
 const hexDigits = "0123456789abcdef"
@@ -182,7 +150,7 @@ func (e *embedded) insert(ctx context.Context, table string, cols []string, rs [
 			case int64:
 				b = strconv.AppendInt(b, x, 10)
 			case time.Time:
-				// Integer nanoseconds, as appendEventJSON writes them: every time column of the
+				// Integer nanoseconds, as the RowBinary rows hold them: every time column of the
 				// embedded schema is DateTime64(9), and a decimal string of fewer than ten digits
 				// of seconds (a time before 1973) does not parse.
 				b = strconv.AppendInt(b, x.UnixNano(), 10)

@@ -14,6 +14,11 @@ import (
 // item's trace and span ids, its time in nanoseconds and its name). The same telemetry item
 // yields the same id in every collector and every replay, so duplicates fold into one row.
 func EventID(tenant, flow, checkpoint, key, traceID, spanID string, timeNanos int64, name string) string {
+	return formatEventID(EventIDValue(tenant, flow, checkpoint, key, traceID, spanID, timeNanos, name))
+}
+
+// EventIDValue is EventID as the number the event_id column stores (EventRow.ID).
+func EventIDValue(tenant, flow, checkpoint, key, traceID, spanID string, timeNanos int64, name string) uint64 {
 	// One hash over a stack buffer in the common case (the fields are short).
 	var buf [256]byte
 	b := buf[:0]
@@ -23,9 +28,7 @@ func EventID(tenant, flow, checkpoint, key, traceID, spanID string, timeNanos in
 	}
 	b = binary.LittleEndian.AppendUint64(b, uint64(timeNanos))
 	b = append(b, name...)
-	var sum [8]byte
-	binary.BigEndian.PutUint64(sum[:], xxhash.Sum64(b))
-	return hex.EncodeToString(sum[:])
+	return xxhash.Sum64(b)
 }
 
 // eventIDOf returns e's id as the UInt64 stored in the event_id column, computing it when e

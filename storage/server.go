@@ -137,25 +137,25 @@ func (s *server) close() error { return s.conn.Close() }
 
 // dedupToken names a batch by its event ids: a server that supports insert_deduplication_token
 // drops a retried identical batch as a whole (rows stay idempotent by event_id regardless).
-func dedupToken(ids []uint64) string {
+func dedupToken(b *EventBatch) string {
 	var d xxhash.Digest
 	d.Reset()
-	var b [8]byte
-	for _, id := range ids {
-		binary.LittleEndian.PutUint64(b[:], id)
-		_, _ = d.Write(b[:])
+	var buf [8]byte
+	for i := range b.rows {
+		binary.LittleEndian.PutUint64(buf[:], b.rows[i].ID)
+		_, _ = d.Write(buf[:])
 	}
-	binary.BigEndian.PutUint64(b[:], d.Sum64())
-	return hex.EncodeToString(b[:])
+	binary.BigEndian.PutUint64(buf[:], d.Sum64())
+	return hex.EncodeToString(buf[:])
 }
 
-func (s *server) insertEvents(ctx context.Context, table string, events []CheckpointEvent, ids []uint64) error {
+func (s *server) insertEvents(ctx context.Context, table string, b *EventBatch, now int64) error {
 	cols := eventColumnList
 	var settings clickhouse.Settings
 	if s.legacy {
 		cols = strings.Replace(cols, "attributes", "attributes.k, attributes.v", 1)
 	} else {
-		settings = clickhouse.Settings{"insert_deduplication_token": dedupToken(ids)}
+		settings = clickhouse.Settings{"insert_deduplication_token": dedupToken(b)}
 	}
 	ctx = s.insertContext(ctx, settings)
 	batch, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+table+" ("+cols+")")
@@ -163,10 +163,24 @@ func (s *server) insertEvents(ctx context.Context, table string, events []Checkp
 		return err
 	}
 	defer batch.Close()
-	columns := eventColumnValues(events, ids, s.legacy)
-	for i, c := range columns {
+	for i, c := range eventColumnValues(b, now, s.legacy) {
 		if err := batch.Column(i).Append(c); err != nil {
 			return fmt.Errorf("column %d: %w", i, err)
+		}
+	}
+	return batch.Send()
+}
+
+func (s *server) insertAliases(ctx context.Context, table string, aliases []Alias) error {
+	ctx = s.insertContext(ctx, nil)
+	batch, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+table+" ("+strings.Join(aliasColumns, ", ")+")")
+	if err != nil {
+		return err
+	}
+	defer batch.Close()
+	for i, c := range aliasColumnValues(aliases, s.legacy) {
+		if err := batch.Column(i).Append(c); err != nil {
+			return fmt.Errorf("column %s: %w", aliasColumns[i], err)
 		}
 	}
 	return batch.Send()
@@ -185,69 +199,4 @@ func (s *server) insert(ctx context.Context, table string, cols []string, rs [][
 		}
 	}
 	return batch.Send()
-}
-
-// eventColumnValues are the checkpoint_events columns of a batch, one slice per column in
-// eventColumnList order, typed as the native protocol wants them.
-func eventColumnValues(events []CheckpointEvent, ids []uint64, legacy bool) []any {
-	n := len(events)
-	str := func(f func(e *CheckpointEvent) string) []string {
-		out := make([]string, n)
-		for i := range events {
-			out[i] = f(&events[i])
-		}
-		return out
-	}
-	columns := []any{
-		ids,
-		str(func(e *CheckpointEvent) string { return e.Tenant }),
-		str(func(e *CheckpointEvent) string { return e.Flow }),
-		str(func(e *CheckpointEvent) string { return e.Checkpoint }),
-		str(func(e *CheckpointEvent) string { return e.Key }),
-		str(func(e *CheckpointEvent) string { return e.KeyAttr }),
-	}
-	if legacy {
-		t, it := make([]int64, n), make([]int64, n)
-		for i := range events {
-			t[i], it[i] = events[i].Time.UnixNano(), events[i].IngestTime.UnixNano()
-		}
-		columns = append(columns, t, it)
-	} else {
-		t, it := make([]time.Time, n), make([]time.Time, n)
-		for i := range events {
-			t[i], it[i] = events[i].Time, events[i].IngestTime
-		}
-		columns = append(columns, t, it)
-	}
-	columns = append(columns,
-		str(func(e *CheckpointEvent) string { return e.TraceID }),
-		str(func(e *CheckpointEvent) string { return e.SpanID }),
-		str(func(e *CheckpointEvent) string { return e.Service }),
-		str(func(e *CheckpointEvent) string { return e.Name }),
-		str(func(e *CheckpointEvent) string { return e.Status }),
-		str(func(e *CheckpointEvent) string { return e.Message }),
-	)
-	if legacy {
-		ks, vs := make([][]string, n), make([][]string, n)
-		for i := range events {
-			for k, v := range events[i].Attributes {
-				ks[i] = append(ks[i], k)
-				vs[i] = append(vs[i], v)
-			}
-			if ks[i] == nil {
-				ks[i], vs[i] = []string{}, []string{}
-			}
-		}
-		columns = append(columns, ks, vs)
-	} else {
-		attrs := make([]map[string]string, n)
-		for i := range events {
-			attrs[i] = events[i].Attributes
-			if attrs[i] == nil {
-				attrs[i] = map[string]string{}
-			}
-		}
-		columns = append(columns, attrs)
-	}
-	return columns
 }

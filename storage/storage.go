@@ -110,8 +110,9 @@ type CommandRecord struct {
 type Writer interface {
 	// WriteEvents writes one batch. It fills in place the EventID (see EventID) and the
 	// IngestTime (now) of events that lack them. A batch with an invalid row (no tenant,
-	// flow or time; a malformed EventID) writes nothing and returns an error wrapping
-	// ErrInvalid that names every bad row.
+	// flow or time; a malformed EventID; an identity that is not valid UTF-8, see CheckRow)
+	// writes nothing and returns an error wrapping ErrInvalid that names every bad row.
+	// Strings are stored byte for byte.
 	WriteEvents(ctx context.Context, events []CheckpointEvent) error
 	WriteAliases(ctx context.Context, aliases []Alias) error
 	WriteStates(ctx context.Context, states []InstanceState) error
@@ -229,6 +230,9 @@ type Reader interface {
 type Store interface {
 	Writer
 	Reader
+	// WriteBatch writes a batch laid out for writing (the collector's path): its aliases,
+	// then its events; idempotent like every Writer method (see EventBatch, CheckRow).
+	WriteBatch(ctx context.Context, b *EventBatch) error
 	// Migrate applies the schema migrations not applied yet; applying twice is a no-op.
 	Migrate(ctx context.Context) error
 	Close() error

@@ -52,8 +52,11 @@ var ErrUnsupported = errors.New("not supported by the legacy (ClickHouse 18.16) 
 type backend interface {
 	exec(ctx context.Context, sql string) error
 	query(ctx context.Context, sql string) (rows, error)
-	// insertEvents writes one batch of checkpoint events; ids are their parsed event ids.
-	insertEvents(ctx context.Context, table string, events []CheckpointEvent, ids []uint64) error
+	// insertEvents writes one batch of checkpoint events; rows without an ingest time get now
+	// (Unix nanoseconds).
+	insertEvents(ctx context.Context, table string, b *EventBatch, now int64) error
+	// insertAliases writes alias rows.
+	insertAliases(ctx context.Context, table string, aliases []Alias) error
 	// insert writes rows of plain values (string, uint32, time.Time, ...) into cols.
 	insert(ctx context.Context, table string, cols []string, rows [][]any) error
 	close() error
@@ -227,35 +230,45 @@ func (s *store) WriteEvents(ctx context.Context, events []CheckpointEvent) error
 	if len(events) == 0 {
 		return nil
 	}
-	ids := make([]uint64, len(events))
-	var errs []error
+	b, err := batchOf(events)
+	if err != nil {
+		return err
+	}
+	if err := b.check(); err != nil {
+		return err
+	}
 	now := s.now()
 	for i := range events {
-		e := &events[i]
-		id, err := eventIDOf(e)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("event %d: %w", i, err))
-			continue
-		}
-		ids[i] = id
-		if e.Tenant == "" || e.Flow == "" {
-			errs = append(errs, fmt.Errorf("event %d (%s): tenant and flow are required", i, e.EventID))
-		}
-		if e.Time.IsZero() {
-			errs = append(errs, fmt.Errorf("event %d (%s): time is required", i, e.EventID))
-		}
-		if e.IngestTime.IsZero() {
-			e.IngestTime = now
+		if events[i].IngestTime.IsZero() {
+			events[i].IngestTime = now
 		}
 	}
-	if len(errs) > 0 {
-		return fmt.Errorf("write events: %w: %w", ErrInvalid, errors.Join(errs...))
+	return s.writeEvents(ctx, b, now.UnixNano())
+}
+
+// WriteBatch writes the batch's aliases, then its events (so that a reader of new events can
+// already resolve their aliases). A batch with an invalid row writes nothing and returns an
+// error wrapping ErrInvalid that names every bad row (see CheckRow). The batch is not changed:
+// rows without an ingest time get the time of this call.
+func (s *store) WriteBatch(ctx context.Context, b *EventBatch) error {
+	if b.Len() == 0 {
+		return nil
 	}
+	if err := b.check(); err != nil {
+		return err
+	}
+	if err := s.WriteAliases(ctx, b.aliasRows()); err != nil {
+		return err
+	}
+	return s.writeEvents(ctx, b, s.now().UnixNano())
+}
+
+func (s *store) writeEvents(ctx context.Context, b *EventBatch, now int64) error {
 	start := time.Now()
-	if err := s.b.insertEvents(ctx, s.table("checkpoint_events"), events, ids); err != nil {
-		return fmt.Errorf("write %d events: %w", len(events), err)
+	if err := s.b.insertEvents(ctx, s.table("checkpoint_events"), b, now); err != nil {
+		return fmt.Errorf("write %d events: %w", b.Len(), err)
 	}
-	s.log.Debug("events written", "rows", len(events), "took", time.Since(start))
+	s.log.Debug("events written", "rows", b.Len(), "took", time.Since(start))
 	return nil
 }
 
@@ -263,14 +276,17 @@ func (s *store) WriteAliases(ctx context.Context, aliases []Alias) error {
 	if len(aliases) == 0 {
 		return nil
 	}
-	rs := make([][]any, len(aliases))
 	for i, a := range aliases {
 		if a.Tenant == "" || a.Flow == "" || a.Attr == "" || a.Key == "" {
 			return fmt.Errorf("write aliases: %w: alias %d: tenant, flow, attr and key are required", ErrInvalid, i)
 		}
-		rs[i] = []any{a.Tenant, a.Flow, a.Attr, a.Value, a.Key, s.timeValue(a.Time)}
+		for _, v := range [...]string{a.Tenant, a.Flow, a.Attr, a.Value, a.Key} {
+			if !ValidUTF8(v) {
+				return fmt.Errorf("write aliases: alias %d: %w", i, ErrNotUTF8)
+			}
+		}
 	}
-	if err := s.b.insert(ctx, s.table("aliases"), []string{"tenant", "flow", "attr", "value", "key", "time"}, rs); err != nil {
+	if err := s.b.insertAliases(ctx, s.table("aliases"), aliases); err != nil {
 		return fmt.Errorf("write %d aliases: %w", len(aliases), err)
 	}
 	return nil

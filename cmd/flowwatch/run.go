@@ -347,7 +347,9 @@ func waitRunning(ctx context.Context, col *otelcol.Collector, done <-chan error)
 	}
 }
 
-// collectorConfig is the in-process collector's configuration.
+// collectorConfig is the in-process collector's configuration. The flow exporter batches its
+// rows in its persistent sending queue, after they are on disk: there is no batch processor
+// before it, so a span the receiver acknowledged survives the process being killed.
 func collectorConfig(o *runOptions, flows, data string) string {
 	q := func(s string) string { return fmt.Sprintf("%q", s) }
 	return `# Written by flowwatch run; regenerated on every start.
@@ -363,12 +365,14 @@ receivers:
       http:
         endpoint: ` + q(o.otlpHTTP) + `
 processors:
+  memory_limiter:
+    check_interval: 1s
+    limit_percentage: 80
+    spike_limit_percentage: 20
   flow:
     flows: [` + q(flows) + `]
     drop_unmatched: true
     reload_interval: 30s
-  batch:
-    timeout: 1s
 exporters:
   flow:
     path: ` + q(filepath.Join(data, "store")) + `
@@ -376,6 +380,10 @@ exporters:
     timeout: 10s
     sending_queue:
       storage: file_storage
+      batch:
+        flush_timeout: 1s
+        min_size: 20000
+        max_size: 100000
     retry_on_failure:
       initial_interval: 500ms
       max_interval: 10s
@@ -390,11 +398,11 @@ service:
   pipelines:
     traces:
       receivers: [otlp]
-      processors: [flow, batch]
+      processors: [memory_limiter, flow]
       exporters: [flow]
     logs:
       receivers: [otlp]
-      processors: [flow, batch]
+      processors: [memory_limiter, flow]
       exporters: [flow]
 `
 }

@@ -393,7 +393,7 @@ func TestRunStopLosesNothing(t *testing.T) {
 	for i := 0; i < n; i++ {
 		svc.span("shop", "POST /checkout", trace.SpanKindServer, now, []attribute.KeyValue{attribute.String("order.id", fmt.Sprintf("k%02d", i))})
 	}
-	stop() // right after the receiver accepted them: they sit in the batch processor or the queue
+	stop() // right after the receiver accepted them: they sit in the queue (on disk) or its batcher
 
 	ri, stop := start()
 	defer stop()

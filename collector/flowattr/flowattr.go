@@ -23,7 +23,8 @@
 // A Match with an empty Checkpoint is an error note: an error-status item carrying one of the
 // flow's key attributes that matched no checkpoint of that flow.
 //
-// The package only encodes and decodes; it does no matching and keeps no state.
+// The package only encodes and decodes, and says where an item's attributes are looked up
+// (Chain); it does no matching and keeps no state.
 package flowattr
 
 import (
@@ -75,6 +76,7 @@ func Put(attrs pcommon.Map, ms []Match) {
 		Remove(attrs)
 	case 1:
 		m := &ms[0]
+		attrs.EnsureCapacity(attrs.Len() + len(fieldNames) + 1) // one growth, not one per field
 		attrs.PutStr(AttrName, m.Flow)
 		attrs.PutStr(AttrCheckpoint, m.Checkpoint)
 		attrs.PutStr(AttrKey, m.Key)
@@ -159,43 +161,59 @@ func Has(attrs pcommon.Map) bool {
 // annotation leave dst unchanged. A malformed annotation (slices of different lengths, an
 // alias with a bad index) is read as far as it is consistent: missing fields are empty and
 // aliases that name no match are skipped.
+//
+// Get reads attrs in one pass, and reuses the Aliases slices of dst's elements past its
+// length (a caller that keeps dst between items allocates nothing for them).
 func Get(attrs pcommon.Map, dst []Match) []Match {
-	name, ok := attrs.Get(AttrName)
-	if !ok {
+	// A zero pcommon.Value cannot be asked its type: absent fields are empty values.
+	var fields [len(fieldNames)]pcommon.Value
+	for i := range fields {
+		fields[i] = emptyValue
+	}
+	aliases := emptyValue
+	found := false
+	for k, v := range attrs.All() {
+		switch k {
+		case AttrName:
+			fields[0], found = v, true
+		case AttrCheckpoint:
+			fields[1] = v
+		case AttrKey:
+			fields[2] = v
+		case AttrKeyAttr:
+			fields[3] = v
+		case AttrTenant:
+			fields[4] = v
+		case AttrAliases:
+			aliases = v
+		}
+	}
+	if !found {
 		return dst
 	}
-	if name.Type() != pcommon.ValueTypeSlice {
-		m := Match{
-			Flow:       name.AsString(),
-			Checkpoint: getStr(attrs, AttrCheckpoint),
-			Key:        getStr(attrs, AttrKey),
-			KeyAttr:    getStr(attrs, AttrKeyAttr),
-			Tenant:     getStr(attrs, AttrTenant),
-		}
-		if v, ok := attrs.Get(AttrAliases); ok && v.Type() == pcommon.ValueTypeSlice {
-			s := v.Slice()
-			m.Aliases = make([]Alias, 0, s.Len())
+	if fields[0].Type() != pcommon.ValueTypeSlice {
+		m := grow(&dst)
+		m.Flow = fields[0].AsString()
+		m.Checkpoint, m.Key, m.KeyAttr, m.Tenant = str(fields[1]), str(fields[2]), str(fields[3]), str(fields[4])
+		if aliases.Type() == pcommon.ValueTypeSlice {
+			s := aliases.Slice()
 			for i := 0; i < s.Len(); i++ {
 				if a, ok := decodeAlias(s.At(i).Str()); ok {
 					m.Aliases = append(m.Aliases, a)
 				}
 			}
 		}
-		return append(dst, m)
+		return dst
 	}
-	names := name.Slice()
+	names := fields[0].Slice()
 	base := len(dst)
 	for i := 0; i < names.Len(); i++ {
-		dst = append(dst, Match{
-			Flow:       names.At(i).AsString(),
-			Checkpoint: getAt(attrs, AttrCheckpoint, i),
-			Key:        getAt(attrs, AttrKey, i),
-			KeyAttr:    getAt(attrs, AttrKeyAttr, i),
-			Tenant:     getAt(attrs, AttrTenant, i),
-		})
+		m := grow(&dst)
+		m.Flow = names.At(i).AsString()
+		m.Checkpoint, m.Key, m.KeyAttr, m.Tenant = strAt(fields[1], i), strAt(fields[2], i), strAt(fields[3], i), strAt(fields[4], i)
 	}
-	if v, ok := attrs.Get(AttrAliases); ok && v.Type() == pcommon.ValueTypeSlice {
-		s := v.Slice()
+	if aliases.Type() == pcommon.ValueTypeSlice {
+		s := aliases.Slice()
 		for i := 0; i < s.Len(); i++ {
 			e := s.At(i).Str()
 			colon := strings.IndexByte(e, ':')
@@ -215,17 +233,33 @@ func Get(attrs pcommon.Map, dst []Match) []Match {
 	return dst
 }
 
-func getStr(attrs pcommon.Map, name string) string {
-	v, ok := attrs.Get(name)
-	if !ok {
+// emptyValue stands for an absent field (read only).
+var emptyValue = pcommon.NewValueEmpty()
+
+// grow appends an empty Match to *dst, keeping the Aliases memory of the element it reuses.
+func grow(dst *[]Match) *Match {
+	n := len(*dst)
+	if n < cap(*dst) {
+		*dst = (*dst)[:n+1]
+		m := &(*dst)[n]
+		*m = Match{Aliases: m.Aliases[:0]}
+		return m
+	}
+	*dst = append(*dst, Match{})
+	return &(*dst)[n]
+}
+
+// str is the string form of an annotation field ("" when absent).
+func str(v pcommon.Value) string {
+	if v.Type() == pcommon.ValueTypeEmpty {
 		return ""
 	}
 	return v.AsString()
 }
 
-func getAt(attrs pcommon.Map, name string, i int) string {
-	v, ok := attrs.Get(name)
-	if !ok || v.Type() != pcommon.ValueTypeSlice || i >= v.Slice().Len() {
+// strAt is element i of a slice field ("" when absent, not a slice or too short).
+func strAt(v pcommon.Value, i int) string {
+	if v.Type() != pcommon.ValueTypeSlice || i >= v.Slice().Len() {
 		return ""
 	}
 	return v.Slice().At(i).AsString()
@@ -268,4 +302,29 @@ func unescapeAttr(s string) string {
 		}
 	}
 	return b.String()
+}
+
+// Chain looks an attribute up where flows find an item's attributes (DESIGN.md): on the
+// item, then its span (for a span event), then its scope, then its resource. The flow
+// processor matches through it; the flow exporter reads the attributes rows keep through it.
+type Chain struct {
+	Item, Parent, Scope, Resource pcommon.Map
+	// HasParent: the item is a span event and Parent its span's attributes.
+	HasParent bool
+}
+
+// Get returns the first value of k along the chain.
+func (c *Chain) Get(k string) (pcommon.Value, bool) {
+	if v, ok := c.Item.Get(k); ok {
+		return v, true
+	}
+	if c.HasParent {
+		if v, ok := c.Parent.Get(k); ok {
+			return v, true
+		}
+	}
+	if v, ok := c.Scope.Get(k); ok {
+		return v, true
+	}
+	return c.Resource.Get(k)
 }

@@ -129,3 +129,18 @@ func TestGetMalformed(t *testing.T) {
 		{Flow: "b"},
 	}, Get(attrs, nil))
 }
+
+// A caller that keeps its slice between items reads annotations without allocating, and
+// nothing of a previous item's matches leaks into the next.
+func TestGetReusesSpareMatches(t *testing.T) {
+	one, two := pcommon.NewMap(), pcommon.NewMap()
+	Put(one, []Match{{Flow: "a", Checkpoint: "x", Key: "1", KeyAttr: "k", Tenant: "t", Aliases: []Alias{{"p", "7"}, {"q", "8"}}}})
+	Put(two, []Match{{Flow: "b", Checkpoint: "y", Key: "2", KeyAttr: "k", Tenant: "t"}})
+	var buf []Match
+	buf = Get(one, buf[:0])
+	buf = Get(two, buf[:0])
+	assert.Equal(t, []Match{{Flow: "b", Checkpoint: "y", Key: "2", KeyAttr: "k", Tenant: "t", Aliases: []Alias{}}}, buf)
+	allocs := testing.AllocsPerRun(100, func() { buf = Get(one, buf[:0]) })
+	assert.Zero(t, allocs)
+	assert.Equal(t, []Alias{{"p", "7"}, {"q", "8"}}, buf[0].Aliases)
+}

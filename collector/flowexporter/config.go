@@ -50,8 +50,25 @@ type Config struct {
 	// Retention drops stored rows older than this (whole days; 0 keeps everything). It is
 	// written into the tables' TTL when the schema is created.
 	Retention time.Duration `mapstructure:"retention"`
-	// MaxMessageBytes truncates an item's status message or log body kept with a row.
+	// A row keeps of its item only what a checkpoint needs, as strings, bounded; every cut is
+	// counted (otelcol_exporter_flow_cut_values, otelcol_exporter_flow_dropped_attributes).
+	//
+	// Attributes names the attributes a row keeps, for flows that read them from the store
+	// (a sub-flow's parent key, a count a parent expects); each is looked up on the item, then
+	// its span (for a span event), its scope and its resource. Default: none — the row's
+	// columns (key, aliases, service, name, status, message) are what a checkpoint needs.
+	Attributes []string `mapstructure:"attributes"`
+	// MaxMessageBytes cuts an item's status message, exception message or log body.
 	MaxMessageBytes int `mapstructure:"max_message_bytes"`
+	// MaxValueBytes cuts the item's name, its service and each kept attribute value.
+	MaxValueBytes int `mapstructure:"max_value_bytes"`
+	// MaxAttributesBytes bounds the attributes a row keeps, names and values together; the
+	// attributes past it are left out.
+	MaxAttributesBytes int `mapstructure:"max_attributes_bytes"`
+	// MaxKeyBytes bounds the identities of a row (tenant, flow, checkpoint, key, key attribute,
+	// alias attributes and values). An identity cannot be cut without merging two instances,
+	// so a longer one rejects the row, alone (otelcol_exporter_flow_rejected_rows).
+	MaxKeyBytes int `mapstructure:"max_key_bytes"`
 }
 
 var _ component.Config = (*Config)(nil)
@@ -90,8 +107,24 @@ func (c *Config) Validate() error {
 	if c.ReadTimeout < 0 {
 		errs = append(errs, errors.New("'read_timeout' must not be negative"))
 	}
-	if c.MaxMessageBytes < 0 {
-		errs = append(errs, errors.New("'max_message_bytes' must not be negative"))
+	seen := map[string]bool{}
+	for i, a := range c.Attributes {
+		switch {
+		case strings.TrimSpace(a) == "":
+			errs = append(errs, fmt.Errorf("'attributes[%d]' must not be empty", i))
+		case seen[a]:
+			errs = append(errs, fmt.Errorf("'attributes[%d]' %q is listed twice", i, a))
+		}
+		seen[a] = true
+	}
+	for _, l := range []struct {
+		key string
+		v   int
+	}{{"max_message_bytes", c.MaxMessageBytes}, {"max_value_bytes", c.MaxValueBytes},
+		{"max_attributes_bytes", c.MaxAttributesBytes}, {"max_key_bytes", c.MaxKeyBytes}} {
+		if l.v <= 0 {
+			errs = append(errs, fmt.Errorf("'%s' must be greater than zero", l.key))
+		}
 	}
 	return errors.Join(errs...)
 }

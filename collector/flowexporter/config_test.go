@@ -33,7 +33,13 @@ func TestLoadConfig(t *testing.T) {
 		assert.True(t, cfg.CreateSchema)
 		assert.Equal(t, 30*24*time.Hour, cfg.Retention)
 		assert.Equal(t, 30*time.Second, cfg.ReadTimeout)
-		assert.True(t, cfg.QueueConfig.HasValue())
+		q := cfg.QueueConfig.Get()
+		require.NotNil(t, q)
+		require.True(t, q.Batch.HasValue(), "the sending queue batches by default, after the queue")
+		assert.Equal(t, int64(defaultBatchMinRows), q.Batch.Get().MinSize)
+		assert.Equal(t, "items", q.Batch.Get().Sizer.String())
+		assert.Equal(t, defaultMaxKeyBytes, cfg.MaxKeyBytes)
+		assert.Empty(t, cfg.Attributes, "rows keep no item attribute unless asked")
 	})
 
 	t.Run("server", func(t *testing.T) {
@@ -50,6 +56,11 @@ func TestLoadConfig(t *testing.T) {
 		require.NotNil(t, q.StorageID)
 		assert.Equal(t, "file_storage/flow", q.StorageID.String())
 		assert.Equal(t, int64(5000), q.QueueSize)
+		require.True(t, q.Batch.HasValue())
+		assert.Equal(t, 2*time.Second, q.Batch.Get().FlushTimeout)
+		assert.Equal(t, int64(defaultBatchMaxRows), q.Batch.Get().MaxSize, "unset keys keep their default")
+		assert.Equal(t, 64, cfg.MaxValueBytes)
+		assert.Equal(t, []string{"order.parcel_count"}, cfg.Attributes)
 		assert.Equal(t, time.Second, cfg.InitialInterval)
 		assert.Equal(t, time.Duration(0), cfg.MaxElapsedTime)
 	})
@@ -62,6 +73,10 @@ func TestLoadConfig(t *testing.T) {
 			`'endpoint' scheme "http": only the native protocol (clickhouse:// or tcp://) is supported`,
 			"'retention' must be 0 or a whole number of days (24h multiples), got 36h0m0s",
 			"'read_timeout' must not be negative",
+			"'max_key_bytes' must be greater than zero",
+			"'max_attributes_bytes' must be greater than zero",
+			"'attributes[1]' must not be empty",
+			`'attributes[2]' "order.parcel_count" is listed twice`,
 		} {
 			assert.ErrorContains(t, err, want)
 		}

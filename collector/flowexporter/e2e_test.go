@@ -60,6 +60,34 @@ service:
       exporters: [flow]
 `
 
+// runCollector runs the flowwatch collector distribution in this process on the configuration
+// at path until the returned func stops it (and checks it stopped cleanly).
+func runCollector(t *testing.T, path string) func() {
+	t.Helper()
+	col, err := otelcol.NewCollector(distribution.Settings("test", nil, path))
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- col.Run(ctx) }()
+	for start := time.Now(); col.GetState() != otelcol.StateRunning; {
+		select {
+		case err := <-done:
+			cancel()
+			t.Fatalf("the collector stopped: %v", err)
+		default:
+		}
+		if time.Since(start) > 30*time.Second {
+			cancel()
+			t.Fatalf("the collector did not start: state %v", col.GetState())
+		}
+		time.Sleep(5 * time.Millisecond) // polling the state, not waiting out a deadline
+	}
+	return func() {
+		cancel()
+		require.NoError(t, <-done)
+	}
+}
+
 // The real collector runtime: OTLP in, the flow processor annotates, the flow exporter writes
 // checkpoint rows to the embedded store — what `flowwatch collector` does.
 func TestCollectorWritesCheckpointRows(t *testing.T) {
@@ -72,26 +100,9 @@ func TestCollectorWritesCheckpointRows(t *testing.T) {
 	conf := strings.NewReplacer("{{grpc}}", strconv.Itoa(port), "{{flows}}", flows, "{{store}}", flowexporter.EmbeddedDirForTest()).Replace(e2eConfig)
 	require.NoError(t, os.WriteFile(path, []byte(conf), 0o600))
 
-	col, err := otelcol.NewCollector(distribution.Settings("test", nil, path))
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- col.Run(ctx) }()
-	defer func() {
-		cancel()
-		require.NoError(t, <-done)
-	}()
-	for start := time.Now(); col.GetState() != otelcol.StateRunning; {
-		select {
-		case err := <-done:
-			t.Fatalf("the collector stopped: %v", err)
-		default:
-		}
-		if time.Since(start) > 30*time.Second {
-			t.Fatalf("the collector did not start: state %v", col.GetState())
-		}
-		time.Sleep(5 * time.Millisecond) // polling the state, not waiting out a deadline
-	}
+	stop := runCollector(t, path)
+	defer stop()
+	ctx := context.Background()
 
 	endpoint := "127.0.0.1:" + strconv.Itoa(port)
 	send := func(service string, emit func(trace.Tracer)) {

@@ -2,6 +2,7 @@ package flowexporter
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -67,6 +68,7 @@ func TestExportToEmbeddedStore(t *testing.T) {
 	cfg.Path = embeddedDir
 	cfg.Database = "exporter_embedded"
 	cfg.QueueConfig = configoptional.None[exporterhelper.QueueBatchConfig]() // synchronous: rows are in the store when Consume returns
+	cfg.Attributes = []string{"http.method", "http.response.status_code", "absent.attribute"}
 	require.NoError(t, cfg.Validate())
 
 	set := exportertest.NewNopSettings(metadata.Type)
@@ -132,7 +134,7 @@ func TestExportToEmbeddedStore(t *testing.T) {
 	assert.Equal(t, "ok", o1[0].Status)
 	assert.Equal(t, "01010203040506070809", o1[0].TraceID[:20])
 	assert.Equal(t, "0100000000000000", o1[0].SpanID)
-	assert.Equal(t, map[string]string{"http.method": "POST", "http.response.status_code": "201"}, o1[0].Attributes, "flow.* annotations are not copied")
+	assert.Equal(t, map[string]string{"http.method": "POST", "http.response.status_code": "201"}, o1[0].Attributes, "the attributes rows keep, as strings")
 	assert.Equal(t, storage.EventID("acme", "order", "placed", "o-1", o1[0].TraceID, o1[0].SpanID, base.UnixNano(), "POST /orders"), o1[0].EventID)
 
 	assert.Equal(t, "paid", o1[1].Checkpoint)
@@ -164,38 +166,65 @@ func TestExportToEmbeddedStore(t *testing.T) {
 	assert.Len(t, all, 7, "each item once despite the duplicate delivery; unannotated spans are not stored")
 }
 
-// BenchmarkEncodeRow: one annotated span into one checkpoint row (with its event id).
+// BenchmarkEncodeRow: one annotated span into one checkpoint row (with its event id and its
+// alias), as the exporter makes rows before its queue: keeping no attribute (the default),
+// and keeping the span's four attributes (as every row did before).
 func BenchmarkEncodeRow(b *testing.B) {
-	td := ptrace.NewTraces()
-	sp := annotatedSpan(td, "payments", "POST /payments", base, 1, 2,
-		flowattr.Match{Flow: "order", Checkpoint: "paid", Key: "order-00012345", KeyAttr: "order.id", Tenant: "acme",
-			Aliases: []flowattr.Alias{{Attr: "payment.id", Value: "p-777"}}})
-	sp.Attributes().PutStr("order.id", "order-00012345")
-	sp.Attributes().PutStr("payment.id", "p-777")
-	var bt batch
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		bt.events, bt.aliases = bt.events[:0], bt.aliases[:0]
-		bt.addSpan("payments", sp, defaultMaxMessageBytes)
-	}
-	if len(bt.events) != 1 || len(bt.aliases) != 1 {
-		b.Fatalf("encoded %d rows, %d aliases", len(bt.events), len(bt.aliases))
+	for _, keep := range [][]string{nil, {"http.method", "http.response.status_code", "order.id", "payment.id"}} {
+		b.Run(fmt.Sprintf("kept=%d", len(keep)), func(b *testing.B) {
+			td := ptrace.NewTraces()
+			sp := annotatedSpan(td, "payments", "POST /payments", base, 1, 2,
+				flowattr.Match{Flow: "order", Checkpoint: "paid", Key: "order-00012345", KeyAttr: "order.id", Tenant: "acme",
+					Aliases: []flowattr.Alias{{Attr: "payment.id", Value: "p-777"}}})
+			sp.Attributes().PutStr("order.id", "order-00012345")
+			sp.Attributes().PutStr("payment.id", "p-777")
+			cfg := NewFactory().CreateDefaultConfig().(*Config)
+			cfg.Attributes = keep
+			var rows storage.EventBatch
+			c := newConverter(limitsOf(cfg), &rows)
+			ctx := itemContext{service: "payments", scope: pcommon.NewMap(), resource: td.ResourceSpans().At(0).Resource().Attributes()}
+			b.ReportAllocs()
+			for b.Loop() {
+				// The rows (and the arena their strings live in) are dropped before the next
+				// span: what stays is the memory a long request amortizes.
+				rows.Reset()
+				c.arena = c.arena[:0]
+				c.span(&ctx, sp)
+			}
+			if rows.Len() != 1 || rows.AliasCount() != 1 || len(rows.Attributes(0)) != len(keep) {
+				b.Fatalf("encoded %d rows, %d aliases, attributes %v", rows.Len(), rows.AliasCount(), rows.Attributes(0))
+			}
+		})
 	}
 }
 
 func TestIDsHex(t *testing.T) {
+	c := newConverter(limits{}, &storage.EventBatch{})
 	tid := pcommon.TraceID{0xab, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 0xff}
 	sid := pcommon.SpanID{0xcd, 1, 2, 3, 4, 5, 6, 0xef}
-	tr, sp := idsHex(tid, sid)
+	split := func(ids string, traceEmpty bool) (string, string) {
+		it := item{ids: ids, traceEmpty: traceEmpty}
+		return it.traceSpan()
+	}
+	tr, sp := split(c.ids(tid, sid), false)
 	assert.Equal(t, "ab0102030405060708090a0b0c0d0eff", tr)
 	assert.Equal(t, "cd010203040506ef", sp)
-	tr, sp = idsHex(pcommon.TraceID{}, sid)
+	tr, sp = split(c.ids(pcommon.TraceID{}, sid), true)
 	assert.Equal(t, "", tr)
 	assert.Equal(t, "cd010203040506ef", sp)
-	tr, sp = idsHex(tid, pcommon.SpanID{})
+	tr, sp = split(c.ids(tid, pcommon.SpanID{}), false)
 	assert.Equal(t, "ab0102030405060708090a0b0c0d0eff", tr)
 	assert.Equal(t, "", sp)
-	tr, sp = idsHex(pcommon.TraceID{}, pcommon.SpanID{})
+	tr, sp = split(c.ids(pcommon.TraceID{}, pcommon.SpanID{}), true)
 	assert.Equal(t, "", tr+sp)
+	assert.Equal(t, "ab0102030405060708090a0b0c0d0eff", tr2(c, tid, sid), "strings made earlier stay intact as the arena grows")
+}
+
+// tr2 makes many ids, then checks the first one made is still what it was.
+func tr2(c *converter, tid pcommon.TraceID, sid pcommon.SpanID) string {
+	first := c.ids(tid, sid)
+	for range 10_000 {
+		c.ids(pcommon.TraceID{9, 9, 9}, pcommon.SpanID{7, 7})
+	}
+	return first[:32]
 }

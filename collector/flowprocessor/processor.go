@@ -180,25 +180,9 @@ func (rs *resourceState) tenantOf(attr string) string {
 
 // chain looks attributes up on the item, then its parent span (for a span event), then its
 // scope, then its resource.
-type chain struct {
-	item, parent, scope, resource pcommon.Map
-	hasParent                     bool
-}
+type chain struct{ flowattr.Chain }
 
-func (c *chain) get(k string) (pcommon.Value, bool) {
-	if v, ok := c.item.Get(k); ok {
-		return v, true
-	}
-	if c.hasParent {
-		if v, ok := c.parent.Get(k); ok {
-			return v, true
-		}
-	}
-	if v, ok := c.scope.Get(k); ok {
-		return v, true
-	}
-	return c.resource.Get(k)
-}
+func (c *chain) get(k string) (pcommon.Value, bool) { return c.Chain.Get(k) }
 
 // str returns the string form of attribute k; an absent or empty attribute is missing.
 func (c *chain) str(k string) (string, bool) {
@@ -382,7 +366,7 @@ func (p *flowProcessor) processSpan(idx *index, rs *resourceState, scope pcommon
 		}
 		isError := notes && span.Status().Code() == ptrace.StatusCodeError
 		if len(hits) > 0 || isError {
-			c := chain{item: span.Attributes(), scope: scope, resource: rs.attrs}
+			c := chain{flowattr.Chain{Item: span.Attributes(), Scope: scope, Resource: rs.attrs}}
 			hits = keepHolding(hits, &c)
 			annotated = p.annotate(idx, rs, &c, hits, isError, span.Attributes())
 		}
@@ -412,7 +396,7 @@ func (p *flowProcessor) processSpan(idx *index, rs *resourceState, scope pcommon
 		}
 		var hitBuf [8]*rule
 		hits := hitBuf[:0]
-		c := chain{item: ev.Attributes(), parent: span.Attributes(), hasParent: true, scope: scope, resource: rs.attrs}
+		c := chain{flowattr.Chain{Item: ev.Attributes(), Parent: span.Attributes(), HasParent: true, Scope: scope, Resource: rs.attrs}}
 		for _, rules := range cands[:nc] {
 			hits = matchEventRules(rules, &c, hits)
 		}
@@ -431,7 +415,7 @@ func (p *flowProcessor) processLog(idx *index, rs *resourceState, scope pcommon.
 	}
 	var hitBuf [8]*rule
 	hits := hitBuf[:0]
-	c := chain{item: lr.Attributes(), scope: scope, resource: rs.attrs}
+	c := chain{flowattr.Chain{Item: lr.Attributes(), Scope: scope, Resource: rs.attrs}}
 	if rs.eventRules {
 		name := lr.EventName()
 		if name == "" {

@@ -1,6 +1,9 @@
-// Package ingestbench measures the whole ingest path of the flowwatch collector: OTLP in,
-// checkpoint rows stored. Its benchmark (ingest_test.go, `make bench`) runs
-// `flowwatch collector` as a child process and charges it only its own CPU time.
+// Package ingestbench measures and tries the whole ingest path of the flowwatch collector:
+// OTLP in, checkpoint rows stored, with `flowwatch collector` as a child process
+// (child_test.go). Its benchmark (ingest_test.go, `make bench`) charges the collector only
+// its own CPU time and samples its memory; its tests kill it (SIGKILL) under load on the
+// shipped configuration and count what was acknowledged and stored (crash_test.go), and
+// drive it past its memory limit (memory_test.go).
 //
 // The package's one exported part is the load: Payload builds a realistic OTLP trace batch
 // for a flow set (the services of the flows plus services no flow watches, about ten
