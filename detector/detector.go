@@ -42,7 +42,7 @@ const (
 	DefaultMaxOpen       = 5_000_000
 	DefaultResend        = time.Minute
 	DefaultClosedMemory  = time.Hour
-	DefaultReadBatch     = 500
+	DefaultReadBatch     = 1000
 	DefaultExplainWait   = 3 * time.Second
 	DefaultSinkQueue     = 1024
 	DefaultAlertBatch    = 500

@@ -228,8 +228,9 @@ func runSuite(t *testing.T, open opener) {
 		if err != nil || len(distinct) != len(evs) || len(refs) > 2*len(evs) {
 			t.Fatalf("EventRefs: %d refs of %d ids, want %d ids (each once per ingestion): %v", len(refs), len(distinct), len(evs), err)
 		}
-		if n, err := s.CountEvents(ctx, ingest0, time.Now().Add(2*time.Minute)); err != nil || n != uint64(len(evs)) {
-			t.Fatalf("CountEvents = %d, %v; want %d", n, err, len(evs))
+		// Rows, not ids: the replays not merged yet may count too.
+		if n, err := s.CountEvents(ctx, ingest0, time.Now().Add(2*time.Minute)); err != nil || n < uint64(len(evs)) || n > uint64(2*len(evs)) {
+			t.Fatalf("CountEvents = %d, %v; want %d to %d", n, err, len(evs), 2*len(evs))
 		}
 		if none, err := s.EventRefs(ctx, ingest0.Add(-time.Hour), ingest0); err != nil || len(none) != 0 {
 			t.Fatalf("EventRefs of an empty window = %v, %v", none, err)
