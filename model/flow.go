@@ -55,6 +55,9 @@ type Flow struct {
 	byName map[string]*Checkpoint
 	// aliases holds every attribute declared in some checkpoint's `aliases`.
 	aliases map[string]bool
+	// topo holds the indexes of Checkpoints in a topological order of `after`: every
+	// checkpoint after its predecessors.
+	topo []int
 }
 
 // Checkpoint is one step of a flow.
@@ -79,9 +82,6 @@ type Checkpoint struct {
 	Aliases []string
 	Match   Match
 	OnStuck []Action
-
-	// ancestors are the indexes of every checkpoint this one comes after, transitively.
-	ancestors []int
 }
 
 // Match selects the telemetry items that are this checkpoint. Empty fields match anything.
@@ -164,23 +164,17 @@ func (f *Flow) KeyAttributes() []string {
 // longest chain of `within`s from a start checkpoint. Past it, an instance's verdict no longer
 // changes by itself (optional checkpoints, which have no `within`, may still come).
 func (f *Flow) Horizon() time.Duration {
-	memo := make([]time.Duration, len(f.Checkpoints))
-	done := make([]bool, len(f.Checkpoints))
-	var at func(c *Checkpoint) time.Duration
-	at = func(c *Checkpoint) time.Duration {
-		if done[c.Index] {
-			return memo[c.Index]
-		}
+	// In topological order every predecessor's chain is known before its successors'.
+	at := make([]time.Duration, len(f.Checkpoints))
+	var h time.Duration
+	for _, i := range f.topo {
+		c := f.Checkpoints[i]
 		var longest time.Duration
 		for _, p := range c.Preds {
-			longest = max(longest, at(p))
+			longest = max(longest, at[p.Index])
 		}
-		memo[c.Index], done[c.Index] = longest+c.Within, true
-		return memo[c.Index]
-	}
-	var h time.Duration
-	for _, c := range f.Checkpoints {
-		h = max(h, at(c))
+		at[i] = longest + c.Within
+		h = max(h, at[i])
 	}
 	return h
 }
