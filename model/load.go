@@ -194,7 +194,8 @@ func parse(ctx context.Context, path string, data []byte) ([]*Flow, Problems, er
 		return nil, Problems{{posOf(path, data, MaxFileSize),
 			fmt.Sprintf("flow file is larger than the limit of %d bytes (%d MiB); split its flows over several files", MaxFileSize, MaxFileSize>>20)}}, nil
 	}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
+	in := &countingReader{r: bytes.NewReader(data)}
+	dec := yaml.NewDecoder(in)
 	var flows []*Flow
 	var probs Problems
 	for {
@@ -207,7 +208,7 @@ func parse(ctx context.Context, path string, data []byte) ([]*Flow, Problems, er
 			break
 		}
 		if err != nil {
-			probs = append(probs, syntaxProblem(path, data, err))
+			probs = append(probs, syntaxProblem(path, data, in.n, err))
 			break
 		}
 		if len(doc.Content) == 0 {
@@ -221,6 +222,18 @@ func parse(ctx context.Context, path string, data []byte) ([]*Flow, Problems, er
 		probs = append(probs, p.probs...)
 	}
 	return flows, probs.sorted(), nil
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += n
+	return n, err
 }
 
 // posOf is the line and column (in characters, from 1) of data[off] in file path.

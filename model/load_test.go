@@ -109,7 +109,7 @@ func TestRejections(t *testing.T) {
 		{"bad kind", header + "checkpoints:\n  - {name: a, start: true, match: {service: s, span: x, kind: sever}}\n",
 			[]string{`7:63: 'kind' must be one of`}},
 		{"syntax", header + "checkpoints:\n  - name: a\n   start: true\n",
-			[]string{`6:1: invalid YAML: did not find expected '-' indicator`}},
+			[]string{`8:4: invalid YAML: did not find expected '-' indicator`}},
 		{"every problem at once", header + "colour: x\ncheckpoints:\n  - {name: a, match: {service: s}}\n  - {name: a, match: {service: s}}\n  - {name: b, after: [zz], within: 0m, match: {service: s}}\n",
 			[]string{`6:1: unknown field "colour"`, `7:1: flow "f" has no start checkpoint`, `9:12: duplicate checkpoint name "a"`, `10:23: 'after' names unknown checkpoint "zz"`, `10:36: 'within' must be greater than zero`}},
 	}
