@@ -92,9 +92,11 @@ type Match struct {
 	Span string
 	// Event is a span event name or a log record's event name, exact. Set for event checkpoints.
 	Event string
-	// Kind is a span kind (server|client|producer|consumer|internal).
+	// Kind is a span kind (server|client|producer|consumer|internal). On an event checkpoint
+	// it is the kind of the span that holds the event.
 	Kind string
-	// Status is a span status (ok|error|unset).
+	// Status is a span status (ok|error|unset). On an event checkpoint it is the status of the
+	// span that holds the event.
 	Status string
 	// Attributes must all hold, looked up on the item, then its scope, then its resource.
 	Attributes []AttrMatch
@@ -124,6 +126,9 @@ type Action struct {
 	Backoff time.Duration
 	// Payload is passed through to the command's data.
 	Payload map[string]any
+
+	// sinkAt is where Sink was written, for CheckSinks.
+	sinkAt Pos
 }
 
 // Defaults of the flow format.

@@ -108,7 +108,8 @@ func (p *parser) strings(fd field, name string) []string {
 	return out
 }
 
-// duration parses Go durations plus a `d` (24h) unit; it must be positive.
+// duration parses Go durations plus a `d` (24h) unit; it must be positive, or not negative
+// when allowZero.
 func (p *parser) duration(fd field, name string, allowZero bool) time.Duration {
 	if fd.val.Kind != yaml.ScalarNode {
 		p.errorf(fd.val, "'%s' must be a duration such as 15m, 48h or 2d", name)
@@ -119,7 +120,11 @@ func (p *parser) duration(fd field, name string, allowZero bool) time.Duration {
 		p.errorf(fd.val, "'%s': %v", name, err)
 		return 0
 	}
-	if d < 0 || (d == 0 && !allowZero) {
+	if allowZero && d < 0 {
+		p.errorf(fd.val, "'%s' must not be negative", name)
+		return 0
+	}
+	if !allowZero && d <= 0 {
 		p.errorf(fd.val, "'%s' must be greater than zero", name)
 		return 0
 	}
@@ -243,6 +248,19 @@ type cpNodes struct {
 	afterItems            []*yaml.Node
 }
 
+// checkDeadline reports the settings of c that depend on its deadline and could never take
+// effect: `within` on a start checkpoint (nothing comes before it to count from) and
+// `on_stuck` without `within` (a checkpoint without a deadline is never overdue).
+func (p *parser) checkDeadline(c *Checkpoint, fields map[string]field) {
+	within, hasWithin := fields["within"]
+	if hasWithin && c.Start {
+		p.errorf(within.key, "checkpoint %q: 'within' cannot be set on a start checkpoint: its deadline would count from nothing", c.Name)
+	}
+	if onStuck, ok := fields["on_stuck"]; ok && !hasWithin {
+		p.errorf(onStuck.key, "checkpoint %q: 'on_stuck' needs 'within': without a deadline the checkpoint is never overdue, so its actions could never run", c.Name)
+	}
+}
+
 func (p *parser) checkpoint(n *yaml.Node, f *Flow) (*Checkpoint, *cpNodes) {
 	fields := p.mapping(n, "checkpoint", "name", "start", "after", "join", "within", "terminal", "key", "aliases", "match", "on_stuck")
 	if fields == nil {
@@ -317,6 +335,7 @@ func (p *parser) checkpoint(n *yaml.Node, f *Flow) (*Checkpoint, *cpNodes) {
 			}
 		}
 	}
+	p.checkDeadline(c, fields)
 	return c, nodes
 }
 
@@ -347,9 +366,6 @@ func (p *parser) match(fd field) Match {
 	}
 	if m.Status != "" && !contains(SpanStatuses, m.Status) {
 		p.errorf(fields["status"].val, "'status' must be one of %s, not %q", strings.Join(SpanStatuses, ", "), m.Status)
-	}
-	if m.Event != "" && (m.Kind != "" || m.Status != "") {
-		p.errorf(fields["event"].key, "'kind' and 'status' apply to spans; an event checkpoint cannot use them")
 	}
 	if af, ok := fields["attributes"]; ok {
 		if af.val.Kind != yaml.MappingNode {
@@ -382,6 +398,7 @@ func (p *parser) action(n *yaml.Node) Action {
 	}
 	if fd, ok := fields["sink"]; ok {
 		a.Sink = p.str(fd, "sink")
+		a.sinkAt = Pos{p.path, fd.val.Line, fd.val.Column}
 		if a.Sink == "" && fd.val.Kind == yaml.ScalarNode && fd.val.Tag != "!!null" {
 			p.errorf(fd.val, "'sink' must name a sink of the detector's configuration")
 		}
