@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/flowwatch/flowwatch/internal/testctx"
 )
 
 // chainYAML is a flow of n checkpoints in one chain: each comes after the one before, within 1m.
@@ -206,20 +208,6 @@ func isAncestor(a, d *Checkpoint) bool {
 	return false
 }
 
-// cancelAfter is a context whose Err turns to Canceled after n calls: a deterministic
-// interruption in the middle of a load.
-type cancelAfter struct {
-	context.Context
-	n int
-}
-
-func (c *cancelAfter) Err() error {
-	if c.n--; c.n < 0 {
-		return context.Canceled
-	}
-	return nil
-}
-
 // TestLoadContextStops: a load whose context ends stops between files (and documents), and
 // returns the context's error, not a partial set.
 func TestLoadContextStops(t *testing.T) {
@@ -233,12 +221,12 @@ func TestLoadContextStops(t *testing.T) {
 	if set, err := LoadContext(context.Background(), dir); err != nil || len(set.Flows) != 5 {
 		t.Fatalf("uninterrupted: %v", err)
 	}
-	ctx := &cancelAfter{Context: context.Background(), n: 4} // two files in
+	ctx := &testctx.CancelAfter{Context: context.Background(), N: 4} // two files in
 	set, err := LoadContext(ctx, dir)
 	if set != nil || !errors.Is(err, context.Canceled) {
 		t.Fatalf("interrupted load: set %v, err %v", set, err)
 	}
-	if ctx.n > 0 {
+	if ctx.N > 0 {
 		t.Fatalf("the load did not get as far as the cancellation")
 	}
 }

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/flowwatch/flowwatch/internal/testctx"
 )
 
 func TestValidateExitCodes(t *testing.T) {
@@ -92,20 +94,6 @@ func TestValidateSinksAgainstConfig(t *testing.T) {
 	}
 }
 
-// cancelAfter is a context whose Err turns to Canceled after n calls: an interruption in the
-// middle of a validation, deterministically.
-type cancelAfter struct {
-	context.Context
-	n int
-}
-
-func (c *cancelAfter) Err() error {
-	if c.n--; c.n < 0 {
-		return context.Canceled
-	}
-	return nil
-}
-
 // chainFiles writes n flow files of a 1,000-checkpoint chain each into a new folder.
 func chainFiles(t *testing.T, n int) string {
 	t.Helper()
@@ -129,14 +117,14 @@ func chainFiles(t *testing.T, n int) string {
 func TestValidateInterrupted(t *testing.T) {
 	dir := chainFiles(t, 5)
 	var out, errb bytes.Buffer
-	ctx := &cancelAfter{Context: context.Background(), n: 3}
+	ctx := &testctx.CancelAfter{Context: context.Background(), N: 3}
 	if code := dispatch(ctx, []string{"validate", dir}, &out, &errb); code != exitInterrupted {
 		t.Fatalf("exit %d, want %d: %s", code, exitInterrupted, errb.String())
 	}
 	if out.Len() != 0 || !strings.HasPrefix(errb.String(), "flowwatch validate: interrupted") {
 		t.Fatalf("stdout %q, stderr %q", out.String(), errb.String())
 	}
-	if ctx.n > 0 {
+	if ctx.N > 0 {
 		t.Fatal("the validation did not get as far as the interruption")
 	}
 }
