@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/flowwatch/flowwatch/flowstate"
@@ -20,29 +21,36 @@ func aliasKey(tenant, flow, attr, value string) string {
 func (d *Detector) resolveAliases(ctx context.Context, set *model.Set, events []storage.CheckpointEvent) error {
 	type group struct{ tenant, flow, attr string }
 	want := map[group][]string{}
+	asked := map[string]bool{}
 	for i := range events {
 		e := &events[i]
 		if !flowstate.IsAlias(set.Versions(e.Flow), e.KeyAttr) {
 			continue
 		}
-		if _, ok := d.aliases[aliasKey(e.Tenant, e.Flow, e.KeyAttr, e.Key)]; ok {
+		k := aliasKey(e.Tenant, e.Flow, e.KeyAttr, e.Key)
+		if _, ok := d.aliases[k]; ok || asked[k] {
 			continue
 		}
+		asked[k] = true
 		g := group{e.Tenant, e.Flow, e.KeyAttr}
 		want[g] = append(want[g], e.Key)
 	}
 	var errs []error
 	for g, values := range want {
-		got, err := d.cfg.Store.ResolveAliases(ctx, g.tenant, g.flow, g.attr, values)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("resolve %s aliases of %s: %w", g.attr, g.flow, err))
-			continue
-		}
-		if len(d.aliases) > 4*d.cfg.MaxOpen {
-			clear(d.aliases) // a cache: bounded, refilled from the store on demand
-		}
-		for v, k := range got {
-			d.aliases[aliasKey(g.tenant, g.flow, g.attr, v)] = k
+		// In bounded queries: a backlog of values (after a store outage) never makes one
+		// query too big to run.
+		for chunk := range slices.Chunk(values, d.cfg.ReadBatch) {
+			got, err := d.cfg.Store.ResolveAliases(ctx, g.tenant, g.flow, g.attr, chunk)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("resolve %d %s aliases of %s: %w", len(chunk), g.attr, g.flow, err))
+				continue
+			}
+			if len(d.aliases) > 4*d.cfg.MaxOpen {
+				clear(d.aliases) // a cache: bounded, refilled from the store on demand
+			}
+			for v, k := range got {
+				d.aliases[aliasKey(g.tenant, g.flow, g.attr, v)] = k
+			}
 		}
 	}
 	if len(errs) > 0 {

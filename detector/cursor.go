@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/flowwatch/flowwatch/storage"
@@ -43,11 +44,11 @@ func (d *Detector) read(ctx context.Context, apply func([]storage.CheckpointEven
 				late = append(late, r.EventID)
 			}
 		}
-		if len(late) > 0 {
-			rows, err := d.cfg.Store.EventsAmong(ctx, from, late)
+		for ids := range slices.Chunk(late, d.cfg.ReadBatch) { // bounded queries
+			rows, err := d.cfg.Store.EventsAmong(ctx, from, ids)
 			if err != nil {
 				d.m.readErrors.Inc()
-				return fmt.Errorf("%w: %d rows written late: %w", errReadEvents, len(late), err)
+				return fmt.Errorf("%w: %d rows written late: %w", errReadEvents, len(ids), err)
 			}
 			rows = c.fresh(rows, rows[:0])
 			d.m.lateRows.Add(float64(len(rows)))
