@@ -46,11 +46,15 @@ type readQueue struct {
 }
 
 func (q *readQueue) add(id string, p readPurpose) {
-	if cur, ok := q.inflight[id]; ok {
-		if q.again == nil {
-			q.again = map[string]readPurpose{}
+	if _, ok := q.inflight[id]; ok {
+		// The read in flight answers an explanation or a check; a late checkpoint of a
+		// closed instance may have been written after it was asked: ask again then.
+		if p&readClosed != 0 {
+			if q.again == nil {
+				q.again = map[string]readPurpose{}
+			}
+			q.again[id] |= p
 		}
-		q.again[id] |= p | cur&readClosed
 		return
 	}
 	if cur, ok := q.pending[id]; ok {
