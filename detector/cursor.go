@@ -19,7 +19,9 @@ var errReadEvents = errors.New("read events")
 type cursor struct {
 	at   time.Time
 	seen map[string]int64 // event_id → ingest unix ns
-	q    timedQueue
+	// perSec counts the ids in seen by their ingest second.
+	perSec map[int64]uint32
+	q      timedQueue
 	// high is the most ids held since the map was last rebuilt.
 	high int
 }
@@ -93,21 +95,21 @@ func (d *Detector) read(ctx context.Context, apply func([]storage.CheckpointEven
 	return nil
 }
 
-// lateRefs returns the refs of the overlap window [from, cursor] when the store holds an id
-// there that the detector has not seen: a count of the window's distinct ids first, which
-// matches the ids seen there unless a row was written late (the refs are read only then).
+// lateRefs returns the refs of the overlap window (from, whole seconds, to the cursor) when the
+// store holds more rows there than the detector has seen: a count of the window's rows
+// first, which matches the ids seen there (counted per second as they are read) unless a row
+// was written late — the refs are read only then. It costs the window's seconds, never a walk
+// of the ids.
 func (d *Detector) lateRefs(ctx context.Context, from time.Time) ([]storage.EventRef, error) {
 	c := &d.cur
+	from = from.Truncate(time.Second)
 	n, err := d.cfg.Store.CountEvents(ctx, from, c.at)
 	if err != nil {
 		return nil, err
 	}
-	lo, hi := from.UnixNano(), c.at.UnixNano()
 	seen := uint64(0)
-	for _, e := range c.q.items[c.q.head:] {
-		if e.ingest >= lo && e.ingest <= hi && c.seen[e.id] == e.ingest {
-			seen++
-		}
+	for sec := from.Unix(); sec <= c.at.Unix(); sec++ {
+		seen += uint64(c.perSec[sec])
 	}
 	if n <= seen {
 		return nil, nil
@@ -125,6 +127,7 @@ func (c *cursor) fresh(rows, out []storage.CheckpointEvent) []storage.Checkpoint
 		}
 		ns := r.IngestTime.UnixNano()
 		c.seen[r.EventID] = ns
+		c.perSec[unixSec(ns)]++
 		c.q.push(seenEntry{r.EventID, ns})
 		if r.IngestTime.After(c.at) {
 			c.at = r.IngestTime
@@ -139,6 +142,10 @@ func (c *cursor) forget(cut time.Time) {
 	c.q.popOlder(cut.UnixNano(), func(e seenEntry) {
 		if c.seen[e.id] == e.ingest {
 			delete(c.seen, e.id)
+			sec := unixSec(e.ingest)
+			if c.perSec[sec]--; c.perSec[sec] == 0 {
+				delete(c.perSec, sec)
+			}
 		}
 	})
 	if len(c.seen) > c.high {
@@ -152,6 +159,15 @@ func (c *cursor) forget(cut time.Time) {
 		c.seen, c.high = small, len(small)
 		c.q.shrink()
 	}
+}
+
+// unixSec is the unix second of unix nanoseconds (floor, also before 1970).
+func unixSec(ns int64) int64 {
+	s := ns / 1e9
+	if ns < 0 && ns%1e9 != 0 {
+		s--
+	}
+	return s
 }
 
 // timedQueue holds entries in time order; popping the old ones costs what is popped

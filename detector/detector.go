@@ -193,7 +193,7 @@ func New(cfg Config) (*Detector, error) {
 		alerts:   map[string]*alertState{},
 		sinks:    map[string]*sinkWorker{},
 		states:   map[string]storage.InstanceState{},
-		cur:      cursor{seen: map[string]int64{}},
+		cur:      cursor{seen: map[string]int64{}, perSec: map[int64]uint32{}},
 		reads:    readQueue{pending: map[string]readPurpose{}},
 	}
 	// Every result a worker can hold back fits: workers never block on a busy owner for long.
