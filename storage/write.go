@@ -1,0 +1,149 @@
+package storage
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// The Writer side of store: every write is idempotent (see Writer), values are checked
+// before anything is sent, and each call is one insert per table.
+
+func (s *store) WriteEvents(ctx context.Context, events []CheckpointEvent) error {
+	if len(events) == 0 {
+		return nil
+	}
+	b, err := batchOf(events)
+	if err != nil {
+		return err
+	}
+	if err := b.check(); err != nil {
+		return err
+	}
+	now := s.now()
+	for i := range events {
+		if events[i].IngestTime.IsZero() {
+			events[i].IngestTime = now
+		}
+	}
+	return s.writeEvents(ctx, b, now.UnixNano())
+}
+
+// WriteBatch writes the batch's aliases, then its events (so that a reader of new events can
+// already resolve their aliases). A batch with an invalid row writes nothing and returns an
+// error wrapping ErrInvalid that names every bad row (see CheckRow). The batch is not changed:
+// rows without an ingest time get the time of this call.
+func (s *store) WriteBatch(ctx context.Context, b *EventBatch) error {
+	if b.Len() == 0 {
+		return nil
+	}
+	if err := b.check(); err != nil {
+		return err
+	}
+	if err := s.WriteAliases(ctx, b.aliasRows()); err != nil {
+		return err
+	}
+	return s.writeEvents(ctx, b, s.now().UnixNano())
+}
+
+func (s *store) writeEvents(ctx context.Context, b *EventBatch, now int64) error {
+	start := time.Now()
+	if err := s.b.insertEvents(ctx, s.table("checkpoint_events"), b, now); err != nil {
+		return fmt.Errorf("write %d events: %w", b.Len(), err)
+	}
+	s.log.Debug("events written", "rows", b.Len(), "took", time.Since(start))
+	return nil
+}
+
+func (s *store) WriteAliases(ctx context.Context, aliases []Alias) error {
+	if len(aliases) == 0 {
+		return nil
+	}
+	for i, a := range aliases {
+		if a.Tenant == "" || a.Flow == "" || a.Attr == "" || a.Key == "" {
+			return fmt.Errorf("write aliases: %w: alias %d: tenant, flow, attr and key are required", ErrInvalid, i)
+		}
+		for _, v := range [...]string{a.Tenant, a.Flow, a.Attr, a.Value, a.Key} {
+			if !ValidUTF8(v) {
+				return fmt.Errorf("write aliases: alias %d: %w", i, ErrNotUTF8)
+			}
+		}
+	}
+	if err := s.b.insertAliases(ctx, s.table("aliases"), aliases); err != nil {
+		return fmt.Errorf("write %d aliases: %w", len(aliases), err)
+	}
+	return nil
+}
+
+func (s *store) WriteStates(ctx context.Context, states []InstanceState) error {
+	if err := s.legacyUnsupported("write states"); err != nil || len(states) == 0 {
+		return err
+	}
+	rs := make([][]any, len(states))
+	for i, st := range states {
+		if st.Tenant == "" || st.Flow == "" || st.Key == "" {
+			return fmt.Errorf("write states: state %d: tenant, flow and key are required", i)
+		}
+		if st.Version < 0 || st.Shard < 0 {
+			return fmt.Errorf("write states: state %d: negative version or shard", i)
+		}
+		upd := st.UpdatedAt
+		if upd.IsZero() {
+			upd = s.now()
+		}
+		rs[i] = []any{st.Tenant, st.Flow, uint32(st.Version), st.Key, st.Status, s.timeValue(st.StartedAt), s.timeValue(st.LastSeen),
+			st.LastCheckpoint, jsonOr(st.Expected, "[]"), jsonOr(st.Reason, "{}"), jsonOr(st.Violations, "[]"), uint32(st.Shard), upd}
+	}
+	cols := []string{"tenant", "flow", "version", "key", "status", "started_at", "last_seen", "last_checkpoint",
+		"expected", "reason", "violations", "shard", "updated_at"}
+	if err := s.b.insert(ctx, s.table("instance_states"), cols, rs); err != nil {
+		return fmt.Errorf("write %d states: %w", len(states), err)
+	}
+	return nil
+}
+
+func jsonOr(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+func (s *store) WriteAlerts(ctx context.Context, alerts []AlertRecord) error {
+	if err := s.legacyUnsupported("write alerts"); err != nil || len(alerts) == 0 {
+		return err
+	}
+	rs := make([][]any, len(alerts))
+	for i, a := range alerts {
+		if a.Version < 0 {
+			return fmt.Errorf("write alerts: alert %d: negative version", i)
+		}
+		rs[i] = []any{s.timeValue(a.Time), a.Tenant, a.Flow, uint32(a.Version), a.Key, a.Checkpoint, a.State, a.Sink, a.Fingerprint, a.Summary, a.Error}
+	}
+	cols := []string{"time", "tenant", "flow", "version", "key", "checkpoint", "state", "sink", "fingerprint", "summary", "error"}
+	if err := s.b.insert(ctx, s.table("alerts"), cols, rs); err != nil {
+		return fmt.Errorf("write %d alerts: %w", len(alerts), err)
+	}
+	return nil
+}
+
+func (s *store) WriteCommands(ctx context.Context, commands []CommandRecord) error {
+	if err := s.legacyUnsupported("write commands"); err != nil || len(commands) == 0 {
+		return err
+	}
+	rs := make([][]any, len(commands))
+	for i, c := range commands {
+		if c.ID == "" {
+			return fmt.Errorf("write commands: command %d: id is required", i)
+		}
+		if c.Version < 0 || c.Attempt < 0 {
+			return fmt.Errorf("write commands: command %d: negative version or attempt", i)
+		}
+		rs[i] = []any{c.ID, s.timeValue(c.Time), c.Tenant, c.Flow, uint32(c.Version), c.Key, c.Checkpoint, uint32(c.Attempt), c.Sink, c.Subject, c.Outcome, c.Error, c.Payload}
+	}
+	cols := []string{"id", "time", "tenant", "flow", "version", "key", "checkpoint", "attempt", "sink", "subject", "outcome", "error", "payload"}
+	if err := s.b.insert(ctx, s.table("commands"), cols, rs); err != nil {
+		return fmt.Errorf("write %d commands: %w", len(commands), err)
+	}
+	return nil
+}
