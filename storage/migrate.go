@@ -44,7 +44,7 @@ func (s *store) Migrate(ctx context.Context) error {
 		}
 		s.log.Info("schema migration applied", "version", m.Version, "name", m.Name)
 	}
-	if s.d.legacy {
+	if !s.d.hasRetention() {
 		return nil
 	}
 	return s.syncRetention(ctx)

@@ -50,7 +50,7 @@ func TestNativeEncodingMatchesClickHouseGo(t *testing.T) {
 			now := time.Date(2026, 11, 29, 0, 0, 0, 0, time.UTC).UnixNano()
 			var w nativeWriter
 			appendNativeEvents(&w, b, now)
-			want, err := clickhouseGoBlock(eventColumnNames, eventColumnTypes, eventColumnValues(b, now, false))
+			want, err := clickhouseGoBlock(eventColumnNames, eventColumnTypes, eventColumnValues(b, now, productionTables{}))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -65,7 +65,7 @@ func TestNativeEncodingMatchesClickHouseGo(t *testing.T) {
 			aliases = append(aliases, Alias{Tenant: "acme", Flow: "order", Attr: "payment.id", Value: "p", Key: "k"}) // the zero time
 			var aw nativeWriter
 			appendNativeAliases(&aw, aliases)
-			want, err = clickhouseGoBlock(aliasColumns, aliasColumnTypes, aliasColumnValues(aliases, false))
+			want, err = clickhouseGoBlock(aliasColumns, aliasColumnTypes, aliasColumnValues(aliases, productionTables{}))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -17,12 +17,8 @@ import (
 // ones is asked of the dialect.
 
 func (s *store) eventColumns() string {
-	attrs := "attributes"
-	if s.d.legacy {
-		attrs = "attributes.k, attributes.v"
-	}
 	return "event_id, tenant, flow, checkpoint, key, key_attr, " + s.d.ns("time") + ", " + s.d.ns("ingest_time") +
-		", trace_id, span_id, service, name, status, message, " + attrs
+		", trace_id, span_id, service, name, status, message, " + s.d.attributeColumns()
 }
 
 func (s *store) scanEvents(r rows) ([]CheckpointEvent, error) {
@@ -30,28 +26,16 @@ func (s *store) scanEvents(r rows) ([]CheckpointEvent, error) {
 	var out []CheckpointEvent
 	for r.Next() {
 		var (
-			e        CheckpointEvent
-			id       uint64
-			t, it    int64
-			keys, vs []string
+			e     CheckpointEvent
+			id    uint64
+			t, it int64
 		)
-		dest := []any{&id, &e.Tenant, &e.Flow, &e.Checkpoint, &e.Key, &e.KeyAttr, &t, &it, &e.TraceID, &e.SpanID, &e.Service, &e.Name, &e.Status, &e.Message}
-		if s.d.legacy {
-			dest = append(dest, &keys, &vs)
-		} else {
-			dest = append(dest, &e.Attributes)
-		}
+		attrs, into := s.d.scanAttributes()
+		dest := append([]any{&id, &e.Tenant, &e.Flow, &e.Checkpoint, &e.Key, &e.KeyAttr, &t, &it, &e.TraceID, &e.SpanID, &e.Service, &e.Name, &e.Status, &e.Message}, attrs...)
 		if err := r.Scan(dest...); err != nil {
 			return nil, err
 		}
-		if s.d.legacy && len(keys) > 0 {
-			e.Attributes = make(map[string]string, len(keys))
-			for i, k := range keys {
-				if i < len(vs) {
-					e.Attributes[k] = vs[i]
-				}
-			}
-		}
+		into(&e)
 		if len(e.Attributes) == 0 {
 			e.Attributes = nil
 		}
@@ -86,16 +70,16 @@ func (s *store) EventsSince(ctx context.Context, since time.Time, limit int) ([]
 func (s *store) InstanceEvents(ctx context.Context, tenant, flow, key string) ([]CheckpointEvent, error) {
 	where := "tenant = " + quote(tenant) + " AND flow = " + quote(flow)
 	var cond string
-	if s.d.legacy {
+	if !s.d.joinsAliases() {
 		cond = where + " AND key = " + quote(key)
 	} else {
 		// The instance's own rows, and the rows keyed by one of its aliases — by the first
 		// mapping of an alias value, as ResolveAliases resolves it, so that a conflicting later
 		// mapping never shows one event on two instances.
 		aliases := "SELECT attr, value FROM (SELECT attr, value, argMin(key, time) AS k FROM " + s.table("aliases") +
-			" WHERE " + where + " AND (attr, value) " + s.d.global() + "IN (SELECT attr, value FROM " + s.table("aliases") +
+			" WHERE " + where + " AND (attr, value) " + s.global() + "IN (SELECT attr, value FROM " + s.table("aliases") +
 			" WHERE " + where + " AND key = " + quote(key) + ") GROUP BY attr, value) WHERE k = " + quote(key)
-		cond = where + " AND (key = " + quote(key) + " OR (key_attr, key) " + s.d.global() + "IN (" + aliases + "))"
+		cond = where + " AND (key = " + quote(key) + " OR (key_attr, key) " + s.global() + "IN (" + aliases + "))"
 	}
 	q := "SELECT " + s.eventColumns() + " FROM " + s.table("checkpoint_events") + " WHERE " + cond +
 		" ORDER BY time, event_id LIMIT 1 BY event_id"
@@ -187,7 +171,7 @@ func decodeInstanceCursor(s string) (instanceCursor, error) {
 }
 
 func (s *store) Instances(ctx context.Context, f InstanceFilter) ([]InstanceState, string, error) {
-	if err := s.legacyUnsupported("list instances"); err != nil {
+	if err := s.d.unsupported("list instances"); err != nil {
 		return nil, "", err
 	}
 	limit := f.Limit
@@ -242,7 +226,7 @@ func (s *store) Instances(ctx context.Context, f InstanceFilter) ([]InstanceStat
 }
 
 func (s *store) Instance(ctx context.Context, tenant, flow, key string) (*InstanceState, error) {
-	if err := s.legacyUnsupported("read instance"); err != nil {
+	if err := s.d.unsupported("read instance"); err != nil {
 		return nil, err
 	}
 	q := "SELECT " + stateColumns + " FROM " + s.table("instance_states") + " FINAL WHERE tenant = " + quote(tenant) +
@@ -274,7 +258,7 @@ func flowWhereAs(prefix, tenant, flow string) string {
 }
 
 func (s *store) CheckpointCounts(ctx context.Context, tenant, flow string, from, to time.Time) ([]CheckpointCount, error) {
-	if err := s.legacyUnsupported("checkpoint counts"); err != nil {
+	if err := s.d.unsupported("checkpoint counts"); err != nil {
 		return nil, err
 	}
 	byCP := map[string]*CheckpointCount{}
@@ -325,7 +309,7 @@ func (s *store) CheckpointCounts(ctx context.Context, tenant, flow string, from,
 }
 
 func (s *store) Transitions(ctx context.Context, tenant, flow string, edges [][2]string, from, to time.Time) ([]Transition, error) {
-	if err := s.legacyUnsupported("transitions"); err != nil {
+	if err := s.d.unsupported("transitions"); err != nil {
 		return nil, err
 	}
 	if len(edges) == 0 {
@@ -346,11 +330,11 @@ func (s *store) Transitions(ctx context.Context, tenant, flow string, edges [][2
 	where := flowWhereAs("", tenant, flow) + " AND checkpoint IN (" + quoteList(cps) + ") AND time >= " + s.d.ts(from)
 	aliasAttrs := "SELECT DISTINCT attr FROM " + s.table("aliases") + " WHERE " + s.flowWhere(tenant, flow)
 	events := "SELECT tenant, key AS ikey, checkpoint, time FROM " + s.table("checkpoint_events") +
-		" WHERE " + where + " AND key_attr " + s.d.global() + "NOT IN (" + aliasAttrs + ")" +
+		" WHERE " + where + " AND key_attr " + s.global() + "NOT IN (" + aliasAttrs + ")" +
 		" UNION ALL " +
 		"SELECT e.tenant AS tenant, if(a.key != '', a.key, e.key) AS ikey, e.checkpoint AS checkpoint, e.time AS time FROM (" +
 		"SELECT tenant, key, key_attr, checkpoint, time FROM " + s.table("checkpoint_events") +
-		" WHERE " + where + " AND key_attr " + s.d.global() + "IN (" + aliasAttrs + ")) AS e " + s.d.global() +
+		" WHERE " + where + " AND key_attr " + s.global() + "IN (" + aliasAttrs + ")) AS e " + s.global() +
 		"LEFT JOIN (SELECT tenant, attr, value, argMin(key, time) AS key FROM " + s.table("aliases") +
 		" WHERE " + s.flowWhere(tenant, flow) + " GROUP BY tenant, attr, value) AS a" +
 		" ON e.tenant = a.tenant AND e.key_attr = a.attr AND e.key = a.value"
@@ -406,7 +390,7 @@ func nanos(v float64) time.Duration {
 }
 
 func (s *store) Series(ctx context.Context, tenant, flow, by string, from, to time.Time, step time.Duration) ([]Series, error) {
-	if err := s.legacyUnsupported("series"); err != nil {
+	if err := s.d.unsupported("series"); err != nil {
 		return nil, err
 	}
 	if step < time.Millisecond {
@@ -486,7 +470,7 @@ func (f AuditFilter) limit() string {
 }
 
 func (s *store) Alerts(ctx context.Context, f AuditFilter) ([]AlertRecord, error) {
-	if err := s.legacyUnsupported("alerts"); err != nil {
+	if err := s.d.unsupported("alerts"); err != nil {
 		return nil, err
 	}
 	q := "SELECT toUnixTimestamp64Nano(time), tenant, flow, toUInt64(version), key, checkpoint, state, sink, fingerprint, summary, error FROM " +
@@ -510,7 +494,7 @@ func (s *store) Alerts(ctx context.Context, f AuditFilter) ([]AlertRecord, error
 }
 
 func (s *store) Commands(ctx context.Context, f AuditFilter) ([]CommandRecord, error) {
-	if err := s.legacyUnsupported("commands"); err != nil {
+	if err := s.d.unsupported("commands"); err != nil {
 		return nil, err
 	}
 	q := "SELECT id, toUnixTimestamp64Nano(time), tenant, flow, toUInt64(version), key, checkpoint, toUInt64(attempt), sink, subject, outcome, error, payload FROM " +

@@ -27,7 +27,7 @@ func TestServerSuite(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { s.Close() })
-		if s.(*store).d.legacy {
+		if _, old := s.(*store).d.(legacyTables); old {
 			t.Fatal("FLOWWATCH_CLICKHOUSE_DSN must point at ClickHouse >= 24.8; the old server has its own tests (TestServerLegacy, TestServerKilledMidStream)")
 		}
 		if err := s.(*store).b.exec(ctx, "DROP DATABASE IF EXISTS "+db); err != nil {
@@ -65,7 +65,7 @@ func openLegacy(t *testing.T, ch *testsvc.ClickHouse, o Options) Store {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	if !s.(*store).d.legacy {
+	if _, old := s.(*store).d.(legacyTables); !old {
 		t.Fatal("an 18.16 server was not detected as legacy")
 	}
 	return s

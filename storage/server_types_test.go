@@ -128,8 +128,8 @@ func TestServerValuesMatchProductionColumnTypes(t *testing.T) {
 		values []any
 		rows   int
 	}{
-		{"checkpoint_events", eventColumnNames, eventColumnTypes, eventColumnValues(rec.events, rec.now, false), rec.events.Len()},
-		{"aliases", aliasColumns, aliasColumnTypes, aliasColumnValues(rec.aliases, false), len(rec.aliases)},
+		{"checkpoint_events", eventColumnNames, eventColumnTypes, eventColumnValues(rec.events, rec.now, productionTables{}), rec.events.Len()},
+		{"aliases", aliasColumns, aliasColumnTypes, aliasColumnValues(rec.aliases, productionTables{}), len(rec.aliases)},
 	} {
 		if len(tc.values) != len(tc.names) || len(tc.types) != len(tc.names) {
 			t.Fatalf("%s: %d column values and %d types for %d columns", tc.table, len(tc.values), len(tc.types), len(tc.names))

@@ -3,7 +3,6 @@ package storage
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"time"
 )
@@ -38,9 +37,6 @@ type Options struct {
 // the same input fails the same way.
 var ErrInvalid = errors.New("invalid rows")
 
-// ErrUnsupported is returned by reader methods the legacy tables cannot serve.
-var ErrUnsupported = errors.New("not supported by the legacy (ClickHouse 18.16) tables")
-
 // backend is what a transport provides: statements, queries and batch inserts.
 type backend interface {
 	exec(ctx context.Context, sql string) error
@@ -61,8 +57,10 @@ type store struct {
 	schema SchemaOptions
 	db     string
 	d      dialect
-	log    *slog.Logger
-	now    func() time.Time
+	// cluster: the tables are Distributed (see global).
+	cluster bool
+	log     *slog.Logger
+	now     func() time.Time
 }
 
 func newStore(b backend, o Options) (*store, error) {
@@ -70,7 +68,7 @@ func newStore(b backend, o Options) (*store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &store{b: b, schema: so, db: so.Database, d: dialect{legacy: so.Legacy, cluster: so.Cluster != ""}, log: o.Logger, now: o.Now}
+	s := &store{b: b, schema: so, db: so.Database, d: dialectOf(so), cluster: so.Cluster != "", log: o.Logger, now: o.Now}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -84,23 +82,21 @@ func (s *store) table(name string) string { return s.db + "." + name }
 
 func (s *store) Close() error { return s.b.close() }
 
-// timeValue is t as the time columns of the dialect store it; the zero time is stored as
-// the epoch (and read back as the zero time).
-func (s *store) timeValue(t time.Time) any {
-	if t.IsZero() {
-		t = time.Unix(0, 0).UTC()
+// dialectOf is the dialect of the tables o describes.
+func dialectOf(o SchemaOptions) dialect {
+	if o.Legacy {
+		return legacyTables{}
 	}
-	if s.d.legacy {
-		return t.UnixNano()
-	}
-	return t
+	return productionTables{}
 }
 
-func (s *store) legacyUnsupported(what string) error {
-	if s.d.legacy {
-		return fmt.Errorf("%s: %w", what, ErrUnsupported)
+// global prefixes IN and JOIN over a subquery of another Distributed table, so each shard
+// does not run the subquery on every shard again (ClickHouse refuses that by default).
+func (s *store) global() string {
+	if s.cluster {
+		return "GLOBAL "
 	}
-	return nil
+	return ""
 }
 
 // each runs q and calls fn for every row.

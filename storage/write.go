@@ -76,7 +76,7 @@ func (s *store) WriteAliases(ctx context.Context, aliases []Alias) error {
 }
 
 func (s *store) WriteStates(ctx context.Context, states []InstanceState) error {
-	if err := s.legacyUnsupported("write states"); err != nil || len(states) == 0 {
+	if err := s.d.unsupported("write states"); err != nil || len(states) == 0 {
 		return err
 	}
 	rs := make([][]any, len(states))
@@ -91,7 +91,7 @@ func (s *store) WriteStates(ctx context.Context, states []InstanceState) error {
 		if upd.IsZero() {
 			upd = s.now()
 		}
-		rs[i] = []any{st.Tenant, st.Flow, uint32(st.Version), st.Key, st.Status, s.timeValue(st.StartedAt), s.timeValue(st.LastSeen),
+		rs[i] = []any{st.Tenant, st.Flow, uint32(st.Version), st.Key, st.Status, s.d.timeValue(st.StartedAt), s.d.timeValue(st.LastSeen),
 			st.LastCheckpoint, jsonOr(st.Expected, "[]"), jsonOr(st.Reason, "{}"), jsonOr(st.Violations, "[]"), uint32(st.Shard), upd}
 	}
 	cols := []string{"tenant", "flow", "version", "key", "status", "started_at", "last_seen", "last_checkpoint",
@@ -110,7 +110,7 @@ func jsonOr(s, def string) string {
 }
 
 func (s *store) WriteAlerts(ctx context.Context, alerts []AlertRecord) error {
-	if err := s.legacyUnsupported("write alerts"); err != nil || len(alerts) == 0 {
+	if err := s.d.unsupported("write alerts"); err != nil || len(alerts) == 0 {
 		return err
 	}
 	rs := make([][]any, len(alerts))
@@ -118,7 +118,7 @@ func (s *store) WriteAlerts(ctx context.Context, alerts []AlertRecord) error {
 		if a.Version < 0 {
 			return fmt.Errorf("write alerts: alert %d: negative version", i)
 		}
-		rs[i] = []any{s.timeValue(a.Time), a.Tenant, a.Flow, uint32(a.Version), a.Key, a.Checkpoint, a.State, a.Sink, a.Fingerprint, a.Summary, a.Error}
+		rs[i] = []any{s.d.timeValue(a.Time), a.Tenant, a.Flow, uint32(a.Version), a.Key, a.Checkpoint, a.State, a.Sink, a.Fingerprint, a.Summary, a.Error}
 	}
 	cols := []string{"time", "tenant", "flow", "version", "key", "checkpoint", "state", "sink", "fingerprint", "summary", "error"}
 	if err := s.b.insert(ctx, s.table("alerts"), cols, rs); err != nil {
@@ -128,7 +128,7 @@ func (s *store) WriteAlerts(ctx context.Context, alerts []AlertRecord) error {
 }
 
 func (s *store) WriteCommands(ctx context.Context, commands []CommandRecord) error {
-	if err := s.legacyUnsupported("write commands"); err != nil || len(commands) == 0 {
+	if err := s.d.unsupported("write commands"); err != nil || len(commands) == 0 {
 		return err
 	}
 	rs := make([][]any, len(commands))
@@ -139,7 +139,7 @@ func (s *store) WriteCommands(ctx context.Context, commands []CommandRecord) err
 		if c.Version < 0 || c.Attempt < 0 {
 			return fmt.Errorf("write commands: command %d: negative version or attempt", i)
 		}
-		rs[i] = []any{c.ID, s.timeValue(c.Time), c.Tenant, c.Flow, uint32(c.Version), c.Key, c.Checkpoint, uint32(c.Attempt), c.Sink, c.Subject, c.Outcome, c.Error, c.Payload}
+		rs[i] = []any{c.ID, s.d.timeValue(c.Time), c.Tenant, c.Flow, uint32(c.Version), c.Key, c.Checkpoint, uint32(c.Attempt), c.Sink, c.Subject, c.Outcome, c.Error, c.Payload}
 	}
 	cols := []string{"id", "time", "tenant", "flow", "version", "key", "checkpoint", "attempt", "sink", "subject", "outcome", "error", "payload"}
 	if err := s.b.insert(ctx, s.table("commands"), cols, rs); err != nil {
