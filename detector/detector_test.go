@@ -11,9 +11,9 @@ import (
 	"time"
 
 	"github.com/flowwatch/flowwatch/api"
-	"github.com/flowwatch/flowwatch/api/apitest"
 	"github.com/flowwatch/flowwatch/model"
 	"github.com/flowwatch/flowwatch/storage"
+	"github.com/flowwatch/flowwatch/storage/storagetest"
 )
 
 var t0 = time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
@@ -84,7 +84,7 @@ func (s *sinkRec) count() int { s.mu.Lock(); defer s.mu.Unlock(); return len(s.c
 
 type fixture struct {
 	t     *testing.T
-	store *apitest.Store
+	store *storagetest.Memory
 	clk   *clock
 	set   *model.Set
 	am    *recorder
@@ -98,7 +98,7 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &fixture{t: t, store: &apitest.Store{}, clk: &clock{t: t0}, set: set, am: &recorder{}, nats: &sinkRec{name: "nats"}}
+	return &fixture{t: t, store: &storagetest.Memory{}, clk: &clock{t: t0}, set: set, am: &recorder{}, nats: &sinkRec{name: "nats"}}
 }
 
 func (f *fixture) detector(mut ...func(*Config)) *Detector {

@@ -16,10 +16,10 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/flowwatch/flowwatch/api/apitest"
 	"github.com/flowwatch/flowwatch/internal/testsvc"
 	"github.com/flowwatch/flowwatch/model"
 	"github.com/flowwatch/flowwatch/storage"
+	"github.com/flowwatch/flowwatch/storage/storagetest"
 )
 
 // amAlert is what Alertmanager's GET /api/v2/alerts returns of an alert.
@@ -237,7 +237,7 @@ func splitHostPort(addr string) (string, string, error) {
 }
 
 var _ = model.StatusStuck
-var _ = apitest.Store{}
+var _ = storagetest.Memory{}
 
 func TestSubjectCovers(t *testing.T) {
 	for _, c := range []struct {

@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flowwatch/flowwatch/api/apitest"
 	"github.com/flowwatch/flowwatch/model"
 	"github.com/flowwatch/flowwatch/storage"
+	"github.com/flowwatch/flowwatch/storage/storagetest"
 )
 
 // benchEvents are n instances' start events, placed (and ingested) every step from base.
@@ -62,7 +62,7 @@ func BenchmarkStuckStorm(b *testing.B) {
 			if kind == "embedded" {
 				st = openEmbedded(b, clk)
 			} else {
-				st = &apitest.Store{}
+				st = &storagetest.Memory{}
 			}
 			// The instances started over the last hour, one every 36ms (28 a second).
 			const step = 36 * time.Millisecond
@@ -122,7 +122,7 @@ func BenchmarkIngestStore(b *testing.B) {
 			if kind == "embedded" {
 				st = openEmbedded(b, clk)
 			} else {
-				st = &apitest.Store{}
+				st = &storagetest.Memory{}
 			}
 			set := benchSet(b)
 			d, err := New(Config{Flows: func() *model.Set { return set }, Store: st, Now: clk.Now, ReadLimit: 50_000, RebuildWindow: time.Hour})

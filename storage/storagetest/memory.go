@@ -1,8 +1,7 @@
-// Package apitest holds an in-memory storage.Writer and storage.Reader for tests of the code
-// that reads the store (the query API, replay). It follows the storage contract's documented
-// semantics closely enough for handler tests, with none of its performance; integration
-// tests use the real store.
-package apitest
+// Package storagetest holds what tests of the code above the store share: an in-memory
+// store (Memory) for tests of the code that reads and writes it (the query API, the
+// detector, replay).
+package storagetest
 
 import (
 	"context"
@@ -18,9 +17,9 @@ import (
 	"github.com/flowwatch/flowwatch/storage"
 )
 
-// Store is an in-memory storage.Writer and storage.Reader. The zero value is ready to use;
+// Memory is an in-memory storage.Writer and storage.Reader. The zero value is ready to use;
 // it is safe for concurrent use.
-type Store struct {
+type Memory struct {
 	// Fail, when set, is called with the method name before every Reader method; a non-nil
 	// error is returned from the method.
 	Fail func(method string) error
@@ -38,11 +37,11 @@ type aliasKey struct{ tenant, flow, attr, value string }
 type instKey struct{ tenant, flow, key string }
 
 var (
-	_ storage.Reader = (*Store)(nil)
-	_ storage.Writer = (*Store)(nil)
+	_ storage.Reader = (*Memory)(nil)
+	_ storage.Writer = (*Memory)(nil)
 )
 
-func (s *Store) fail(method string) error {
+func (s *Memory) fail(method string) error {
 	if s.Fail != nil {
 		return s.Fail(method)
 	}
@@ -50,7 +49,7 @@ func (s *Store) fail(method string) error {
 }
 
 // WriteEvents stores events; an EventID already stored is ignored.
-func (s *Store) WriteEvents(_ context.Context, events []storage.CheckpointEvent) error {
+func (s *Memory) WriteEvents(_ context.Context, events []storage.CheckpointEvent) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.events == nil {
@@ -65,7 +64,7 @@ func (s *Store) WriteEvents(_ context.Context, events []storage.CheckpointEvent)
 }
 
 // WriteAliases stores aliases; the earliest alias of a value wins.
-func (s *Store) WriteAliases(_ context.Context, aliases []storage.Alias) error {
+func (s *Memory) WriteAliases(_ context.Context, aliases []storage.Alias) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.aliases == nil {
@@ -81,7 +80,7 @@ func (s *Store) WriteAliases(_ context.Context, aliases []storage.Alias) error {
 }
 
 // WriteStates stores states; a state replaces one with an older or equal UpdatedAt.
-func (s *Store) WriteStates(_ context.Context, states []storage.InstanceState) error {
+func (s *Memory) WriteStates(_ context.Context, states []storage.InstanceState) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.states == nil {
@@ -98,7 +97,7 @@ func (s *Store) WriteStates(_ context.Context, states []storage.InstanceState) e
 }
 
 // WriteAlerts appends alert records; an identical record is stored once.
-func (s *Store) WriteAlerts(_ context.Context, alerts []storage.AlertRecord) error {
+func (s *Memory) WriteAlerts(_ context.Context, alerts []storage.AlertRecord) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 next:
@@ -114,7 +113,7 @@ next:
 }
 
 // WriteCommands appends command records; a record replaces an older one with the same ID.
-func (s *Store) WriteCommands(_ context.Context, commands []storage.CommandRecord) error {
+func (s *Memory) WriteCommands(_ context.Context, commands []storage.CommandRecord) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 next:
@@ -132,7 +131,7 @@ next:
 	return nil
 }
 
-func (s *Store) sortedEvents(keep func(*storage.CheckpointEvent) bool) []storage.CheckpointEvent {
+func (s *Memory) sortedEvents(keep func(*storage.CheckpointEvent) bool) []storage.CheckpointEvent {
 	var out []storage.CheckpointEvent
 	for _, e := range s.events {
 		if keep(&e) {
@@ -149,7 +148,7 @@ func (s *Store) sortedEvents(keep func(*storage.CheckpointEvent) bool) []storage
 }
 
 // EventsSince returns events ingested at or after since, by ingest time, at most limit.
-func (s *Store) EventsSince(_ context.Context, since time.Time, limit int) ([]storage.CheckpointEvent, error) {
+func (s *Memory) EventsSince(_ context.Context, since time.Time, limit int) ([]storage.CheckpointEvent, error) {
 	if err := s.fail("EventsSince"); err != nil {
 		return nil, err
 	}
@@ -164,7 +163,7 @@ func (s *Store) EventsSince(_ context.Context, since time.Time, limit int) ([]st
 }
 
 // EventRefs returns the ids and ingest times of the events ingested in [from, to].
-func (s *Store) EventRefs(_ context.Context, from, to time.Time) ([]storage.EventRef, error) {
+func (s *Memory) EventRefs(_ context.Context, from, to time.Time) ([]storage.EventRef, error) {
 	if err := s.fail("EventRefs"); err != nil {
 		return nil, err
 	}
@@ -180,7 +179,7 @@ func (s *Store) EventRefs(_ context.Context, from, to time.Time) ([]storage.Even
 }
 
 // CountEvents counts the distinct event ids ingested in [from, to].
-func (s *Store) CountEvents(_ context.Context, from, to time.Time) (uint64, error) {
+func (s *Memory) CountEvents(_ context.Context, from, to time.Time) (uint64, error) {
 	if err := s.fail("CountEvents"); err != nil {
 		return 0, err
 	}
@@ -196,7 +195,7 @@ func (s *Store) CountEvents(_ context.Context, from, to time.Time) (uint64, erro
 }
 
 // EventsAmong returns the events with these ids ingested at or after since.
-func (s *Store) EventsAmong(_ context.Context, since time.Time, ids []string) ([]storage.CheckpointEvent, error) {
+func (s *Memory) EventsAmong(_ context.Context, since time.Time, ids []string) ([]storage.CheckpointEvent, error) {
 	if err := s.fail("EventsAmong"); err != nil {
 		return nil, err
 	}
@@ -212,7 +211,7 @@ func (s *Store) EventsAmong(_ context.Context, since time.Time, ids []string) ([
 }
 
 // resolve returns the instance key of an event: its Key, or the key its alias maps to.
-func (s *Store) resolve(e *storage.CheckpointEvent) string {
+func (s *Memory) resolve(e *storage.CheckpointEvent) string {
 	if k, ok := s.aliases[aliasKey{e.Tenant, e.Flow, e.KeyAttr, e.Key}]; ok {
 		return k
 	}
@@ -221,7 +220,7 @@ func (s *Store) resolve(e *storage.CheckpointEvent) string {
 
 // InstanceEvents returns the events of one instance — keyed by key, or by an alias value
 // that resolves to key — in event time.
-func (s *Store) InstanceEvents(_ context.Context, tenant, flow, key string) ([]storage.CheckpointEvent, error) {
+func (s *Memory) InstanceEvents(_ context.Context, tenant, flow, key string) ([]storage.CheckpointEvent, error) {
 	if err := s.fail("InstanceEvents"); err != nil {
 		return nil, err
 	}
@@ -233,7 +232,7 @@ func (s *Store) InstanceEvents(_ context.Context, tenant, flow, key string) ([]s
 }
 
 // InstancesEvents returns the events of many instances, by key, as InstanceEvents does.
-func (s *Store) InstancesEvents(_ context.Context, tenant, flow string, keys []string) (map[string][]storage.CheckpointEvent, error) {
+func (s *Memory) InstancesEvents(_ context.Context, tenant, flow string, keys []string) (map[string][]storage.CheckpointEvent, error) {
 	if err := s.fail("InstancesEvents"); err != nil {
 		return nil, err
 	}
@@ -254,7 +253,7 @@ func (s *Store) InstancesEvents(_ context.Context, tenant, flow string, keys []s
 }
 
 // ResolveAliases maps alias values to instance keys.
-func (s *Store) ResolveAliases(_ context.Context, tenant, flow, attr string, values []string) (map[string]string, error) {
+func (s *Memory) ResolveAliases(_ context.Context, tenant, flow, attr string, values []string) (map[string]string, error) {
 	if err := s.fail("ResolveAliases"); err != nil {
 		return nil, err
 	}
@@ -287,7 +286,7 @@ func expects(st *storage.InstanceState, checkpoint string, overdueOnly bool) boo
 }
 
 // Instances lists states newest (LastSeen) first; the cursor is "o" and an offset.
-func (s *Store) Instances(_ context.Context, f storage.InstanceFilter) ([]storage.InstanceState, string, error) {
+func (s *Memory) Instances(_ context.Context, f storage.InstanceFilter) ([]storage.InstanceState, string, error) {
 	if err := s.fail("Instances"); err != nil {
 		return nil, "", err
 	}
@@ -337,7 +336,7 @@ func (s *Store) Instances(_ context.Context, f storage.InstanceFilter) ([]storag
 }
 
 // Instance returns one state, or nil.
-func (s *Store) Instance(_ context.Context, tenant, flow, key string) (*storage.InstanceState, error) {
+func (s *Memory) Instance(_ context.Context, tenant, flow, key string) (*storage.InstanceState, error) {
 	if err := s.fail("Instance"); err != nil {
 		return nil, err
 	}
@@ -351,7 +350,7 @@ func (s *Store) Instance(_ context.Context, tenant, flow, key string) (*storage.
 }
 
 // firstReached returns, per instance, when each checkpoint was first reached.
-func (s *Store) firstReached(tenant, flow string) map[instKey]map[string]time.Time {
+func (s *Memory) firstReached(tenant, flow string) map[instKey]map[string]time.Time {
 	out := map[instKey]map[string]time.Time{}
 	for _, e := range s.sortedEvents(func(e *storage.CheckpointEvent) bool {
 		return (tenant == "" || e.Tenant == tenant) && e.Flow == flow && e.Checkpoint != ""
@@ -369,7 +368,7 @@ func (s *Store) firstReached(tenant, flow string) map[instKey]map[string]time.Ti
 
 // CheckpointCounts counts instances that reached each checkpoint in [from, to), and stuck
 // instances whose expected checkpoints include it.
-func (s *Store) CheckpointCounts(_ context.Context, tenant, flow string, from, to time.Time) ([]storage.CheckpointCount, error) {
+func (s *Memory) CheckpointCounts(_ context.Context, tenant, flow string, from, to time.Time) ([]storage.CheckpointCount, error) {
 	if err := s.fail("CheckpointCounts"); err != nil {
 		return nil, err
 	}
@@ -411,7 +410,7 @@ func (s *Store) CheckpointCounts(_ context.Context, tenant, flow string, from, t
 }
 
 // Transitions measures edges over instances that reached the source in [from, to).
-func (s *Store) Transitions(_ context.Context, tenant, flow string, edges [][2]string, from, to time.Time) ([]storage.Transition, error) {
+func (s *Memory) Transitions(_ context.Context, tenant, flow string, edges [][2]string, from, to time.Time) ([]storage.Transition, error) {
 	if err := s.fail("Transitions"); err != nil {
 		return nil, err
 	}
@@ -449,7 +448,7 @@ func quantile(ds []time.Duration, q float64) time.Duration {
 
 // Series counts, per step from from, events by checkpoint or instances by status (at their
 // LastSeen). Only non-empty buckets are returned.
-func (s *Store) Series(_ context.Context, tenant, flow, by string, from, to time.Time, step time.Duration) ([]storage.Series, error) {
+func (s *Memory) Series(_ context.Context, tenant, flow, by string, from, to time.Time, step time.Duration) ([]storage.Series, error) {
 	if err := s.fail("Series"); err != nil {
 		return nil, err
 	}
@@ -496,7 +495,7 @@ func (s *Store) Series(_ context.Context, tenant, flow, by string, from, to time
 }
 
 // Alerts returns alert records newest first.
-func (s *Store) Alerts(_ context.Context, f storage.AuditFilter) ([]storage.AlertRecord, error) {
+func (s *Memory) Alerts(_ context.Context, f storage.AuditFilter) ([]storage.AlertRecord, error) {
 	if err := s.fail("Alerts"); err != nil {
 		return nil, err
 	}
@@ -513,7 +512,7 @@ func (s *Store) Alerts(_ context.Context, f storage.AuditFilter) ([]storage.Aler
 }
 
 // Commands returns command records newest first.
-func (s *Store) Commands(_ context.Context, f storage.AuditFilter) ([]storage.CommandRecord, error) {
+func (s *Memory) Commands(_ context.Context, f storage.AuditFilter) ([]storage.CommandRecord, error) {
 	if err := s.fail("Commands"); err != nil {
 		return nil, err
 	}
@@ -542,7 +541,7 @@ func limited[T any](out []T, limit int) []T {
 
 // CommandsSince returns the latest record of each command whose latest record is at or after
 // since, oldest first.
-func (s *Store) CommandsSince(_ context.Context, since time.Time) ([]storage.CommandRecord, error) {
+func (s *Memory) CommandsSince(_ context.Context, since time.Time) ([]storage.CommandRecord, error) {
 	if err := s.fail("CommandsSince"); err != nil {
 		return nil, err
 	}
@@ -570,7 +569,7 @@ func (s *Store) CommandsSince(_ context.Context, since time.Time) ([]storage.Com
 }
 
 // WriteFlowVersions records first-load times; the earliest of a version wins.
-func (s *Store) WriteFlowVersions(_ context.Context, vs []storage.FlowVersion) error {
+func (s *Memory) WriteFlowVersions(_ context.Context, vs []storage.FlowVersion) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.versions == nil {
@@ -586,7 +585,7 @@ func (s *Store) WriteFlowVersions(_ context.Context, vs []storage.FlowVersion) e
 }
 
 // FlowVersions returns the earliest load time of each recorded version.
-func (s *Store) FlowVersions(_ context.Context) ([]storage.FlowVersion, error) {
+func (s *Memory) FlowVersions(_ context.Context) ([]storage.FlowVersion, error) {
 	if err := s.fail("FlowVersions"); err != nil {
 		return nil, err
 	}
@@ -606,7 +605,7 @@ func (s *Store) FlowVersions(_ context.Context) ([]storage.FlowVersion, error) {
 }
 
 // StuckCounts counts stuck instances per overdue expected checkpoint.
-func (s *Store) StuckCounts(_ context.Context, now time.Time) ([]storage.StuckCount, error) {
+func (s *Memory) StuckCounts(_ context.Context, now time.Time) ([]storage.StuckCount, error) {
 	if err := s.fail("StuckCounts"); err != nil {
 		return nil, err
 	}
@@ -651,7 +650,7 @@ func (s *Store) StuckCounts(_ context.Context, now time.Time) ([]storage.StuckCo
 }
 
 // CommandsOf returns the command records of these instances, oldest first.
-func (s *Store) CommandsOf(_ context.Context, tenant, flow string, keys []string) ([]storage.CommandRecord, error) {
+func (s *Memory) CommandsOf(_ context.Context, tenant, flow string, keys []string) ([]storage.CommandRecord, error) {
 	if err := s.fail("CommandsOf"); err != nil {
 		return nil, err
 	}
