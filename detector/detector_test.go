@@ -126,7 +126,7 @@ func (f *fixture) detector(mut ...func(*Config)) *Detector {
 func (f *fixture) emit(flow, cp, key, keyAttr string, at time.Duration, mods ...func(*storage.CheckpointEvent)) {
 	f.t.Helper()
 	f.seq++
-	e := storage.CheckpointEvent{EventID: fmt.Sprintf("ev-%d", f.seq), Tenant: "acme", Flow: flow, Checkpoint: cp,
+	e := storage.CheckpointEvent{EventID: fmt.Sprintf("%016x", f.seq), Tenant: "acme", Flow: flow, Checkpoint: cp,
 		Key: key, KeyAttr: keyAttr, Time: t0.Add(at), IngestTime: f.clk.Now(), TraceID: fmt.Sprintf("trace-%d", f.seq),
 		SpanID: "span", Service: "svc", Name: cp, Status: "ok"}
 	for _, m := range mods {
@@ -245,7 +245,7 @@ func TestCompletedAndFailedAreWrittenAndForgotten(t *testing.T) {
 		t.Fatalf("stats = %+v", s)
 	}
 	// A late duplicate of the start event (a replayed queue, new event id) does not reopen it.
-	f.emit("order-fulfilment", "placed", "o-ok", "order.id", 0, func(e *storage.CheckpointEvent) { e.EventID = "replayed" })
+	f.emit("order-fulfilment", "placed", "o-ok", "order.id", 0, func(e *storage.CheckpointEvent) { e.EventID = "00000000000000ff" }) // another id
 	f.tick(d, time.Hour)
 	if st := f.state("order-fulfilment", "o-ok"); st.Status != "completed" {
 		t.Fatalf("reopened: %+v", st)

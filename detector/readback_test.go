@@ -55,7 +55,7 @@ func (f *fixture) emitMany(n int, cp, keyAttr string, at time.Duration, key func
 	evs := make([]storage.CheckpointEvent, 0, n)
 	for i := 0; i < n; i++ {
 		f.seq++
-		evs = append(evs, storage.CheckpointEvent{EventID: fmt.Sprintf("ev-%d", f.seq), Tenant: "acme", Flow: "order-fulfilment",
+		evs = append(evs, storage.CheckpointEvent{EventID: fmt.Sprintf("%016x", f.seq), Tenant: "acme", Flow: "order-fulfilment",
 			Checkpoint: cp, Key: key(i), KeyAttr: keyAttr, Time: t0.Add(at), IngestTime: f.clk.Now(),
 			TraceID: fmt.Sprintf("trace-%d", f.seq), Service: "svc", Name: cp, Status: "ok"})
 		for _, m := range mods {

@@ -91,7 +91,7 @@ func TestRealAlertmanager(t *testing.T) {
 	}
 	emit := func(cp, key, attr string, at time.Duration) {
 		f.seq++
-		e := storage.CheckpointEvent{EventID: fmt.Sprintf("am-%d", f.seq), Tenant: "acme", Flow: "order-fulfilment",
+		e := storage.CheckpointEvent{EventID: fmt.Sprintf("%016x", 0xa0000+f.seq), Tenant: "acme", Flow: "order-fulfilment",
 			Checkpoint: cp, Key: key, KeyAttr: attr, Time: base.Add(at), IngestTime: f.clk.Now(), Service: "svc", TraceID: "abc123"}
 		if err := f.store.WriteEvents(context.Background(), []storage.CheckpointEvent{e}); err != nil {
 			t.Fatal(err)

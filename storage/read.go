@@ -144,22 +144,30 @@ func scanStates(r rows) ([]InstanceState, error) {
 	return out, r.Err()
 }
 
-// instanceCursor is the position after the last instance of a page: listings are ordered by
-// last_seen descending, then (tenant, flow, key) ascending.
-type instanceCursor struct {
-	LastSeen int64  `json:"t"`
+// InstanceCursor is the position after the last instance of a page of Reader.Instances,
+// whose listings are ordered by LastSeen descending, then (tenant, flow, key) ascending. Its
+// text (String) is opaque to callers; every store reads and writes the same.
+type InstanceCursor struct {
+	LastSeen int64  `json:"t"` // Unix nanoseconds
 	Tenant   string `json:"n"`
 	Flow     string `json:"f"`
 	Key      string `json:"k"`
 }
 
-func (c instanceCursor) encode() string {
+// CursorAfter is the cursor of the page that follows st.
+func CursorAfter(st InstanceState) InstanceCursor {
+	return InstanceCursor{LastSeen: st.LastSeen.UnixNano(), Tenant: st.Tenant, Flow: st.Flow, Key: st.Key}
+}
+
+func (c InstanceCursor) String() string {
 	b, _ := json.Marshal(c)
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-func decodeInstanceCursor(s string) (instanceCursor, error) {
-	var c instanceCursor
+// ParseInstanceCursor reads a cursor's text; anything a store did not issue is an error
+// wrapping ErrInvalid.
+func ParseInstanceCursor(s string) (InstanceCursor, error) {
+	var c InstanceCursor
 	b, err := base64.RawURLEncoding.DecodeString(s)
 	if err == nil {
 		err = json.Unmarshal(b, &c)
@@ -194,7 +202,7 @@ func (s *store) Instances(ctx context.Context, f InstanceFilter) ([]InstanceStat
 		conds = append(conds, "shard % "+strconv.Itoa(f.Shards)+" = "+strconv.Itoa(f.Shard))
 	}
 	if f.Cursor != "" {
-		c, err := decodeInstanceCursor(f.Cursor)
+		c, err := ParseInstanceCursor(f.Cursor)
 		if err != nil {
 			return nil, "", fmt.Errorf("list instances: %w", err)
 		}
@@ -219,8 +227,7 @@ func (s *store) Instances(ctx context.Context, f InstanceFilter) ([]InstanceStat
 	next := ""
 	if len(states) > limit {
 		states = states[:limit]
-		last := states[limit-1]
-		next = instanceCursor{LastSeen: last.LastSeen.UnixNano(), Tenant: last.Tenant, Flow: last.Flow, Key: last.Key}.encode()
+		next = CursorAfter(states[limit-1]).String()
 	}
 	return states, next, nil
 }

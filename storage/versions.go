@@ -18,11 +18,11 @@ func (s *store) WriteFlowVersions(ctx context.Context, vs []FlowVersion) error {
 	if err := s.d.unsupported("write flow versions"); err != nil || len(vs) == 0 {
 		return err
 	}
+	if err := CheckFlowVersions(vs); err != nil {
+		return err
+	}
 	rs := make([][]any, len(vs))
 	for i, v := range vs {
-		if v.Flow == "" || v.Version < 1 || v.LoadedAt.IsZero() {
-			return fmt.Errorf("write flow versions: %w: version %d: flow, version and loaded_at are required", ErrInvalid, i)
-		}
 		rs[i] = []any{v.Flow, uint32(v.Version), s.d.timeValue(v.LoadedAt)}
 	}
 	if err := s.b.insert(ctx, s.table("flow_versions"), []string{"flow", "version", "loaded_at"}, rs); err != nil {

@@ -13,18 +13,10 @@ func (s *store) WriteEvents(ctx context.Context, events []CheckpointEvent) error
 	if len(events) == 0 {
 		return nil
 	}
-	b, err := batchOf(events)
+	now := s.now()
+	b, err := PrepareEvents(events, now)
 	if err != nil {
 		return err
-	}
-	if err := b.check(); err != nil {
-		return err
-	}
-	now := s.now()
-	for i := range events {
-		if events[i].IngestTime.IsZero() {
-			events[i].IngestTime = now
-		}
 	}
 	return s.writeEvents(ctx, b, now.UnixNano())
 }
@@ -37,10 +29,10 @@ func (s *store) WriteBatch(ctx context.Context, b *EventBatch) error {
 	if b.Len() == 0 {
 		return nil
 	}
-	if err := b.check(); err != nil {
+	if err := b.Check(); err != nil {
 		return err
 	}
-	if err := s.WriteAliases(ctx, b.aliasRows()); err != nil {
+	if err := s.WriteAliases(ctx, b.AliasRows()); err != nil {
 		return err
 	}
 	return s.writeEvents(ctx, b, s.now().UnixNano())
@@ -59,15 +51,8 @@ func (s *store) WriteAliases(ctx context.Context, aliases []Alias) error {
 	if len(aliases) == 0 {
 		return nil
 	}
-	for i, a := range aliases {
-		if a.Tenant == "" || a.Flow == "" || a.Attr == "" || a.Key == "" {
-			return fmt.Errorf("write aliases: %w: alias %d: tenant, flow, attr and key are required", ErrInvalid, i)
-		}
-		for _, v := range [...]string{a.Tenant, a.Flow, a.Attr, a.Value, a.Key} {
-			if !ValidUTF8(v) {
-				return fmt.Errorf("write aliases: alias %d: %w", i, ErrNotUTF8)
-			}
-		}
+	if err := CheckAliases(aliases); err != nil {
+		return err
 	}
 	if err := s.b.insertAliases(ctx, s.table("aliases"), aliases); err != nil {
 		return fmt.Errorf("write %d aliases: %w", len(aliases), err)
@@ -79,20 +64,15 @@ func (s *store) WriteStates(ctx context.Context, states []InstanceState) error {
 	if err := s.d.unsupported("write states"); err != nil || len(states) == 0 {
 		return err
 	}
+	if err := CheckStates(states); err != nil {
+		return err
+	}
 	rs := make([][]any, len(states))
-	for i, st := range states {
-		if st.Tenant == "" || st.Flow == "" || st.Key == "" {
-			return fmt.Errorf("write states: state %d: tenant, flow and key are required", i)
-		}
-		if st.Version < 0 || st.Shard < 0 {
-			return fmt.Errorf("write states: state %d: negative version or shard", i)
-		}
-		upd := st.UpdatedAt
-		if upd.IsZero() {
-			upd = s.now()
-		}
+	now := s.now()
+	for i := range states {
+		st := StoredState(states[i], now)
 		rs[i] = []any{st.Tenant, st.Flow, uint32(st.Version), st.Key, st.Status, s.d.timeValue(st.StartedAt), s.d.timeValue(st.LastSeen),
-			st.LastCheckpoint, jsonOr(st.Expected, "[]"), jsonOr(st.Reason, "{}"), jsonOr(st.Violations, "[]"), uint32(st.Shard), upd}
+			st.LastCheckpoint, st.Expected, st.Reason, st.Violations, uint32(st.Shard), st.UpdatedAt}
 	}
 	cols := []string{"tenant", "flow", "version", "key", "status", "started_at", "last_seen", "last_checkpoint",
 		"expected", "reason", "violations", "shard", "updated_at"}
@@ -102,22 +82,15 @@ func (s *store) WriteStates(ctx context.Context, states []InstanceState) error {
 	return nil
 }
 
-func jsonOr(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
-}
-
 func (s *store) WriteAlerts(ctx context.Context, alerts []AlertRecord) error {
 	if err := s.d.unsupported("write alerts"); err != nil || len(alerts) == 0 {
 		return err
 	}
+	if err := CheckAlerts(alerts); err != nil {
+		return err
+	}
 	rs := make([][]any, len(alerts))
 	for i, a := range alerts {
-		if a.Version < 0 {
-			return fmt.Errorf("write alerts: alert %d: negative version", i)
-		}
 		rs[i] = []any{s.d.timeValue(a.Time), a.Tenant, a.Flow, uint32(a.Version), a.Key, a.Checkpoint, a.State, a.Sink, a.Fingerprint, a.Summary, a.Error}
 	}
 	cols := []string{"time", "tenant", "flow", "version", "key", "checkpoint", "state", "sink", "fingerprint", "summary", "error"}
@@ -131,14 +104,11 @@ func (s *store) WriteCommands(ctx context.Context, commands []CommandRecord) err
 	if err := s.d.unsupported("write commands"); err != nil || len(commands) == 0 {
 		return err
 	}
+	if err := CheckCommands(commands); err != nil {
+		return err
+	}
 	rs := make([][]any, len(commands))
 	for i, c := range commands {
-		if c.ID == "" {
-			return fmt.Errorf("write commands: command %d: id is required", i)
-		}
-		if c.Version < 0 || c.Attempt < 0 {
-			return fmt.Errorf("write commands: command %d: negative version or attempt", i)
-		}
 		rs[i] = []any{c.ID, s.d.timeValue(c.Time), c.Tenant, c.Flow, uint32(c.Version), c.Key, c.Checkpoint, uint32(c.Attempt), c.Sink, c.Subject, c.Outcome, c.Error, c.Payload}
 	}
 	cols := []string{"id", "time", "tenant", "flow", "version", "key", "checkpoint", "attempt", "sink", "subject", "outcome", "error", "payload"}
