@@ -3,7 +3,9 @@ package storage
 import (
 	"context"
 	"fmt"
+	"maps"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -44,10 +46,7 @@ func (s *store) Migrate(ctx context.Context) error {
 		}
 		s.log.Info("schema migration applied", "version", m.Version, "name", m.Name)
 	}
-	if !s.d.hasRetention() {
-		return nil
-	}
-	return s.syncRetention(ctx)
+	return nil
 }
 
 var (
@@ -75,13 +74,20 @@ func ttlColumns(o SchemaOptions) (map[string]string, error) {
 	return out, nil
 }
 
-// syncRetention brings the tables' TTL to the configured retention when it was changed after
-// the tables were created (MODIFY TTL, or REMOVE TTL for 0). Tables already right are left
-// alone, so this is a no-op on every start but the first after a change.
-func (s *store) syncRetention(ctx context.Context) error {
-	cols, err := ttlColumns(s.schema)
+// RetainedTables are the tables whose rows SetRetention drops by age, in name order.
+func RetainedTables() []string {
+	cols, err := ttlColumns(SchemaOptions{})
 	if err != nil {
-		return err
+		panic(err) // the embedded schema is fixed at build time; its tests parse it
+	}
+	return slices.Sorted(maps.Keys(cols))
+}
+
+// Retention returns the days each table keeps its rows; tables that keep them forever are
+// absent. The legacy tables have no TTL (ErrUnsupported).
+func (s *store) Retention(ctx context.Context) (map[string]int, error) {
+	if !s.d.hasRetention() {
+		return nil, s.d.unsupported("read the retention")
 	}
 	current := map[string]int{}
 	q := "SELECT name, create_table_query FROM system.tables WHERE database = " + quote(s.db)
@@ -95,25 +101,45 @@ func (s *store) syncRetention(ctx context.Context) error {
 		}
 		return nil
 	}); err != nil {
-		return fmt.Errorf("migrate: read the tables' retention: %w", err)
+		return nil, fmt.Errorf("read the tables' retention: %w", err)
+	}
+	return current, nil
+}
+
+// SetRetention makes the tables drop rows older than days (MODIFY TTL), or keep them all for
+// 0 (REMOVE TTL). Tables already right are left alone, so calling it on every start costs one
+// read of system.tables.
+func (s *store) SetRetention(ctx context.Context, days int) error {
+	if days < 0 {
+		return fmt.Errorf("set retention: %w: %d days", ErrInvalid, days)
+	}
+	if !s.d.hasRetention() {
+		return s.d.unsupported("set retention")
+	}
+	cols, err := ttlColumns(s.schema)
+	if err != nil {
+		return err
+	}
+	current, err := s.Retention(ctx)
+	if err != nil {
+		return fmt.Errorf("set retention: %w", err)
 	}
 	onCluster := ""
 	if s.schema.Cluster != "" {
 		onCluster = " ON CLUSTER " + s.schema.Cluster
 	}
-	want := s.schema.RetentionDays
-	for table, col := range cols {
-		if current[table] == want {
+	for _, table := range slices.Sorted(maps.Keys(cols)) {
+		if current[table] == days {
 			continue
 		}
 		alter := "ALTER TABLE " + s.table(table) + onCluster + " REMOVE TTL"
-		if want > 0 {
-			alter = "ALTER TABLE " + s.table(table) + onCluster + " MODIFY TTL toDateTime(" + col + ") + INTERVAL " + strconv.Itoa(want) + " DAY"
+		if days > 0 {
+			alter = "ALTER TABLE " + s.table(table) + onCluster + " MODIFY TTL toDateTime(" + cols[table] + ") + INTERVAL " + strconv.Itoa(days) + " DAY"
 		}
 		if err := s.b.exec(ctx, alter); err != nil {
-			return fmt.Errorf("migrate: set the retention of %s to %d days: %w", table, want, err)
+			return fmt.Errorf("set the retention of %s to %d days: %w", table, days, err)
 		}
-		s.log.Info("retention changed", "table", table, "from_days", current[table], "to_days", want)
+		s.log.Info("retention changed", "table", table, "from_days", current[table], "to_days", days)
 	}
 	return nil
 }

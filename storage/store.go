@@ -10,7 +10,9 @@ import (
 // Options configure a Store on either transport.
 type Options struct {
 	// Database, Cluster, RetentionDays and Legacy shape the schema (see SchemaOptions).
-	// The database and cluster of a server DSN are used when these are empty.
+	// The database and cluster of a server DSN are used when these are empty. RetentionDays
+	// is the retention of the tables Migrate creates; the retention of existing tables
+	// changes only through SetRetention.
 	Database      string
 	Cluster       string
 	RetentionDays int

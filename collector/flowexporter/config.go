@@ -47,8 +47,9 @@ type Config struct {
 	// CreateSchema applies the schema migrations on start (and on first contact with a
 	// server that was down at start).
 	CreateSchema bool `mapstructure:"create_schema"`
-	// Retention drops stored rows older than this (whole days; 0 keeps everything). It is
-	// written into the tables' TTL when the schema is created.
+	// Retention drops stored rows older than this (whole days; 0 keeps everything). With
+	// CreateSchema the exporter is the schema's owner: it sets the tables' TTL to this on
+	// start, existing tables included (storage.Store.SetRetention); without, it leaves it.
 	Retention time.Duration `mapstructure:"retention"`
 	// A row keeps of its item only what a checkpoint needs, as strings, bounded; every cut is
 	// counted (otelcol_exporter_flow_cut_values, otelcol_exporter_flow_dropped_attributes).

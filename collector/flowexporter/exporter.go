@@ -103,8 +103,17 @@ func (e *flowExporter) ensureStore(ctx context.Context) (storage.Store, error) {
 		if err := e.store.Migrate(ctx); err != nil {
 			return nil, fmt.Errorf("create flow schema: %w", err)
 		}
+		// The schema step owns the retention (readers never change it): the exporter with
+		// create_schema is one, so existing tables take its retention too.
+		days := int(e.cfg.Retention / day)
+		switch err := e.store.SetRetention(ctx, days); {
+		case errors.Is(err, storage.ErrUnsupported):
+			e.logger.Warn("flow exporter: the store's tables have no retention (ClickHouse 18.16 legacy tables)", zap.Error(err))
+		case err != nil:
+			return nil, fmt.Errorf("set flow store retention: %w", err)
+		}
 		e.migrated = true
-		e.logger.Info("flow exporter: schema ready")
+		e.logger.Info("flow exporter: schema ready", zap.Int("retention_days", days))
 	}
 	return e.store, nil
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/flowwatch/flowwatch/collector/flowexporter/internal/metadata"
 	"github.com/flowwatch/flowwatch/internal/testsvc"
 	"github.com/flowwatch/flowwatch/storage"
+	"github.com/flowwatch/flowwatch/storage/storagetest"
 )
 
 // chDB allows one data folder per process: the embedded tests share it, one database each.
@@ -227,4 +228,36 @@ func tr2(c *converter, tid pcommon.TraceID, sid pcommon.SpanID) string {
 		c.ids(pcommon.TraceID{9, 9, 9}, pcommon.SpanID{7, 7})
 	}
 	return first[:32]
+}
+
+// The exporter with create_schema is the schema's owner: it gives existing tables its
+// retention (another process created them with another one); without create_schema it leaves
+// the store alone.
+func TestExporterOwnsRetentionWithCreateSchema(t *testing.T) {
+	ctx := context.Background()
+	cfg := NewFactory().CreateDefaultConfig().(*Config)
+	cfg.Path = embeddedDir
+	cfg.Database = "exporter_retention"
+	cfg.Retention = 7 * day
+	s := openForTest(t, cfg)
+	require.NoError(t, s.Migrate(ctx))
+	require.NoError(t, s.SetRetention(ctx, 3))
+
+	start := func(cfg *Config) {
+		te, err := NewFactory().CreateTraces(ctx, exportertest.NewNopSettings(metadata.Type), cfg)
+		require.NoError(t, err)
+		require.NoError(t, te.Start(ctx, componenttest.NewNopHost()))
+		require.NoError(t, te.Shutdown(ctx))
+	}
+	retention := func() map[string]int {
+		r, err := s.Retention(ctx)
+		require.NoError(t, err)
+		return r
+	}
+	noSchema := *cfg
+	noSchema.CreateSchema = false
+	start(&noSchema)
+	assert.Equal(t, storagetest.EveryTable(3), retention(), "an exporter without create_schema changed the retention")
+	start(cfg)
+	assert.Equal(t, storagetest.EveryTable(7), retention(), "the exporter's retention")
 }

@@ -61,3 +61,15 @@ var TrickyKeys = []string{
 	"e\u0301", "\u00e9", // é decomposed and composed: two keys
 	" lead", "trail ", "",
 }
+
+// EveryTable is what Store.Retention returns after SetRetention(days): days for each of
+// storage.RetainedTables, or nothing for 0.
+func EveryTable(days int) map[string]int {
+	out := map[string]int{}
+	if days > 0 {
+		for _, table := range storage.RetainedTables() {
+			out[table] = days
+		}
+	}
+	return out
+}

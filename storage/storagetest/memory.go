@@ -36,6 +36,8 @@ type Memory struct {
 	alerts   map[alertKey]storage.AlertRecord
 	commands map[commandKey]storage.CommandRecord
 	versions map[versionKey]time.Time
+	// retention is the days SetRetention recorded.
+	retention int
 }
 
 type (
@@ -82,6 +84,31 @@ func utc(t time.Time) time.Time {
 
 // Migrate does nothing: Memory has no schema.
 func (s *Memory) Migrate(context.Context) error { return nil }
+
+// SetRetention records days as the retention of every table (storage.RetainedTables); rows
+// are never dropped.
+func (s *Memory) SetRetention(_ context.Context, days int) error {
+	if days < 0 {
+		return fmt.Errorf("set retention: %w: %d days", storage.ErrInvalid, days)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.retention = days
+	return nil
+}
+
+// Retention returns what SetRetention recorded.
+func (s *Memory) Retention(context.Context) (map[string]int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]int{}
+	if s.retention > 0 {
+		for _, t := range storage.RetainedTables() {
+			out[t] = s.retention
+		}
+	}
+	return out, nil
+}
 
 // Close does nothing; the rows stay readable.
 func (s *Memory) Close() error { return nil }

@@ -251,6 +251,35 @@ func Run(t *testing.T, target Target) {
 		}
 	})
 
+	t.Run("Retention", func(t *testing.T) {
+		s := open(t, "suite_retention")
+		if target.Legacy {
+			unsupported(t, "SetRetention", s.SetRetention(ctx, 7))
+			_, err := s.Retention(ctx)
+			unsupported(t, "Retention", err)
+			return
+		}
+		all := func(days int) string { return fmt.Sprint(EveryTable(days)) }
+		for _, days := range []int{7, 7, 0, 0, 30} {
+			if err := s.SetRetention(ctx, days); err != nil {
+				t.Fatalf("SetRetention(%d): %v", days, err)
+			}
+			if got, err := s.Retention(ctx); err != nil || fmt.Sprint(got) != all(days) {
+				t.Fatalf("Retention after SetRetention(%d) = %v, %v; want %s", days, got, err, all(days))
+			}
+		}
+		// Migrating again, as every process that opens the store may, changes nothing.
+		if err := s.Migrate(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := s.Retention(ctx); err != nil || fmt.Sprint(got) != all(30) {
+			t.Fatalf("Retention after another Migrate = %v, %v; want %s", got, err, all(30))
+		}
+		if err := s.SetRetention(ctx, -1); !errors.Is(err, storage.ErrInvalid) {
+			t.Fatalf("SetRetention(-1): %v, want storage.ErrInvalid", err)
+		}
+	})
+
 	t.Run("WriteBatch", func(t *testing.T) {
 		s := open(t, "suite_batch")
 		var b storage.EventBatch
