@@ -1,4 +1,4 @@
-package flowexporter_test
+package distribution_test
 
 import (
 	"bufio"
