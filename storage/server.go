@@ -43,7 +43,9 @@ func OpenServer(ctx context.Context, dsn string, o Options) (Store, error) {
 	if o.Password != "" {
 		co.Auth.Password = o.Password
 	}
-	if o.TLS || o.InsecureSkipVerify || o.CAFile != "" {
+	if o.TLSConfig != nil {
+		co.TLS = o.TLSConfig.Clone()
+	} else if o.TLS || o.InsecureSkipVerify || o.CAFile != "" {
 		if co.TLS == nil {
 			co.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
 		}

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"log/slog"
 	"time"
@@ -25,6 +26,10 @@ type Options struct {
 	TLS                bool
 	CAFile             string
 	InsecureSkipVerify bool
+	// TLSConfig, when set, is the connection's TLS as the caller built it (the collector's
+	// exporter, from its configtls settings: client certificates, reloading, versions); TLS,
+	// CAFile and InsecureSkipVerify are then not used.
+	TLSConfig *tls.Config
 	// DialTimeout and ReadTimeout bound connecting and every read from the server; a read
 	// timeout is always set (default 30 s), so a stuck server fails a call instead of hanging.
 	DialTimeout time.Duration

@@ -62,7 +62,7 @@ func exampleArgs(tb testing.TB, col *collector, flowsDir, store string) []string
 	if store == "" {
 		set = append(set, "exporters::flow::path: "+q(filepath.Join(col.dir, "store")))
 	} else {
-		set = append(set, `exporters::flow::path: ""`, "exporters::flow::endpoint: "+q(store), "exporters::flow::database: "+crashDatabase)
+		set = append(set, `exporters::flow::path: ""`, "exporters::flow::endpoint: "+q(store), "exporters::flow::tls::insecure: true", "exporters::flow::database: "+crashDatabase)
 	}
 	args := []string{"--config", "file:" + example}
 	for _, s := range set {
