@@ -3,6 +3,8 @@ package distribution_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"net"
 	"net/http"
 	"os"
@@ -129,15 +131,17 @@ func builderPath(t *testing.T) string {
 
 // buildWithOCB runs the Collector Builder on the manifest, with this checkout's modules, into
 // the project's cache folder (kept between runs: a second build reuses the generated module and
-// the Go build cache), and returns the binary.
+// the Go build cache; one folder per checkout, so that two checkouts never build into one),
+// and returns the binary.
 func buildWithOCB(t *testing.T) string {
 	t.Helper()
 	builder := builderPath(t)
 	cache, err := os.UserCacheDir()
 	require.NoError(t, err)
-	out := filepath.Join(cache, "flowwatch", "ocb", "build")
 	root, err := filepath.Abs(repoRoot)
 	require.NoError(t, err)
+	sum := sha256.Sum256([]byte(root))
+	out := filepath.Join(cache, "flowwatch", "ocb", "build-"+hex.EncodeToString(sum[:6]))
 	m, raw := readManifest(t)
 	// The manifest's replaces are relative to its output_path (./_build at the root): made
 	// absolute for the output folder of this test.
