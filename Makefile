@@ -10,7 +10,7 @@ BENCHTIME ?= 1s
 # without the rest of flowwatch), the root module is everything else. `go test ./...` does
 # not enter a nested module, so every Go step runs in each (a test in collector/distribution
 # fails when a go.mod is missing here). GOWORK=off: each module's go.mod stands on its own.
-MODULES   := . internal/testsvc model collector/flowattr storage collector/flowprocessor collector/flowexporter
+MODULES   := . internal/testsvc internal/testctx model collector/flowattr storage collector/flowprocessor collector/flowexporter
 # in-modules runs a command in each module, all of them even when one fails, and fails if any
 # did: $(call in-modules,go vet ./...)
 in-modules = failed=; for m in $(MODULES); do echo "== $$m: $(1)"; (cd $$m && GOWORK=off $(1)) || failed="$$failed $$m"; done; \

@@ -117,6 +117,7 @@ require (
 	github.com/flowwatch/flowwatch/collector/flowattr v0.1.0
 	github.com/flowwatch/flowwatch/collector/flowexporter v0.1.0
 	github.com/flowwatch/flowwatch/collector/flowprocessor v0.1.0
+	github.com/flowwatch/flowwatch/internal/testctx v0.1.0
 	github.com/flowwatch/flowwatch/internal/testsvc v0.1.0
 	github.com/flowwatch/flowwatch/model v0.1.0
 	github.com/flowwatch/flowwatch/storage v0.1.0
@@ -299,7 +300,9 @@ replace (
 	github.com/flowwatch/flowwatch/collector/flowattr => ./collector/flowattr
 	github.com/flowwatch/flowwatch/collector/flowexporter => ./collector/flowexporter
 	github.com/flowwatch/flowwatch/collector/flowprocessor => ./collector/flowprocessor
+	github.com/flowwatch/flowwatch/internal/testctx => ./internal/testctx
 	github.com/flowwatch/flowwatch/internal/testsvc => ./internal/testsvc
 	github.com/flowwatch/flowwatch/model => ./model
 	github.com/flowwatch/flowwatch/storage => ./storage
 )
+

@@ -148,52 +148,6 @@ func BenchmarkTick(b *testing.B) {
 	}
 }
 
-// BenchmarkIngest: events applied per tick in batches of 10,000 — half open new instances,
-// half move existing ones on.
-func BenchmarkIngest(b *testing.B) {
-	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	set := benchSet(b)
-	st := &benchStore{placed: map[string]time.Time{}}
-	clk := &clock{t: base}
-	d, err := New(Config{Flows: func() *model.Set { return set }, Store: st, Now: clk.Now, ReadLimit: 1 << 30})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(d.Close)
-	const batch = 10_000
-	mk := func(round int) []storage.CheckpointEvent {
-		feed := make([]storage.CheckpointEvent, 0, batch)
-		for j := 0; j < batch/2; j++ {
-			key := fmt.Sprintf("o-%d-%d", round, j)
-			t := base.Add(time.Duration(round) * time.Second)
-			feed = append(feed, storage.CheckpointEvent{EventID: key + "-s", Tenant: "acme", Flow: "bench", Checkpoint: "start",
-				Key: key, KeyAttr: "order.id", Time: t, IngestTime: t},
-				storage.CheckpointEvent{EventID: key + "-p", Tenant: "acme", Flow: "bench", Checkpoint: "paid",
-					Key: key, KeyAttr: "order.id", Time: t.Add(time.Millisecond), IngestTime: t})
-		}
-		return feed
-	}
-	rounds := make([][]storage.CheckpointEvent, 64)
-	for i := range rounds {
-		rounds[i] = mk(i)
-	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		b.StopTimer()
-		feed := append([]storage.CheckpointEvent(nil), rounds[i%len(rounds)]...)
-		for j := range feed {
-			feed[j].EventID = fmt.Sprintf("%d-%d", i, j)
-		}
-		st.feed = feed
-		b.StartTimer()
-		if err := d.Tick(context.Background()); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batch), "ns/event")
-}
-
 // BenchmarkOpenInstanceMemory reports the heap bytes one open instance costs.
 func BenchmarkOpenInstanceMemory(b *testing.B) {
 	const n = 1_000_000

@@ -23,18 +23,19 @@ type cursor struct {
 	high int
 }
 
-// read returns the rows not seen yet: rows written late into the overlap window behind the
-// cursor, up to it (found by their ids, which cost little to read again), then the rows after
-// it.
-func (d *Detector) read(ctx context.Context) ([]storage.CheckpointEvent, error) {
+// read hands each page of rows not seen yet to apply: rows written late into the overlap
+// window behind the cursor, up to it (found by their ids, which cost little to read again),
+// then the rows after it, a page (ReadLimit rows) at a time, so that a rebuild never holds
+// every row of its window at once.
+func (d *Detector) read(ctx context.Context, apply func([]storage.CheckpointEvent)) error {
 	c := &d.cur
-	var out []storage.CheckpointEvent
+	total := 0
 	if len(c.seen) > 0 {
 		from := c.at.Add(-d.cfg.Overlap)
 		refs, err := d.lateRefs(ctx, from)
 		if err != nil {
 			d.m.readErrors.Inc()
-			return nil, fmt.Errorf("%w: ids since %s: %w", errReadEvents, from.Format(time.RFC3339Nano), err)
+			return fmt.Errorf("%w: ids since %s: %w", errReadEvents, from.Format(time.RFC3339Nano), err)
 		}
 		var late []string
 		for _, r := range refs {
@@ -46,10 +47,12 @@ func (d *Detector) read(ctx context.Context) ([]storage.CheckpointEvent, error) 
 			rows, err := d.cfg.Store.EventsAmong(ctx, from, late)
 			if err != nil {
 				d.m.readErrors.Inc()
-				return nil, fmt.Errorf("%w: %d rows written late: %w", errReadEvents, len(late), err)
+				return fmt.Errorf("%w: %d rows written late: %w", errReadEvents, len(late), err)
 			}
-			out = c.fresh(rows, rows[:0])
-			d.m.lateRows.Add(float64(len(out)))
+			rows = c.fresh(rows, rows[:0])
+			d.m.lateRows.Add(float64(len(rows)))
+			total += len(rows)
+			apply(rows)
 		}
 	}
 	// Rows at the cursor's own ingest time were read (a batch shares one ingest time); one
@@ -60,17 +63,17 @@ func (d *Detector) read(ctx context.Context) ([]storage.CheckpointEvent, error) 
 		rows, err := d.cfg.Store.EventsSince(ctx, since, limit)
 		if err != nil {
 			d.m.readErrors.Inc()
-			return out, fmt.Errorf("%w since %s: %w", errReadEvents, since.Format(time.RFC3339Nano), err)
+			return fmt.Errorf("%w since %s: %w", errReadEvents, since.Format(time.RFC3339Nano), err)
 		}
 		full := len(rows) >= limit
 		last := time.Time{}
 		if len(rows) > 0 {
 			last = rows[len(rows)-1].IngestTime
 		}
-		if out == nil {
-			out = c.fresh(rows, rows[:0]) // filter in place: rows are ours
-		} else {
-			out = c.fresh(rows, out)
+		fresh := c.fresh(rows, rows[:0]) // filter in place: rows are ours
+		total += len(fresh)
+		if len(fresh) > 0 {
+			apply(fresh)
 		}
 		if !full {
 			break
@@ -81,12 +84,12 @@ func (d *Detector) read(ctx context.Context) ([]storage.CheckpointEvent, error) 
 		}
 		since = last
 	}
-	d.m.eventsRead.Add(float64(len(out)))
-	if len(out) > 0 {
+	d.m.eventsRead.Add(float64(total))
+	if total > 0 {
 		d.m.readLag.Set(d.cfg.Now().Sub(c.at).Seconds())
 	}
 	c.forget(c.at.Add(-2 * d.cfg.Overlap))
-	return out, nil
+	return nil
 }
 
 // lateRefs returns the refs of the overlap window [from, cursor] when the store holds an id

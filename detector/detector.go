@@ -37,12 +37,12 @@ type Store interface {
 // Defaults of Config.
 const (
 	DefaultOverlap       = 30 * time.Second
-	DefaultReadLimit     = 20000
+	DefaultReadLimit     = 100000
 	DefaultRebuildWindow = 14 * 24 * time.Hour
 	DefaultMaxOpen       = 5_000_000
 	DefaultResend        = time.Minute
 	DefaultClosedMemory  = time.Hour
-	DefaultReadBatch     = 500
+	DefaultReadBatch     = 1000
 	DefaultExplainWait   = 3 * time.Second
 	DefaultSinkQueue     = 1024
 	DefaultAlertBatch    = 500
@@ -361,12 +361,14 @@ func (d *Detector) Tick(ctx context.Context) error {
 	defer func() { d.m.tickSeconds.Observe(time.Since(start).Seconds()) }()
 	d.drain()
 	now := d.cfg.Now()
-	events, err := d.read(ctx)
+	d.flows() // new definitions are noticed (their first load recorded) every tick
 	var errs []error
-	if err != nil {
+	if err := d.read(ctx, func(events []storage.CheckpointEvent) { d.ingest(ctx, events, now) }); err != nil {
 		errs = append(errs, err)
 	}
-	d.ingest(ctx, events, now)
+	if len(d.unresolved) > 0 {
+		d.ingest(ctx, nil, now) // alias-keyed events waiting for their alias row try again
+	}
 	d.expire(now)
 	d.askCounts(now)
 	d.dispatch(now)

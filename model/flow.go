@@ -55,6 +55,9 @@ type Flow struct {
 	byName map[string]*Checkpoint
 	// aliases holds every attribute declared in some checkpoint's `aliases`.
 	aliases map[string]bool
+	// topo holds the indexes of Checkpoints in a topological order of `after`: every
+	// checkpoint after its predecessors.
+	topo []int
 }
 
 // Checkpoint is one step of a flow.
@@ -79,9 +82,6 @@ type Checkpoint struct {
 	Aliases []string
 	Match   Match
 	OnStuck []Action
-
-	// ancestors are the indexes of every checkpoint this one comes after, transitively.
-	ancestors []int
 }
 
 // Match selects the telemetry items that are this checkpoint. Empty fields match anything.
@@ -92,9 +92,11 @@ type Match struct {
 	Span string
 	// Event is a span event name or a log record's event name, exact. Set for event checkpoints.
 	Event string
-	// Kind is a span kind (server|client|producer|consumer|internal).
+	// Kind is a span kind (server|client|producer|consumer|internal). On an event checkpoint
+	// it is the kind of the span that holds the event.
 	Kind string
-	// Status is a span status (ok|error|unset).
+	// Status is a span status (ok|error|unset). On an event checkpoint it is the status of the
+	// span that holds the event.
 	Status string
 	// Attributes must all hold, looked up on the item, then its scope, then its resource.
 	Attributes []AttrMatch
@@ -124,6 +126,9 @@ type Action struct {
 	Backoff time.Duration
 	// Payload is passed through to the command's data.
 	Payload map[string]any
+
+	// sinkAt is where Sink was written, for CheckSinks.
+	sinkAt Pos
 }
 
 // Defaults of the flow format.
@@ -164,23 +169,17 @@ func (f *Flow) KeyAttributes() []string {
 // longest chain of `within`s from a start checkpoint. Past it, an instance's verdict no longer
 // changes by itself (optional checkpoints, which have no `within`, may still come).
 func (f *Flow) Horizon() time.Duration {
-	memo := make([]time.Duration, len(f.Checkpoints))
-	done := make([]bool, len(f.Checkpoints))
-	var at func(c *Checkpoint) time.Duration
-	at = func(c *Checkpoint) time.Duration {
-		if done[c.Index] {
-			return memo[c.Index]
-		}
+	// In topological order every predecessor's chain is known before its successors'.
+	at := make([]time.Duration, len(f.Checkpoints))
+	var h time.Duration
+	for _, i := range f.topo {
+		c := f.Checkpoints[i]
 		var longest time.Duration
 		for _, p := range c.Preds {
-			longest = max(longest, at(p))
+			longest = max(longest, at[p.Index])
 		}
-		memo[c.Index], done[c.Index] = longest+c.Within, true
-		return memo[c.Index]
-	}
-	var h time.Duration
-	for _, c := range f.Checkpoints {
-		h = max(h, at(c))
+		at[i] = longest + c.Within
+		h = max(h, at[i])
 	}
 	return h
 }

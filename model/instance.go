@@ -378,13 +378,7 @@ func (f *Flow) Judge(first []time.Time, now time.Time) Verdict {
 	} else {
 		passed = make([]bool, len(f.Checkpoints))
 	}
-	for i, c := range f.Checkpoints {
-		if !first[i].IsZero() {
-			for _, a := range c.ancestors {
-				passed[a] = true
-			}
-		}
-	}
+	f.markPassed(first, passed)
 	for i, c := range f.Checkpoints {
 		if c.Start || c.Within <= 0 || !first[i].IsZero() || passed[i] {
 			continue
@@ -406,6 +400,21 @@ func (f *Flow) Judge(first []time.Time, now time.Time) Verdict {
 		v.Status = StatusStuck
 	}
 	return v
+}
+
+// markPassed sets passed[i] when f.Checkpoints[i] comes before (is an ancestor of) a reached
+// checkpoint. Walking the checkpoints successors first, a checkpoint's mark is final when it
+// is visited, and it passes the mark to its predecessors: each `after` entry is looked at
+// once, whatever the shape of the flow.
+func (f *Flow) markPassed(first []time.Time, passed []bool) {
+	for k := len(f.topo) - 1; k >= 0; k-- {
+		i := f.topo[k]
+		if passed[i] || !first[i].IsZero() {
+			for _, p := range f.Checkpoints[i].Preds {
+				passed[p.Index] = true
+			}
+		}
+	}
 }
 
 func (st *State) addTrace(id string, hint int) {

@@ -270,3 +270,19 @@ func BenchmarkInstanceApply(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(events)), "ns/event")
 }
+
+// BenchmarkJudgeSmall judges the example order (7 checkpoints) with its first three reached:
+// the detector's per-instance call. It must not allocate beyond the verdict's expected list.
+func BenchmarkJudgeSmall(b *testing.B) {
+	f := loadExamples(b).Version("order-fulfilment", 1)
+	first := make([]time.Time, len(f.Checkpoints))
+	for _, name := range []string{"placed", "paid", "stock_reserved"} {
+		first[f.Checkpoint(name).Index] = t0
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if v := f.Judge(first, t0.Add(time.Hour)); v.Status != StatusStuck {
+			b.Fatal(v.Status)
+		}
+	}
+}

@@ -2,19 +2,34 @@ package model
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
-	"time"
+	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
+)
+
+// Limits of what a flow file may hold. The same loader runs in the collector (re-read on
+// every reload), in the detector and in `flowwatch run`, so a file must never be able to take
+// a process down: what it costs to load is bounded by these, and loading is linear in them.
+const (
+	// MaxCheckpoints bounds the checkpoints of one flow. Business flows have tens of steps;
+	// the detector keeps 8 bytes per checkpoint of every open instance (8 KB an instance at
+	// this limit, 8 GB for a million open instances), and every checkpoint is a rule of the
+	// collector's index.
+	MaxCheckpoints = 1000
+	// MaxFileSize bounds one flow file, in bytes. A flow at MaxCheckpoints with rich matches
+	// and actions (about 500 bytes a checkpoint) takes half of it; more flows go in more files.
+	// Parsing holds about 35 times the file's size while it runs (35 MB, a quarter of a second).
+	MaxFileSize = 1 << 20
 )
 
 // Problem is one thing wrong in a flow file, at a place.
@@ -59,21 +74,31 @@ const (
 	KindFlow   = "Flow"
 )
 
-var nameRE = regexp.MustCompile(`^[a-z0-9_-]+$`)
-
 // Load reads flow files and folders (every *.yaml and *.yml below a folder, in lexical order)
 // and returns the validated set. On any problem it returns a nil Set and a Problems error
 // listing every problem of every file at once.
 func Load(paths ...string) (*Set, error) {
+	return LoadContext(context.Background(), paths...)
+}
+
+// LoadContext is Load that stops when ctx ends: between files and between the documents of a
+// file. It then returns ctx's error (wrapped), never a partial set.
+func LoadContext(ctx context.Context, paths ...string) (*Set, error) {
 	files, probs := FlowFiles(paths...)
 	var flows []*Flow
 	for _, path := range files {
-		data, err := os.ReadFile(path)
-		if err != nil {
-			probs = append(probs, Problem{Pos{path, 0, 0}, fmt.Sprintf("cannot read: %v", errors.Unwrap(err))})
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("load flows: %w", context.Cause(ctx))
+		}
+		data, prob := readFlowFile(path)
+		if prob != nil {
+			probs = append(probs, *prob)
 			continue
 		}
-		fl, ps := Parse(path, data)
+		fl, ps, err := parse(ctx, path, data)
+		if err != nil {
+			return nil, fmt.Errorf("load flows: %w", err)
+		}
 		flows = append(flows, fl...)
 		probs = append(probs, ps...)
 	}
@@ -82,6 +107,21 @@ func Load(paths ...string) (*Set, error) {
 		return nil, probs.sorted()
 	}
 	return NewSet(flows), nil
+}
+
+// readFlowFile reads a flow file, at most one byte past MaxFileSize: Parse says where the
+// limit was crossed.
+func readFlowFile(path string) ([]byte, *Problem) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, &Problem{Pos{path, 0, 0}, fmt.Sprintf("cannot read: %v", errors.Unwrap(err))}
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, &Problem{Pos{path, 0, 0}, fmt.Sprintf("cannot read: %v", err)}
+	}
+	return data, nil
 }
 
 // FlowFiles lists the flow files of paths: files as given, and every *.yaml and *.yml below
@@ -142,18 +182,33 @@ func checkUnique(flows []*Flow) Problems {
 
 // Parse parses and validates the flow documents of one file. It returns the flows that are
 // valid and every problem found; callers should treat any problem as a failure of the file.
+// A file larger than MaxFileSize is rejected unread.
 func Parse(path string, data []byte) ([]*Flow, Problems) {
-	dec := yaml.NewDecoder(bytes.NewReader(data))
+	flows, probs, _ := parse(context.Background(), path, data)
+	return flows, probs
+}
+
+// parse is Parse that stops between documents when ctx ends, returning ctx's cause.
+func parse(ctx context.Context, path string, data []byte) ([]*Flow, Problems, error) {
+	if len(data) > MaxFileSize {
+		return nil, Problems{{posOf(path, data, MaxFileSize),
+			fmt.Sprintf("flow file is larger than the limit of %d bytes (%d MiB); split its flows over several files", MaxFileSize, MaxFileSize>>20)}}, nil
+	}
+	in := &countingReader{r: bytes.NewReader(data)}
+	dec := yaml.NewDecoder(in)
 	var flows []*Flow
 	var probs Problems
 	for {
+		if err := ctx.Err(); err != nil {
+			return nil, nil, context.Cause(ctx)
+		}
 		var doc yaml.Node
 		err := dec.Decode(&doc)
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
-			probs = append(probs, syntaxProblem(path, err))
+			probs = append(probs, syntaxProblem(path, data, in.n, err))
 			break
 		}
 		if len(doc.Content) == 0 {
@@ -166,587 +221,24 @@ func Parse(path string, data []byte) ([]*Flow, Problems) {
 		}
 		probs = append(probs, p.probs...)
 	}
-	return flows, probs.sorted()
+	return flows, probs.sorted(), nil
 }
 
-var yamlLineRE = regexp.MustCompile(`line (\d+)(?::(\d+))?`)
-
-func syntaxProblem(path string, err error) Problem {
-	msg := strings.TrimPrefix(err.Error(), "yaml: ")
-	line, col := 1, 1
-	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
-		line, _ = strconv.Atoi(m[1])
-		if m[2] != "" {
-			col, _ = strconv.Atoi(m[2])
-		}
-		msg = strings.TrimSpace(yamlLineRE.ReplaceAllString(msg, ""))
-		msg = strings.TrimPrefix(msg, ": ")
-	}
-	return Problem{Pos{path, line, col}, "invalid YAML: " + msg}
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int
 }
 
-// parser turns one YAML document into a Flow, collecting every problem.
-type parser struct {
-	path  string
-	probs Problems
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += n
+	return n, err
 }
 
-func (p *parser) errorf(n *yaml.Node, format string, args ...any) {
-	p.probs = append(p.probs, Problem{Pos{p.path, n.Line, n.Column}, fmt.Sprintf(format, args...)})
-}
-
-// field is a key/value pair of a mapping.
-type field struct {
-	key, val *yaml.Node
-}
-
-// mapping returns the fields of a mapping node, reporting unknown and duplicate keys.
-func (p *parser) mapping(n *yaml.Node, what string, known ...string) map[string]field {
-	n = resolveAlias(n)
-	if n.Kind != yaml.MappingNode {
-		p.errorf(n, "%s must be a mapping", what)
-		return nil
-	}
-	out := make(map[string]field, len(n.Content)/2)
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], resolveAlias(n.Content[i+1])
-		if !contains(known, k.Value) {
-			p.errorf(k, "unknown field %q in %s", k.Value, what)
-			continue
-		}
-		if _, dup := out[k.Value]; dup {
-			p.errorf(k, "field %q appears twice in %s", k.Value, what)
-			continue
-		}
-		out[k.Value] = field{k, v}
-	}
-	return out
-}
-
-func resolveAlias(n *yaml.Node) *yaml.Node {
-	for n.Kind == yaml.AliasNode && n.Alias != nil {
-		n = n.Alias
-	}
-	return n
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
-func (p *parser) str(fd field, name string) string {
-	if fd.val.Kind != yaml.ScalarNode || fd.val.Tag == "!!null" {
-		p.errorf(fd.val, "'%s' must be a string", name)
-		return ""
-	}
-	return fd.val.Value
-}
-
-func (p *parser) boolean(fd field, name string) bool {
-	var b bool
-	if fd.val.Kind != yaml.ScalarNode || fd.val.Decode(&b) != nil {
-		p.errorf(fd.val, "'%s' must be true or false", name)
-	}
-	return b
-}
-
-func (p *parser) integer(fd field, name string) int {
-	var i int
-	if fd.val.Kind != yaml.ScalarNode || fd.val.Tag != "!!int" || fd.val.Decode(&i) != nil {
-		p.errorf(fd.val, "'%s' must be an integer", name)
-		return 0
-	}
-	return i
-}
-
-func (p *parser) strings(fd field, name string) []string {
-	if fd.val.Kind != yaml.SequenceNode {
-		p.errorf(fd.val, "'%s' must be a list of strings", name)
-		return nil
-	}
-	out := make([]string, 0, len(fd.val.Content))
-	for _, it := range fd.val.Content {
-		it = resolveAlias(it)
-		if it.Kind != yaml.ScalarNode || it.Value == "" {
-			p.errorf(it, "'%s' must be a list of non-empty strings", name)
-			continue
-		}
-		out = append(out, it.Value)
-	}
-	return out
-}
-
-// duration parses Go durations plus a `d` (24h) unit; it must be positive.
-func (p *parser) duration(fd field, name string, allowZero bool) time.Duration {
-	if fd.val.Kind != yaml.ScalarNode {
-		p.errorf(fd.val, "'%s' must be a duration such as 15m, 48h or 2d", name)
-		return 0
-	}
-	d, err := ParseDuration(fd.val.Value)
-	if err != nil {
-		p.errorf(fd.val, "'%s': %v", name, err)
-		return 0
-	}
-	if d < 0 || (d == 0 && !allowZero) {
-		p.errorf(fd.val, "'%s' must be greater than zero", name)
-		return 0
-	}
-	return d
-}
-
-var dayRE = regexp.MustCompile(`(\d+(?:\.\d+)?)d`)
-
-// ParseDuration parses a Go duration that may also use `d` for days (24h): "2d", "1d12h".
-func ParseDuration(s string) (time.Duration, error) {
-	s = strings.TrimSpace(s)
-	var days float64
-	rest := dayRE.ReplaceAllStringFunc(s, func(m string) string {
-		v, _ := strconv.ParseFloat(strings.TrimSuffix(m, "d"), 64)
-		days += v
-		return ""
-	})
-	var d time.Duration
-	if rest != "" && rest != "-" {
-		var err error
-		if d, err = time.ParseDuration(rest); err != nil {
-			return 0, fmt.Errorf("invalid duration %q (use Go durations such as 90s, 15m, 48h, or days: 2d)", s)
-		}
-	} else if days == 0 {
-		return 0, fmt.Errorf("invalid duration %q (use Go durations such as 90s, 15m, 48h, or days: 2d)", s)
-	}
-	d += time.Duration(days * float64(24*time.Hour))
-	if strings.HasPrefix(s, "-") && d > 0 {
-		d = -d
-	}
-	return d, nil
-}
-
-func (p *parser) flow(n *yaml.Node) *Flow {
-	f := &Flow{Source: Pos{p.path, n.Line, n.Column}, byName: map[string]*Checkpoint{}, aliases: map[string]bool{}}
-	fields := p.mapping(n, "flow", "apiVersion", "kind", "name", "version", "key", "active_from", "checkpoints")
-	if fields == nil {
-		return f
-	}
-	required := func(name string) (field, bool) {
-		fd, ok := fields[name]
-		if !ok {
-			p.errorf(n, "missing required field '%s'", name)
-		}
-		return fd, ok
-	}
-	if fd, ok := required("apiVersion"); ok {
-		if v := p.str(fd, "apiVersion"); v != "" && v != APIVersion {
-			p.errorf(fd.val, "unsupported apiVersion %q (want %q)", v, APIVersion)
-		}
-	}
-	if fd, ok := required("kind"); ok {
-		if v := p.str(fd, "kind"); v != "" && v != KindFlow {
-			p.errorf(fd.val, "unsupported kind %q (want %q)", v, KindFlow)
-		}
-	}
-	if fd, ok := required("name"); ok {
-		f.Name = p.str(fd, "name")
-		if f.Name != "" && !nameRE.MatchString(f.Name) {
-			p.errorf(fd.val, "'name' %q may hold only a-z, 0-9, '_' and '-'", f.Name)
-		}
-	}
-	if fd, ok := required("version"); ok {
-		f.Version = p.integer(fd, "version")
-		if fd.val.Tag == "!!int" && f.Version < 1 {
-			p.errorf(fd.val, "'version' must be 1 or more")
-		}
-	}
-	if fd, ok := required("key"); ok {
-		f.Key = p.str(fd, "key")
-		if f.Key == "" && fd.val.Kind == yaml.ScalarNode && fd.val.Tag != "!!null" {
-			p.errorf(fd.val, "'key' must name the attribute that holds the business key")
-		}
-	}
-	if fd, ok := fields["active_from"]; ok {
-		s := p.str(fd, "active_from")
-		if s != "" {
-			t, err := time.Parse(time.RFC3339, s)
-			if err != nil {
-				p.errorf(fd.val, "'active_from' must be an RFC 3339 time such as 2026-01-02T15:04:05Z")
-			}
-			f.ActiveFrom = t
-		}
-	}
-	fd, ok := required("checkpoints")
-	if !ok {
-		return f
-	}
-	if fd.val.Kind != yaml.SequenceNode || len(fd.val.Content) == 0 {
-		p.errorf(fd.val, "'checkpoints' must be a non-empty list")
-		return f
-	}
-	nodes := map[*Checkpoint]*cpNodes{}
-	for _, cn := range fd.val.Content {
-		c, cnodes := p.checkpoint(resolveAlias(cn), f)
-		if c == nil {
-			continue
-		}
-		if prev := f.byName[c.Name]; prev != nil {
-			p.errorf(cnodes.name, "duplicate checkpoint name %q", c.Name)
-			continue
-		}
-		c.Index = len(f.Checkpoints)
-		f.Checkpoints = append(f.Checkpoints, c)
-		f.byName[c.Name] = c
-		nodes[c] = cnodes
-	}
-	p.link(f, fd.key, nodes)
-	return f
-}
-
-// cpNodes keeps the YAML nodes of a checkpoint for graph errors.
-type cpNodes struct {
-	name, after, terminal *yaml.Node
-	afterItems            []*yaml.Node
-}
-
-func (p *parser) checkpoint(n *yaml.Node, f *Flow) (*Checkpoint, *cpNodes) {
-	fields := p.mapping(n, "checkpoint", "name", "start", "after", "join", "within", "terminal", "key", "aliases", "match", "on_stuck")
-	if fields == nil {
-		return nil, nil
-	}
-	c := &Checkpoint{Join: JoinAll}
-	nodes := &cpNodes{name: n}
-	fd, ok := fields["name"]
-	if !ok {
-		p.errorf(n, "checkpoint: missing required field 'name'")
-		return nil, nil
-	}
-	nodes.name = fd.val
-	c.Name = p.str(fd, "name")
-	if c.Name == "" && fd.val.Kind == yaml.ScalarNode && fd.val.Tag != "!!null" {
-		p.errorf(fd.val, "checkpoint 'name' must not be empty")
-	}
-	if fd, ok := fields["start"]; ok {
-		c.Start = p.boolean(fd, "start")
-	}
-	if fd, ok := fields["after"]; ok {
-		nodes.after = fd.key
-		c.After = p.strings(fd, "after")
-		if fd.val.Kind == yaml.SequenceNode {
-			nodes.afterItems = fd.val.Content
-		}
-	}
-	if fd, ok := fields["join"]; ok {
-		switch j := Join(p.str(fd, "join")); j {
-		case JoinAll, JoinAny:
-			c.Join = j
-		default:
-			p.errorf(fd.val, "'join' must be all or any, not %q", j)
-		}
-	}
-	if fd, ok := fields["within"]; ok {
-		c.Within = p.duration(fd, "within", false)
-	}
-	if fd, ok := fields["terminal"]; ok {
-		nodes.terminal = fd.key
-		switch t := Terminal(p.str(fd, "terminal")); t {
-		case TerminalSuccess, TerminalFailure:
-			c.Terminal = t
-		default:
-			p.errorf(fd.val, "'terminal' must be success or failure, not %q", t)
-		}
-	}
-	c.Key = f.Key
-	if fd, ok := fields["key"]; ok {
-		c.Key = p.str(fd, "key")
-		if c.Key == "" && fd.val.Kind == yaml.ScalarNode && fd.val.Tag != "!!null" {
-			p.errorf(fd.val, "checkpoint 'key' must name an attribute (or be left out to use the flow's key)")
-		}
-	}
-	if fd, ok := fields["aliases"]; ok {
-		c.Aliases = p.strings(fd, "aliases")
-		for _, a := range c.Aliases {
-			f.aliases[a] = true
-		}
-	}
-	if fd, ok := fields["match"]; ok {
-		c.Match = p.match(fd)
-	} else {
-		p.errorf(n, "checkpoint %q: missing required field 'match'", c.Name)
-	}
-	if fd, ok := fields["on_stuck"]; ok {
-		if fd.val.Kind != yaml.SequenceNode {
-			p.errorf(fd.val, "'on_stuck' must be a list of actions")
-		} else {
-			for _, an := range fd.val.Content {
-				c.OnStuck = append(c.OnStuck, p.action(resolveAlias(an)))
-			}
-		}
-	}
-	return c, nodes
-}
-
-func (p *parser) match(fd field) Match {
-	var m Match
-	fields := p.mapping(fd.val, "match", "service", "span", "event", "kind", "status", "attributes")
-	if fields == nil {
-		return m
-	}
-	if len(fields) == 0 {
-		p.errorf(fd.val, "'match' must set at least one of service, span, event")
-	}
-	get := func(name string) string {
-		if f, ok := fields[name]; ok {
-			return p.str(f, name)
-		}
-		return ""
-	}
-	m.Service, m.Span, m.Event, m.Kind, m.Status = get("service"), get("span"), get("event"), get("kind"), get("status")
-	if m.Span != "" && m.Event != "" {
-		p.errorf(fields["event"].key, "'span' and 'event' cannot both be set: a checkpoint is a span or an event")
-	}
-	if m.Span == "" && m.Event == "" && m.Service == "" {
-		p.errorf(fd.val, "'match' must set at least one of service, span, event")
-	}
-	if m.Kind != "" && !contains(SpanKinds, m.Kind) {
-		p.errorf(fields["kind"].val, "'kind' must be one of %s, not %q", strings.Join(SpanKinds, ", "), m.Kind)
-	}
-	if m.Status != "" && !contains(SpanStatuses, m.Status) {
-		p.errorf(fields["status"].val, "'status' must be one of %s, not %q", strings.Join(SpanStatuses, ", "), m.Status)
-	}
-	if m.Event != "" && (m.Kind != "" || m.Status != "") {
-		p.errorf(fields["event"].key, "'kind' and 'status' apply to spans; an event checkpoint cannot use them")
-	}
-	if af, ok := fields["attributes"]; ok {
-		if af.val.Kind != yaml.MappingNode {
-			p.errorf(af.val, "'attributes' must be a mapping of attribute to value")
-		} else {
-			seen := map[string]bool{}
-			for i := 0; i+1 < len(af.val.Content); i += 2 {
-				k, v := af.val.Content[i], resolveAlias(af.val.Content[i+1])
-				if seen[k.Value] {
-					p.errorf(k, "attribute %q appears twice", k.Value)
-					continue
-				}
-				seen[k.Value] = true
-				if v.Kind != yaml.ScalarNode || v.Tag == "!!null" {
-					p.errorf(v, "attribute %q: the value must be a scalar (\"*\" means present)", k.Value)
-					continue
-				}
-				m.Attributes = append(m.Attributes, AttrMatch{Key: k.Value, Value: v.Value, Present: v.Value == "*"})
-			}
-		}
-	}
-	return m
-}
-
-func (p *parser) action(n *yaml.Node) Action {
-	a := Action{MaxAttempts: DefaultMaxAttempts}
-	fields := p.mapping(n, "on_stuck action", "sink", "subject", "type", "after", "max_attempts", "backoff", "payload")
-	if fields == nil {
-		return a
-	}
-	if fd, ok := fields["sink"]; ok {
-		a.Sink = p.str(fd, "sink")
-		if a.Sink == "" && fd.val.Kind == yaml.ScalarNode && fd.val.Tag != "!!null" {
-			p.errorf(fd.val, "'sink' must name a sink of the detector's configuration")
-		}
-	} else {
-		p.errorf(n, "on_stuck action: missing required field 'sink' (the name of a sink of the detector's configuration)")
-	}
-	if fd, ok := fields["subject"]; ok {
-		a.Subject = p.str(fd, "subject")
-	}
-	if fd, ok := fields["type"]; ok {
-		a.Type = p.str(fd, "type")
-	}
-	if fd, ok := fields["after"]; ok {
-		a.After = p.duration(fd, "after", true)
-	}
-	if fd, ok := fields["backoff"]; ok {
-		a.Backoff = p.duration(fd, "backoff", false)
-	}
-	if fd, ok := fields["max_attempts"]; ok {
-		a.MaxAttempts = p.integer(fd, "max_attempts")
-		if fd.val.Tag == "!!int" && a.MaxAttempts < 1 {
-			p.errorf(fd.val, "'max_attempts' must be 1 or more")
-		}
-	}
-	if fd, ok := fields["payload"]; ok {
-		if fd.val.Kind != yaml.MappingNode {
-			p.errorf(fd.val, "'payload' must be a mapping")
-		} else if err := fd.val.Decode(&a.Payload); err != nil {
-			p.errorf(fd.val, "'payload': %v", err)
-		}
-	}
-	if a.Type == "" {
-		a.Type = DefaultCommandType
-	}
-	if a.Backoff == 0 {
-		a.Backoff = DefaultActionBackoff
-	}
-	return a
-}
-
-// link resolves `after`, then checks the graph: start, cycles, reachability, terminals.
-func (p *parser) link(f *Flow, listKey *yaml.Node, nodes map[*Checkpoint]*cpNodes) {
-	for _, c := range f.Checkpoints {
-		cn := nodes[c]
-		for i, name := range c.After {
-			pred := f.byName[name]
-			at := cn.after
-			if i < len(cn.afterItems) {
-				at = cn.afterItems[i]
-			}
-			if pred == nil {
-				p.errorf(at, "'after' names unknown checkpoint %q", name)
-				continue
-			}
-			if pred == c {
-				p.errorf(at, "checkpoint %q cannot come after itself", name)
-				continue
-			}
-			c.Preds = append(c.Preds, pred)
-			pred.Succs = append(pred.Succs, c)
-		}
-		if c.Start {
-			f.Starts = append(f.Starts, c)
-		}
-	}
-	if len(f.Starts) == 0 {
-		p.errorf(listKey, "flow %q has no start checkpoint: mark the first one with 'start: true'", f.Name)
-	}
-	for _, c := range f.Checkpoints {
-		if c.Terminal != NotTerminal && len(c.Succs) > 0 {
-			names := make([]string, len(c.Succs))
-			for i, s := range c.Succs {
-				names[i] = s.Name
-			}
-			p.errorf(nodes[c].terminal, "terminal checkpoint %q cannot have successors (%s come after it)", c.Name, strings.Join(names, ", "))
-			for _, succ := range c.Succs {
-				p.errorf(afterNode(nodes[succ], succ, c.Name), "%q cannot come after %q: a terminal checkpoint ends the flow", succ.Name, c.Name)
-			}
-		}
-	}
-	if cyc := findCycle(f); cyc != nil {
-		names := make([]string, len(cyc))
-		for i, c := range cyc {
-			names[i] = c.Name
-		}
-		// Reported at every edge of the cycle: each `after` entry that closes it.
-		for i := 0; i+1 < len(cyc); i++ {
-			pred, c := cyc[i], cyc[i+1]
-			p.errorf(afterNode(nodes[c], c, pred.Name), "cycle in 'after': %s", strings.Join(names, " -> "))
-		}
-		return // reachability is meaningless with a cycle
-	}
-	// Reachable: starts, then any checkpoint whose join can be satisfied by reachable ones.
-	reach := make([]bool, len(f.Checkpoints))
-	for changed := true; changed; {
-		changed = false
-		for _, c := range f.Checkpoints {
-			if reach[c.Index] {
-				continue
-			}
-			ok := c.Start
-			if !ok && len(c.Preds) > 0 {
-				n := 0
-				for _, pr := range c.Preds {
-					if reach[pr.Index] {
-						n++
-					}
-				}
-				ok = n == len(c.Preds) || (c.Join == JoinAny && n > 0)
-			}
-			if ok {
-				reach[c.Index], changed = true, true
-			}
-		}
-	}
-	if len(f.Starts) > 0 {
-		for _, c := range f.Checkpoints {
-			if !reach[c.Index] && len(c.Preds) == len(c.After) {
-				why := "it is not a start checkpoint and has no 'after'"
-				if len(c.After) > 0 {
-					why = "its predecessors can never all be reached from a start checkpoint"
-				}
-				p.errorf(nodes[c].name, "checkpoint %q is unreachable: %s", c.Name, why)
-			}
-		}
-	}
-	for _, c := range f.Checkpoints {
-		c.ancestors = ancestors(c, len(f.Checkpoints))
-	}
-}
-
-// afterNode is the YAML node of c's `after` entry naming pred (or the `after` key, or the
-// checkpoint's name when there is none).
-func afterNode(cn *cpNodes, c *Checkpoint, pred string) *yaml.Node {
-	for i, name := range c.After {
-		if name == pred && i < len(cn.afterItems) {
-			return cn.afterItems[i]
-		}
-	}
-	if cn.after != nil {
-		return cn.after
-	}
-	return cn.name
-}
-
-// findCycle returns the checkpoints of a cycle along `after`, or nil.
-func findCycle(f *Flow) []*Checkpoint {
-	const (
-		white = iota
-		grey
-		black
-	)
-	color := make([]int, len(f.Checkpoints))
-	var stack []*Checkpoint
-	var found []*Checkpoint
-	var visit func(c *Checkpoint) bool
-	visit = func(c *Checkpoint) bool {
-		color[c.Index] = grey
-		stack = append(stack, c)
-		for _, s := range c.Succs {
-			if color[s.Index] == grey {
-				for i, x := range stack {
-					if x == s {
-						found = append(append([]*Checkpoint{}, stack[i:]...), s)
-						return true
-					}
-				}
-			}
-			if color[s.Index] == white && visit(s) {
-				return true
-			}
-		}
-		stack = stack[:len(stack)-1]
-		color[c.Index] = black
-		return false
-	}
-	for _, c := range f.Checkpoints {
-		if color[c.Index] == white && visit(c) {
-			return found
-		}
-	}
-	return nil
-}
-
-func ancestors(c *Checkpoint, n int) []int {
-	seen := make([]bool, n)
-	var out []int
-	var walk func(x *Checkpoint)
-	walk = func(x *Checkpoint) {
-		for _, p := range x.Preds {
-			if !seen[p.Index] {
-				seen[p.Index] = true
-				out = append(out, p.Index)
-				walk(p)
-			}
-		}
-	}
-	walk(c)
-	sort.Ints(out)
-	return out
+// posOf is the line and column (in characters, from 1) of data[off] in file path.
+func posOf(path string, data []byte, off int) Pos {
+	before := data[:off]
+	start := bytes.LastIndexByte(before, '\n') + 1
+	return Pos{path, bytes.Count(before, []byte{'\n'}) + 1, utf8.RuneCount(before[start:]) + 1}
 }

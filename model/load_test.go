@@ -108,8 +108,16 @@ func TestRejections(t *testing.T) {
 			[]string{`3:7: 'name' "Order Flow" may hold only`}},
 		{"bad kind", header + "checkpoints:\n  - {name: a, start: true, match: {service: s, span: x, kind: sever}}\n",
 			[]string{`7:63: 'kind' must be one of`}},
+		{"on_stuck without within", header + "checkpoints:\n  - {name: a, start: true, match: {service: s}}\n  - name: b\n    after: [a]\n    match: {service: s}\n    on_stuck:\n      - {sink: nats}\n",
+			[]string{`11:5: checkpoint "b": 'on_stuck' needs 'within'`}},
+		{"within on a start checkpoint", header + "checkpoints:\n  - {name: a, start: true, within: 5m, match: {service: s}}\n",
+			[]string{`7:28: checkpoint "a": 'within' cannot be set on a start checkpoint`}},
+		{"negative on_stuck after", header + "checkpoints:\n  - {name: a, start: true, match: {service: s}}\n  - name: b\n    after: [a]\n    within: 5m\n    match: {service: s}\n    on_stuck:\n      - {sink: nats, after: -1m}\n",
+			[]string{`13:29: 'after' must not be negative`}},
+		{"zero backoff", header + "checkpoints:\n  - {name: a, start: true, match: {service: s}}\n  - name: b\n    after: [a]\n    within: 5m\n    match: {service: s}\n    on_stuck:\n      - {sink: nats, backoff: 0s}\n",
+			[]string{`13:31: 'backoff' must be greater than zero`}},
 		{"syntax", header + "checkpoints:\n  - name: a\n   start: true\n",
-			[]string{`6:1: invalid YAML: did not find expected '-' indicator`}},
+			[]string{`8:4: invalid YAML: did not find expected '-' indicator`}},
 		{"every problem at once", header + "colour: x\ncheckpoints:\n  - {name: a, match: {service: s}}\n  - {name: a, match: {service: s}}\n  - {name: b, after: [zz], within: 0m, match: {service: s}}\n",
 			[]string{`6:1: unknown field "colour"`, `7:1: flow "f" has no start checkpoint`, `9:12: duplicate checkpoint name "a"`, `10:23: 'after' names unknown checkpoint "zz"`, `10:36: 'within' must be greater than zero`}},
 	}
@@ -206,4 +214,52 @@ func FuzzParse(f *testing.F) {
 			in.Evaluate(time.Unix(1000, 0))
 		}
 	})
+}
+
+// TestCheckSinks: an action naming a sink the detector does not have is reported at its
+// `sink` value, every one at once; with the sinks configured the set passes.
+func TestCheckSinks(t *testing.T) {
+	doc := header + "checkpoints:\n  - {name: a, start: true, match: {service: s}}\n" +
+		"  - name: b\n    after: [a]\n    within: 5m\n    match: {service: s}\n    on_stuck:\n      - {sink: nats}\n      - sink: pager\n" +
+		"  - {name: c, after: [a], within: 1m, match: {service: s}, on_stuck: [{sink: nats}]}\n"
+	flows, probs := Parse("sinks.yaml", []byte(doc))
+	if len(probs) > 0 {
+		t.Fatal(probs)
+	}
+	set := NewSet(flows)
+	if probs := set.CheckSinks([]string{"nats", "pager"}); len(probs) != 0 {
+		t.Fatalf("every sink is configured, got:\n%s", probs)
+	}
+	got := set.CheckSinks([]string{"webhook", "nats"}).Error()
+	want := `sinks.yaml:14:15: checkpoint "b": 'sink' "pager" names no sink of the detector's configuration (configured: nats, webhook)`
+	if got != want {
+		t.Fatalf("got  %s\nwant %s", got, want)
+	}
+	got = set.CheckSinks(nil).Error()
+	for _, w := range []string{`sinks.yaml:13:16: checkpoint "b": 'sink' "nats" names no sink of the detector's configuration (no sink is configured)`,
+		`sinks.yaml:14:15: checkpoint "b": 'sink' "pager"`, `sinks.yaml:15:78: checkpoint "c": 'sink' "nats"`} {
+		if !strings.Contains(got, w) {
+			t.Errorf("want %s, got:\n%s", w, got)
+		}
+	}
+	if n := strings.Count(got, "\n") + 1; n != 3 {
+		t.Errorf("want 3 problems, got %d:\n%s", n, got)
+	}
+}
+
+// TestEventCheckpointMayNameItsSpan: `kind` and `status` on an event checkpoint match the span
+// that holds the event; they are kept, not rejected.
+func TestEventCheckpointMayNameItsSpan(t *testing.T) {
+	doc := header + "checkpoints:\n  - {name: a, start: true, match: {service: s, event: placed, kind: server, status: ok}}\n"
+	flows, probs := Parse("event.yaml", []byte(doc))
+	if len(probs) > 0 {
+		t.Fatal(probs)
+	}
+	if m := flows[0].Checkpoints[0].Match; m.Event != "placed" || m.Kind != "server" || m.Status != "ok" {
+		t.Fatalf("match = %+v", m)
+	}
+	_, probs = Parse("event.yaml", []byte(strings.Replace(doc, "status: ok", "status: fine", 1)))
+	if len(probs) != 1 || !strings.Contains(probs.Error(), `event.yaml:7:85: 'status' must be one of ok, error, unset, not "fine"`) {
+		t.Fatalf("a bad status on an event checkpoint: %v", probs)
+	}
 }

@@ -130,6 +130,16 @@ func appendJSONString(b []byte, s string) []byte {
 }
 
 func (e *embedded) insert(ctx context.Context, table string, cols []string, rs [][]any) error {
+	w := nativePool.Get().(*nativeWriter)
+	defer nativePool.Put(w)
+	w.buf = w.buf[:0]
+	ok, err := appendNativePlain(w, table, cols, rs)
+	if err != nil {
+		return err
+	}
+	if ok {
+		return e.sess.insert(ctx, "INSERT INTO "+table+" ("+strings.Join(cols, ", ")+")", "Native", w.buf)
+	}
 	var b []byte
 	b = append(b, "INSERT INTO "+table+" ("+strings.Join(cols, ", ")+") FORMAT JSONCompactEachRow\n"...)
 	for _, r := range rs {

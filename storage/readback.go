@@ -23,7 +23,7 @@ func (s *store) InstancesEvents(ctx context.Context, tenant, flow string, keys [
 	// ResolveAliases and InstanceEvents resolve them.
 	type aliasRef struct{ attr, value string }
 	owners := map[aliasRef]string{}
-	if s.d.joinsAliases() {
+	if s.d.joinsAliases() && s.hasAliases(ctx, where) {
 		q := "SELECT attr, value, k FROM (SELECT attr, value, argMin(key, time) AS k FROM " + s.table("aliases") +
 			" WHERE " + where + " AND (attr, value) " + s.global() + "IN (SELECT attr, value FROM " + s.table("aliases") +
 			" WHERE " + where + " AND key IN (" + inKeys + ")) GROUP BY attr, value) WHERE k IN (" + inKeys + ")"
@@ -72,6 +72,21 @@ func (s *store) InstancesEvents(ctx context.Context, tenant, flow string, keys [
 		}
 	}
 	return out, nil
+}
+
+// hasAliases reports whether the flow has any alias row (a lookup on the table's key prefix):
+// most flows declare none, and the alias query is then spared.
+func (s *store) hasAliases(ctx context.Context, where string) bool {
+	found := true // on an error, ask the full question
+	_ = s.each(ctx, "SELECT count() FROM (SELECT 1 FROM "+s.table("aliases")+" WHERE "+where+" LIMIT 1)", func(r rows) error {
+		var n uint64
+		if err := r.Scan(&n); err != nil {
+			return err
+		}
+		found = n > 0
+		return nil
+	})
+	return found
 }
 
 func (s *store) CommandsSince(ctx context.Context, since time.Time) ([]CommandRecord, error) {

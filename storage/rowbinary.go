@@ -219,7 +219,9 @@ func assign(dest, v any) error {
 		if !ok {
 			return fmt.Errorf("%T into a map[string]string", v)
 		}
-		*p = m
+		if len(m) > 0 {
+			*p = m
+		}
 	default:
 		return fmt.Errorf("unsupported destination %T", dest)
 	}
@@ -231,6 +233,9 @@ func assign(dest, v any) error {
 func decoderOf(typ string) (colDecoder, error) {
 	typ = strings.TrimSpace(typ)
 	if inner, ok := unwrap(typ, "LowCardinality"); ok {
+		if inner == "String" {
+			return internedString(), nil
+		}
 		return decoderOf(inner)
 	}
 	if inner, ok := unwrap(typ, "Nullable"); ok {
@@ -285,6 +290,9 @@ func decoderOf(typ string) (colDecoder, error) {
 				b.err = errShort
 				return nil
 			}
+			if n == 0 {
+				return map[string]string(nil) // most rows keep no attributes: no allocation
+			}
 			out := make(map[string]string, n)
 			for i := uint64(0); i < n && b.err == nil; i++ {
 				key, _ := kd(b).(string)
@@ -334,6 +342,28 @@ func decoderOf(typ string) (colDecoder, error) {
 		return fixed(8, func(d []byte) any { return math.Float64frombits(binary.LittleEndian.Uint64(d)) }), nil
 	}
 	return nil, fmt.Errorf("unsupported type %s", typ)
+}
+
+// internedString decodes a LowCardinality(String) column, one string per distinct value: a
+// result of many rows holds a few tenants, flows, checkpoints and services, not one copy a row.
+func internedString() colDecoder {
+	seen := map[string]string{}
+	return func(b *binReader) any {
+		n := b.uvarint()
+		if n > uint64(len(b.data)) {
+			b.err = errShort
+			return ""
+		}
+		raw := b.take(int(n))
+		if v, ok := seen[string(raw)]; ok {
+			return v
+		}
+		v := string(raw)
+		if len(seen) < 4096 {
+			seen[v] = v
+		}
+		return v
+	}
 }
 
 // unwrap returns the inside of "Name(inside)".

@@ -17,49 +17,9 @@ import (
 // TABLE statements into table -> column -> type.
 func ddlColumns(t *testing.T) map[string]map[string]string {
 	t.Helper()
-	ms, err := Migrations(SchemaOptions{Database: "db", RetentionDays: 30})
+	out, err := tableColumns(SchemaOptions{Database: "db", RetentionDays: 30})
 	if err != nil {
 		t.Fatal(err)
-	}
-	out := map[string]map[string]string{}
-	all := [][]string{bootstrapStatements(SchemaOptions{Database: "db"})}
-	for _, m := range ms {
-		all = append(all, m.Statements)
-	}
-	for _, sts := range all {
-		for _, st := range sts {
-			st = stripComments(st)
-			mm := createTableRe.FindStringSubmatch(st)
-			if mm == nil {
-				continue
-			}
-			cols := map[string]string{}
-			body := st[strings.Index(st, "(\n")+2 : strings.Index(st, "\n)\nENGINE")]
-			for _, line := range strings.Split(body, "\n") {
-				line = strings.TrimSpace(line)
-				name, rest, ok := strings.Cut(line, " ")
-				if !ok || name == "INDEX" || strings.HasPrefix(name, "arrayMap") {
-					continue
-				}
-				rest = strings.TrimSpace(rest)
-				depth, end := 0, len(rest)
-				for i, c := range rest {
-					if c == '(' {
-						depth++
-					} else if c == ')' {
-						depth--
-					} else if depth == 0 && (c == ' ' || c == ',') {
-						end = i
-						break
-					}
-				}
-				if strings.Contains(rest, "MATERIALIZED") {
-					continue // not written
-				}
-				cols[name] = rest[:end]
-			}
-			out[mm[2]] = cols
-		}
 	}
 	return out
 }

@@ -72,7 +72,7 @@ func openStore(ctx context.Context, c detector.StoreConfig, log *slog.Logger) (s
 }
 
 func serveDetector(ctx context.Context, cfg *detector.FileConfig, log *slog.Logger) error {
-	flows, err := loadFlows(cfg.Flows, log)
+	flows, err := loadFlows(ctx, cfg.Flows, sinkNames(cfg.Sinks), log)
 	if err != nil {
 		return err
 	}

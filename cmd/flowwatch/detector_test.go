@@ -22,7 +22,7 @@ func TestDetectorCommand(t *testing.T) {
 	cfg := filepath.Join(dir, "detector.yaml")
 	flows, _ := filepath.Abs("../../examples/flows")
 	body := fmt.Sprintf("store: { embedded: %q }\nflows: [%q]\ntick: 100ms\nlisten: %q\ntoken: t0ken\n"+
-		"alerting: { alertmanagers: [\"http://127.0.0.1:1\"] }\nsinks: [{ name: webhook, type: webhook, url: \"http://127.0.0.1:1/cmd\" }]\n"+
+		"alerting: { alertmanagers: [\"http://127.0.0.1:1\"] }\nsinks: [{ name: webhook, type: webhook, url: \"http://127.0.0.1:1/cmd\" }, { name: nats, type: nats, url: \"nats://127.0.0.1:1\" }]\n"+
 		"trace_url: \"https://tempo.example/trace/{trace_id}\"\noperator_api: true\n", filepath.Join(dir, "store"), flows, addr)
 	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
 		t.Fatal(err)

@@ -81,7 +81,7 @@ func TestZapWritesThroughSlog(t *testing.T) {
 // through one handler.
 func TestRunLogsInOneFormat(t *testing.T) {
 	out := &lockedBuffer{}
-	o, err := parseRunFlags([]string{"--log-format", "json", "--log-level", "info", "--flows", "testdata/e2e",
+	o, err := parseRunFlags([]string{"--log-format", "json", "--log-level", "info", "--flows", "testdata/e2e", "--nats", testNATS(t).ClientURL(),
 		"--data", filepath.Join(t.TempDir(), "data")}, io.Discard)
 	if err != nil {
 		t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -109,6 +110,20 @@ func parseRunFlags(args []string, stderr io.Writer) (*runOptions, error) {
 	return o, nil
 }
 
+// sinkNames are the command sinks the flags give: "nats" with --nats (or --demo, which starts
+// an embedded NATS server), "webhook" with --webhook (its first URL) or --demo (the demo's own
+// endpoint). allInOne builds these and no others.
+func (o *runOptions) sinkNames() []string {
+	var names []string
+	if o.nats != "" || o.demo {
+		names = append(names, "nats")
+	}
+	if len(o.webhooks) > 0 || o.demo {
+		names = append(names, "webhook")
+	}
+	return names
+}
+
 // consoleConfig is what the console shows of the flags (the token is added by the service).
 func (o *runOptions) consoleConfig() console.Config {
 	return console.Config{TraceURL: o.traceURL, OperatorAPI: o.operatorAPI}
@@ -158,7 +173,10 @@ func allInOne(ctx context.Context, o *runOptions, stdout io.Writer, log *slog.Lo
 	if err := os.MkdirAll(data, 0o755); err != nil {
 		return fmt.Errorf("create data folder: %w", err)
 	}
-	flows, err := loadFlows([]string{flowsPath}, log)
+	flows, err := loadFlows(ctx, []string{flowsPath}, o.sinkNames(), log)
+	if errors.Is(err, errUnknownSinks) {
+		return fmt.Errorf("%w\n(flowwatch run has sink \"nats\" with --nats URL or --demo, and sink \"webhook\" with --webhook URL or --demo)", err)
+	}
 	if err != nil {
 		return err
 	}
@@ -231,6 +249,9 @@ func allInOne(ctx context.Context, o *runOptions, stdout io.Writer, log *slog.Lo
 		sinkFiles = append(sinkFiles, detector.SinkFile{Name: "webhook", Type: "webhook", URL: o.webhooks[0], Secret: o.webhookSecret})
 	case dm != nil:
 		sinkFiles = append(sinkFiles, detector.SinkFile{Name: "webhook", Type: "webhook", URL: "http://" + dm.Addr(), Secret: o.webhookSecret})
+	}
+	if built := sinkNames(sinkFiles); !slices.Equal(built, o.sinkNames()) {
+		return fmt.Errorf("internal error: sinks %v built, %v checked against the flows", built, o.sinkNames())
 	}
 	sinks, closeSinks, err := buildSinks(sinkFiles)
 	if err != nil {

@@ -384,7 +384,9 @@ func TestAllInOne(t *testing.T) {
 // TestRunStopLosesNothing: spans accepted by the OTLP receiver just before a stop are stored,
 // whether the collector's queue drains on the way down or replays from disk on the next start.
 func TestRunStopLosesNothing(t *testing.T) {
-	o := &runOptions{flows: "testdata/e2e", data: filepath.Join(t.TempDir(), "data"), tick: 200 * time.Millisecond}
+	// The flows' actions need a NATS sink to start with; none is sent here.
+	o := &runOptions{flows: "testdata/e2e", data: filepath.Join(t.TempDir(), "data"), tick: 200 * time.Millisecond,
+		nats: testNATS(t).ClientURL()}
 	start := func() (runtimeInfo, func()) { return startAllInOne(t, o) }
 	_, stop := start()
 	svc := &services{t: t, grpcAddr: o.otlpGRPC, httpAddr: o.otlpHTTP}

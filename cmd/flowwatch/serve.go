@@ -26,24 +26,52 @@ import (
 	"github.com/flowwatch/flowwatch/storage"
 )
 
-// flowSource holds the current flow definitions, re-read periodically; a broken edit keeps
-// the last good set and is logged with its path:line:col problems.
+// flowSource holds the current flow definitions, re-read periodically; a broken edit (an
+// invalid file, or an action naming a sink that is not configured) keeps the last good set and
+// is logged with its path:line:col problems.
 type flowSource struct {
 	paths  []string
+	sinks  []string // the configured sinks' names
 	digest string
 	cur    atomic.Pointer[model.Set]
 	log    *slog.Logger
 }
 
-func loadFlows(paths []string, log *slog.Logger) (*flowSource, error) {
-	set, err := model.Load(paths...)
+// errUnknownSinks says that on_stuck actions name sinks that are not configured.
+var errUnknownSinks = errors.New("on_stuck actions name sinks that are not configured")
+
+// loadFlows loads the flows of paths and checks that their actions name only sinks (the names
+// of the configured sinks).
+func loadFlows(ctx context.Context, paths, sinks []string, log *slog.Logger) (*flowSource, error) {
+	set, err := loadChecked(ctx, paths, sinks)
 	if err != nil {
-		return nil, fmt.Errorf("load flows:\n%w", err)
+		return nil, err
 	}
-	fs := &flowSource{paths: paths, log: log}
+	fs := &flowSource{paths: paths, sinks: sinks, log: log}
 	fs.digest, _ = filesDigest(paths)
 	fs.cur.Store(set)
 	return fs, nil
+}
+
+// loadChecked loads the flows of paths and checks their actions' sinks against sinks.
+func loadChecked(ctx context.Context, paths, sinks []string) (*model.Set, error) {
+	set, err := model.LoadContext(ctx, paths...)
+	if err != nil {
+		return nil, fmt.Errorf("load flows:\n%w", err)
+	}
+	if probs := set.CheckSinks(sinks); len(probs) > 0 {
+		return nil, fmt.Errorf("%w:\n%w", errUnknownSinks, probs)
+	}
+	return set, nil
+}
+
+// sinkNames are the names of configured sinks.
+func sinkNames(files []detector.SinkFile) []string {
+	names := make([]string, len(files))
+	for i, f := range files {
+		names[i] = f.Name
+	}
+	return names
 }
 
 // filesDigest hashes the names, sizes and contents of the flow files below paths, so a reload
@@ -78,20 +106,28 @@ func (fs *flowSource) watch(ctx context.Context, every time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			sum, err := filesDigest(fs.paths)
-			if err != nil || sum == fs.digest {
-				continue // unchanged (or unreadable: Load below would say why on a change)
-			}
-			set, err := model.Load(fs.paths...)
-			if err != nil {
-				fs.log.Error("flow files are invalid; keeping the last good definitions", "err", err)
-				continue
-			}
-			fs.digest = sum
-			fs.cur.Store(set)
-			fs.log.Info("flow definitions reloaded", "flows", len(set.Flows))
+			fs.reload(ctx)
 		}
 	}
+}
+
+// reload reads the flow files again if they changed, and takes them if they are valid and
+// their actions name only configured sinks; otherwise it logs why and keeps the last good set.
+func (fs *flowSource) reload(ctx context.Context) {
+	sum, err := filesDigest(fs.paths)
+	if err != nil || sum == fs.digest {
+		return // unchanged (or unreadable: loading would say why on a change)
+	}
+	set, err := loadChecked(ctx, fs.paths, fs.sinks)
+	if err != nil {
+		if ctx.Err() == nil {
+			fs.log.Error("flow files are invalid; keeping the last good definitions", "err", err)
+		}
+		return
+	}
+	fs.digest = sum
+	fs.cur.Store(set)
+	fs.log.Info("flow definitions reloaded", "flows", len(set.Flows))
 }
 
 // service is a detector with the query API in front of it, over one store.

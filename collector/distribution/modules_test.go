@@ -27,10 +27,10 @@ const trainVersion = "v0.1.0"
 // componentModules are the modules a user's collector imports — the components and what they
 // need of flowwatch — with the modules of this repository each may hold in its graph.
 var componentModules = map[string][]string{
-	"model":                   {"model"},
+	"model":                   {"model", "internal/testctx"},
 	"storage":                 {"storage", "internal/testsvc"},
 	"collector/flowattr":      {"collector/flowattr"},
-	"collector/flowprocessor": {"collector/flowprocessor", "collector/flowattr", "model"},
+	"collector/flowprocessor": {"collector/flowprocessor", "collector/flowattr", "model", "internal/testctx"},
 	"collector/flowexporter":  {"collector/flowexporter", "collector/flowattr", "storage", "internal/testsvc"},
 }
 

@@ -79,5 +79,7 @@ require (
 // The modules of this repository, on one release train (see Makefile: MODULES).
 replace (
 	github.com/flowwatch/flowwatch/collector/flowattr => ../flowattr
+	github.com/flowwatch/flowwatch/internal/testctx => ../../internal/testctx
 	github.com/flowwatch/flowwatch/model => ../../model
 )
+

@@ -233,9 +233,25 @@ func keepHolding(rules []*rule, c *chain) []*rule {
 	return out
 }
 
-func matchEventRules(rules []*rule, c *chain, hits []*rule) []*rule {
+// holder is the span that holds an event: an event checkpoint's kind and status are its. A
+// log record has none, so it never matches an event checkpoint that names a kind or status.
+type holder struct {
+	span   bool
+	kind   ptrace.SpanKind
+	status ptrace.StatusCode
+}
+
+// holds reports whether r's kind and status, if it names them, are the holder's.
+func (h holder) holds(r *rule) bool {
+	if r.kind == ptrace.SpanKindUnspecified && r.anyState {
+		return true
+	}
+	return h.span && (r.kind == ptrace.SpanKindUnspecified || h.kind == r.kind) && (r.anyState || h.status == r.status)
+}
+
+func matchEventRules(rules []*rule, h holder, c *chain, hits []*rule) []*rule {
 	for _, r := range rules {
-		if attrsHold(r.attrs, c) {
+		if h.holds(r) && attrsHold(r.attrs, c) {
 			hits = append(hits, r)
 		}
 	}
@@ -375,6 +391,7 @@ func (p *flowProcessor) processSpan(idx *index, rs *resourceState, scope pcommon
 		return annotated
 	}
 	events := span.Events()
+	held := holder{span: true, kind: span.Kind(), status: span.Status().Code()}
 	for e := 0; e < events.Len(); e++ {
 		ev := events.At(e)
 		name := ev.Name()
@@ -398,7 +415,7 @@ func (p *flowProcessor) processSpan(idx *index, rs *resourceState, scope pcommon
 		hits := hitBuf[:0]
 		c := chain{flowattr.Chain{Item: ev.Attributes(), Parent: span.Attributes(), HasParent: true, Scope: scope, Resource: rs.attrs}}
 		for _, rules := range cands[:nc] {
-			hits = matchEventRules(rules, &c, hits)
+			hits = matchEventRules(rules, held, &c, hits)
 		}
 		if p.annotate(idx, rs, &c, hits, isError, ev.Attributes()) {
 			annotated = true
@@ -426,7 +443,7 @@ func (p *flowProcessor) processLog(idx *index, rs *resourceState, scope pcommon.
 		if name != "" {
 			for _, b := range rs.buckets {
 				if b != nil {
-					hits = matchEventRules(b.eventByName.get(name), &c, hits)
+					hits = matchEventRules(b.eventByName.get(name), holder{}, &c, hits)
 				}
 			}
 		}

@@ -631,3 +631,42 @@ func TestConcurrentProcessingDuringReload(t *testing.T) {
 		require.NoError(t, <-errs)
 	}
 }
+
+// TestEventCheckpointMatchesItsSpan: `kind` and `status` on an event checkpoint are those of
+// the span that holds the event; a log record, held by no span, never matches such a
+// checkpoint, and one without them matches events whatever their span.
+func TestEventCheckpointMatchesItsSpan(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "pay.yaml"), []byte(`apiVersion: flowwatch/v1
+kind: Flow
+name: pay
+version: 1
+key: order.id
+checkpoints:
+  - { name: authorized, start: true, match: { service: payments, event: payment.authorized, kind: server, status: ok } }
+  - { name: noted, after: [authorized], match: { service: payments, event: payment.noted } }
+`), 0o600))
+	cfg := createDefaultConfig().(*Config)
+	cfg.Flows = []string{dir}
+	h := newHarness(t, cfg)
+	event := func(name string) []eventSpec { return []eventSpec{{name: name, attrs: attrs{"order.id": "o-1"}}} }
+	td := buildTraces(t, resourceSpec{attrs: attrs{"service.name": "payments"}, scopes: []scopeSpec{{spans: []spanSpec{
+		{name: "server ok", kind: ptrace.SpanKindServer, status: ptrace.StatusCodeOk, events: event("payment.authorized")},
+		{name: "client ok", kind: ptrace.SpanKindClient, status: ptrace.StatusCodeOk, events: event("payment.authorized")},
+		{name: "server unset", kind: ptrace.SpanKindServer, events: event("payment.authorized")},
+		{name: "client error", kind: ptrace.SpanKindClient, status: ptrace.StatusCodeError, events: event("payment.noted")},
+	}}}})
+	require.NoError(t, h.tp.ConsumeTraces(context.Background(), td))
+	authorized := []flowattr.Match{{Flow: "pay", Checkpoint: "authorized", Key: "o-1", KeyAttr: "order.id", Tenant: "default"}}
+	noted := []flowattr.Match{{Flow: "pay", Checkpoint: "noted", Key: "o-1", KeyAttr: "order.id", Tenant: "default"}}
+	assert.Equal(t, map[string][]flowattr.Match{
+		"payments/server ok#payment.authorized": authorized,
+		"payments/client error#payment.noted":   noted,
+	}, traceAnnotations(h.traces.AllTraces()))
+
+	ld := buildLogs(t, attrs{"service.name": "payments"}, nil,
+		logSpec{eventName: "payment.authorized", severity: plog.SeverityNumberInfo, body: "authorized", attrs: attrs{"order.id": "o-1"}},
+		logSpec{eventName: "payment.noted", severity: plog.SeverityNumberInfo, body: "noted", attrs: attrs{"order.id": "o-1"}})
+	require.NoError(t, h.lp.ConsumeLogs(context.Background(), ld))
+	assert.Equal(t, map[string][]flowattr.Match{"noted": noted}, logAnnotations(h.logs.AllLogs()))
+}
