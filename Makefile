@@ -5,7 +5,24 @@ PKGS      := ./...
 FUZZTIME  ?= 10s
 BENCHTIME ?= 1s
 
-.PHONY: all build test run bench lint deps chdb fuzz clean plugin plugin-deps test-plugin deploy-flows demo console console-deps test-console
+# The Go modules of this repository, on one release train: the collector components and what
+# they need of model/ and storage/ are modules of their own (a user's collector imports them
+# without the rest of flowwatch), the root module is everything else. `go test ./...` does
+# not enter a nested module, so every Go step runs in each (a test in collector/distribution
+# fails when a go.mod is missing here). GOWORK=off: each module's go.mod stands on its own.
+MODULES   := . internal/testsvc internal/testctx model collector/flowattr storage collector/flowprocessor collector/flowexporter
+# in-modules runs a command in each module, all of them even when one fails, and fails if any
+# did: $(call in-modules,go vet ./...)
+in-modules = failed=; for m in $(MODULES); do echo "== $$m: $(1)"; (cd $$m && GOWORK=off $(1)) || failed="$$failed $$m"; done; \
+	if [ -n "$$failed" ]; then echo "failed in:$$failed"; exit 1; fi
+
+# The OpenTelemetry Collector Builder, on the collector's release train, installed once into
+# the project's cache folder (the OCB test of collector/distribution runs it).
+OCB_VERSION := v0.165.0
+OCB_DIR     := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/flowwatch/ocb/$(OCB_VERSION)
+export FLOWWATCH_OCB := $(OCB_DIR)/builder
+
+.PHONY: all build test run bench lint deps chdb ocb fuzz clean plugin plugin-deps test-plugin deploy-flows demo console console-deps test-console
 
 all: build
 
@@ -20,12 +37,16 @@ chdb:
 build: chdb
 	$(GO) build -o $(BIN) ./cmd/flowwatch
 
+## ocb: install the Collector Builder into ~/.cache/flowwatch/ocb/<version>/ once
+ocb:
+	@test -x $(FLOWWATCH_OCB) || GOBIN=$(OCB_DIR) $(GO) install go.opentelemetry.io/collector/cmd/builder@$(OCB_VERSION)
+
 # Tests that hold the detector to its timing targets run alone, after the rest, so that
 # other packages' tests do not share the two cores with them.
 TIMED     := TestStormThroughRun|TestSustainedLoadThroughRun
 
-test: deps chdb lint
-	$(GO) test -count=1 -timeout 40m -skip '^($(TIMED))$$' $(PKGS)
+test: deps chdb ocb lint
+	$(call in-modules,$(GO) test -count=1 -timeout 40m -skip '^($(TIMED))$$' $(PKGS))
 	$(GO) test -count=1 -timeout 10m -run '^($(TIMED))$$' -v ./cmd/flowwatch/
 	$(GO) test -race -count=1 ./detector/ ./flowstate/
 	$(MAKE) fuzz
@@ -37,12 +58,14 @@ deploy-flows:
 	$(GO) test -count=1 -run '^TestFlowsConfigMap$$' ./deploy -update
 
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./model
-	$(GO) test -run '^$$' -fuzz FuzzEventBatchUnmarshal -fuzztime $(FUZZTIME) ./storage
+	cd model && GOWORK=off $(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) .
+	cd storage && GOWORK=off $(GO) test -run '^$$' -fuzz FuzzEventBatchUnmarshal -fuzztime $(FUZZTIME) .
 
+## lint: gofmt, go vet and a tidy go.mod in every module
 lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$unformatted" ]; then echo "not gofmt-formatted:"; echo "$$unformatted"; exit 1; fi
-	$(GO) vet $(PKGS)
+	$(call in-modules,$(GO) vet $(PKGS))
+	$(call in-modules,$(GO) mod tidy -diff)
 
 ## plugin-deps: install the Grafana plugin's npm packages from package-lock.json. node_modules
 ## gets a go.mod so that ./... never reaches into it (some npm packages ship Go files).
@@ -84,11 +107,11 @@ demo: build
 	$(BIN) demo $(DEMOFLAGS)
 
 bench: chdb
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./model/...
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./collector/flowprocessor/
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./collector/flowexporter/
-	$(GO) test -run '^$$' -bench 'Insert' -benchmem -benchtime $(BENCHTIME) ./storage/
-	$(GO) test -run '^$$' -bench 'BytesPerEvent' -benchtime 1x ./storage/
+	cd model && GOWORK=off $(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...
+	cd collector/flowprocessor && GOWORK=off $(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) .
+	cd collector/flowexporter && GOWORK=off $(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) .
+	cd storage && GOWORK=off $(GO) test -run '^$$' -bench 'Insert' -benchmem -benchtime $(BENCHTIME) .
+	cd storage && GOWORK=off $(GO) test -run '^$$' -bench 'BytesPerEvent' -benchtime 1x .
 	$(GO) test -run '^$$' -bench 'IngestPath' -benchtime 1x -count 3 -timeout 20m ./internal/ingestbench/
 	INGESTBENCH_QUEUE=file $(GO) test -run '^$$' -bench 'IngestPath' -benchtime 1x -count 3 -timeout 20m ./internal/ingestbench/
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./grafana-plugin/pkg/plugin/

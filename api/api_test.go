@@ -16,10 +16,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/flowwatch/flowwatch/api/apitest"
 	"github.com/flowwatch/flowwatch/flowstate"
 	"github.com/flowwatch/flowwatch/model"
 	"github.com/flowwatch/flowwatch/storage"
+	"github.com/flowwatch/flowwatch/storage/storagetest"
 )
 
 // now is the clock of the handler tests: ten minutes after t0.
@@ -122,7 +122,7 @@ type readWriter interface {
 }
 
 type fixture struct {
-	store *apitest.Store // the in-memory store; nil on the real one
+	store *storagetest.Memory // the in-memory store; nil on the real one
 	rw    readWriter
 	set   *model.Set
 	h     http.Handler
@@ -131,7 +131,7 @@ type fixture struct {
 // newFixture seeds the in-memory store and serves it.
 func newFixture(t testing.TB, mod func(*Config)) *fixture {
 	t.Helper()
-	fake := &apitest.Store{}
+	fake := &storagetest.Memory{}
 	f := newFixtureOn(t, fake, mod)
 	f.store = fake
 	return f

@@ -11,10 +11,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/flowwatch/flowwatch/api/apitest"
 	"github.com/flowwatch/flowwatch/flowstate"
 	"github.com/flowwatch/flowwatch/model"
 	"github.com/flowwatch/flowwatch/storage"
+	"github.com/flowwatch/flowwatch/storage/storagetest"
 )
 
 // benchInstances is the size of the benchmark store: instances of the test flow, a quarter
@@ -23,7 +23,7 @@ const benchInstances = 20000
 
 var benchStores struct {
 	once   sync.Once
-	memory *apitest.Store
+	memory *storagetest.Memory
 	chdb   storage.Store
 	err    error
 }
@@ -79,7 +79,7 @@ func benchHandler(b *testing.B, r storage.Reader) http.Handler {
 // staticReader answers from slices read once: what remains is the API's own cost (parameters,
 // JSON documents, evaluation on read).
 type staticReader struct {
-	*apitest.Store
+	*storagetest.Memory
 	page, stuck []storage.InstanceState
 	detail      *storage.InstanceState
 	events      []storage.CheckpointEvent
@@ -106,7 +106,7 @@ func BenchmarkAPI(b *testing.B) {
 	benchStores.once.Do(func() {
 		ctx := context.Background()
 		set := testSet(b)
-		benchStores.memory = &apitest.Store{}
+		benchStores.memory = &storagetest.Memory{}
 		if benchStores.err = seedBench(ctx, benchStores.memory, set); benchStores.err != nil {
 			return
 		}
@@ -155,9 +155,9 @@ func BenchmarkAPI(b *testing.B) {
 	}
 }
 
-func static(b *testing.B, m *apitest.Store) *staticReader {
+func static(b *testing.B, m *storagetest.Memory) *staticReader {
 	ctx := context.Background()
-	s := &staticReader{Store: m}
+	s := &staticReader{Memory: m}
 	var err error
 	if s.page, _, err = m.Instances(ctx, storage.InstanceFilter{Limit: 100}); err != nil {
 		b.Fatal(err)

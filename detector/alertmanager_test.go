@@ -52,7 +52,7 @@ alerting:
 	base := time.Now().Add(-30 * time.Minute).UTC().Truncate(time.Second) // Alertmanager's clock judges endsAt
 	f.clk.Set(base)
 	d := f.detector(func(c *Config) { c.Alerting.Notifiers = []Notifier{notifier} })
-	e := storage.CheckpointEvent{EventID: "tls-1", Tenant: "acme", Flow: "order-fulfilment", Checkpoint: "placed",
+	e := storage.CheckpointEvent{EventID: "00000000000007e1", Tenant: "acme", Flow: "order-fulfilment", Checkpoint: "placed",
 		Key: "o-tls", KeyAttr: "order.id", Time: base, IngestTime: base, Service: "orders", TraceID: "abc123"}
 	if err := f.store.WriteEvents(context.Background(), []storage.CheckpointEvent{e}); err != nil {
 		t.Fatal(err)

@@ -7,17 +7,17 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flowwatch/flowwatch/api/apitest"
 	"github.com/flowwatch/flowwatch/model"
 	"github.com/flowwatch/flowwatch/storage"
+	"github.com/flowwatch/flowwatch/storage/storagetest"
 )
 
 // benchStore feeds prepared rows and swallows writes: the benchmarks measure the detector,
 // not a store.
 type benchStore struct {
-	apitest.Store // unused reader methods
-	feed          []storage.CheckpointEvent
-	placed        map[string]time.Time // key → placed time, for reading an instance back
+	storagetest.Memory // unused reader methods
+	feed               []storage.CheckpointEvent
+	placed             map[string]time.Time // key → placed time, for reading an instance back
 }
 
 func (s *benchStore) EventsSince(_ context.Context, _ time.Time, _ int) ([]storage.CheckpointEvent, error) {

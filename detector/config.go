@@ -55,16 +55,18 @@ type FileConfig struct {
 
 // StoreConfig selects the store: a server DSN, or an embedded data folder.
 type StoreConfig struct {
-	DSN           string   `yaml:"dsn"`
-	Embedded      string   `yaml:"embedded"`
-	Database      string   `yaml:"database"`
-	Cluster       string   `yaml:"cluster"`
-	Username      string   `yaml:"username"`
-	Password      string   `yaml:"password"`
-	TLS           bool     `yaml:"tls"`
-	ReadTimeout   Duration `yaml:"read_timeout"`
-	CreateSchema  bool     `yaml:"create_schema"`
-	RetentionDays int      `yaml:"retention_days"`
+	DSN          string   `yaml:"dsn"`
+	Embedded     string   `yaml:"embedded"`
+	Database     string   `yaml:"database"`
+	Cluster      string   `yaml:"cluster"`
+	Username     string   `yaml:"username"`
+	Password     string   `yaml:"password"`
+	TLS          bool     `yaml:"tls"`
+	ReadTimeout  Duration `yaml:"read_timeout"`
+	CreateSchema bool     `yaml:"create_schema"`
+	// RetentionDays is refused: the detector reads the store and never changes its
+	// retention (the schema step owns it). Kept so that an old configuration says so.
+	RetentionDays int `yaml:"retention_days"`
 }
 
 // HTTPClientConfig is how flowwatch calls an HTTP receiver: headers (http_headers, e.g.
@@ -220,6 +222,9 @@ func (c *FileConfig) Validate() error {
 	var errs []error
 	if (c.Store.DSN == "") == (c.Store.Embedded == "") {
 		errs = append(errs, errors.New("'store' needs exactly one of 'dsn' (a ClickHouse server) or 'embedded' (a data folder)"))
+	}
+	if c.Store.RetentionDays != 0 {
+		errs = append(errs, errors.New("'store.retention_days': the detector never changes the store's retention; set it where the schema is applied (`flowwatch schema --apply --retention-days N`, or the collector's flow exporter 'retention')"))
 	}
 	if c.Store.Cluster != "" && c.Store.DSN == "" {
 		errs = append(errs, errors.New("'store.cluster' needs 'store.dsn'"))

@@ -11,9 +11,9 @@ import (
 	"time"
 
 	"github.com/flowwatch/flowwatch/api"
-	"github.com/flowwatch/flowwatch/api/apitest"
 	"github.com/flowwatch/flowwatch/model"
 	"github.com/flowwatch/flowwatch/storage"
+	"github.com/flowwatch/flowwatch/storage/storagetest"
 )
 
 var t0 = time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
@@ -84,7 +84,7 @@ func (s *sinkRec) count() int { s.mu.Lock(); defer s.mu.Unlock(); return len(s.c
 
 type fixture struct {
 	t     *testing.T
-	store *apitest.Store
+	store *storagetest.Memory
 	clk   *clock
 	set   *model.Set
 	am    *recorder
@@ -98,7 +98,7 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &fixture{t: t, store: &apitest.Store{}, clk: &clock{t: t0}, set: set, am: &recorder{}, nats: &sinkRec{name: "nats"}}
+	return &fixture{t: t, store: &storagetest.Memory{}, clk: &clock{t: t0}, set: set, am: &recorder{}, nats: &sinkRec{name: "nats"}}
 }
 
 func (f *fixture) detector(mut ...func(*Config)) *Detector {
@@ -126,7 +126,7 @@ func (f *fixture) detector(mut ...func(*Config)) *Detector {
 func (f *fixture) emit(flow, cp, key, keyAttr string, at time.Duration, mods ...func(*storage.CheckpointEvent)) {
 	f.t.Helper()
 	f.seq++
-	e := storage.CheckpointEvent{EventID: fmt.Sprintf("ev-%d", f.seq), Tenant: "acme", Flow: flow, Checkpoint: cp,
+	e := storage.CheckpointEvent{EventID: fmt.Sprintf("%016x", f.seq), Tenant: "acme", Flow: flow, Checkpoint: cp,
 		Key: key, KeyAttr: keyAttr, Time: t0.Add(at), IngestTime: f.clk.Now(), TraceID: fmt.Sprintf("trace-%d", f.seq),
 		SpanID: "span", Service: "svc", Name: cp, Status: "ok"}
 	for _, m := range mods {
@@ -245,7 +245,7 @@ func TestCompletedAndFailedAreWrittenAndForgotten(t *testing.T) {
 		t.Fatalf("stats = %+v", s)
 	}
 	// A late duplicate of the start event (a replayed queue, new event id) does not reopen it.
-	f.emit("order-fulfilment", "placed", "o-ok", "order.id", 0, func(e *storage.CheckpointEvent) { e.EventID = "replayed" })
+	f.emit("order-fulfilment", "placed", "o-ok", "order.id", 0, func(e *storage.CheckpointEvent) { e.EventID = "00000000000000ff" }) // another id
 	f.tick(d, time.Hour)
 	if st := f.state("order-fulfilment", "o-ok"); st.Status != "completed" {
 		t.Fatalf("reopened: %+v", st)

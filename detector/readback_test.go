@@ -7,14 +7,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flowwatch/flowwatch/api/apitest"
 	"github.com/flowwatch/flowwatch/storage"
+	"github.com/flowwatch/flowwatch/storage/storagetest"
 )
 
 // countingStore counts the instance reads the detector makes, and can hold batched reads
 // back (a slow store) until released.
 type countingStore struct {
-	*apitest.Store
+	*storagetest.Memory
 	mu      sync.Mutex
 	single  int   // InstanceEvents calls: one instance a query
 	batches []int // InstancesEvents calls: instances per query
@@ -25,7 +25,7 @@ func (s *countingStore) InstanceEvents(ctx context.Context, tenant, flow, key st
 	s.mu.Lock()
 	s.single++
 	s.mu.Unlock()
-	return s.Store.InstanceEvents(ctx, tenant, flow, key)
+	return s.Memory.InstanceEvents(ctx, tenant, flow, key)
 }
 
 func (s *countingStore) InstancesEvents(ctx context.Context, tenant, flow string, keys []string) (map[string][]storage.CheckpointEvent, error) {
@@ -40,7 +40,7 @@ func (s *countingStore) InstancesEvents(ctx context.Context, tenant, flow string
 			return nil, ctx.Err()
 		}
 	}
-	return s.Store.InstancesEvents(ctx, tenant, flow, keys)
+	return s.Memory.InstancesEvents(ctx, tenant, flow, keys)
 }
 
 func (s *countingStore) reads() (single int, batches []int) {
@@ -55,7 +55,7 @@ func (f *fixture) emitMany(n int, cp, keyAttr string, at time.Duration, key func
 	evs := make([]storage.CheckpointEvent, 0, n)
 	for i := 0; i < n; i++ {
 		f.seq++
-		evs = append(evs, storage.CheckpointEvent{EventID: fmt.Sprintf("ev-%d", f.seq), Tenant: "acme", Flow: "order-fulfilment",
+		evs = append(evs, storage.CheckpointEvent{EventID: fmt.Sprintf("%016x", f.seq), Tenant: "acme", Flow: "order-fulfilment",
 			Checkpoint: cp, Key: key(i), KeyAttr: keyAttr, Time: t0.Add(at), IngestTime: f.clk.Now(),
 			TraceID: fmt.Sprintf("trace-%d", f.seq), Service: "svc", Name: cp, Status: "ok"})
 		for _, m := range mods {
@@ -72,7 +72,7 @@ func (f *fixture) emitMany(n int, cp, keyAttr string, at time.Duration, key func
 // batched reads, never one query per instance; so are the instances of a stuck storm.
 func TestNoPerInstanceReadInTheTick(t *testing.T) {
 	f := newFixture(t)
-	cs := &countingStore{Store: f.store}
+	cs := &countingStore{Memory: f.store}
 	d := f.detector(func(c *Config) { c.Store = cs; c.ReadBatch = 100 })
 	key := func(i int) string { return fmt.Sprintf("o-%04d", i) }
 	const n = 1000
@@ -118,7 +118,7 @@ func TestNoPerInstanceReadInTheTick(t *testing.T) {
 func TestStuckIsWrittenWhileExplanationsWait(t *testing.T) {
 	f := newFixture(t)
 	gate := make(chan struct{})
-	cs := &countingStore{Store: f.store, gate: gate}
+	cs := &countingStore{Memory: f.store, gate: gate}
 	d := f.detector(func(c *Config) { c.Store = cs; c.ExplainWait = time.Hour })
 	f.emit("order-fulfilment", "placed", "o-1", "order.id", 0)
 	f.emit("order-fulfilment", "stock_reserved", "o-1", "order.id", time.Second)
@@ -167,7 +167,7 @@ func TestExplainWaitBoundsTheDelay(t *testing.T) {
 	f := newFixture(t)
 	gate := make(chan struct{})
 	defer close(gate)
-	cs := &countingStore{Store: f.store, gate: gate}
+	cs := &countingStore{Memory: f.store, gate: gate}
 	d := f.detector(func(c *Config) { c.Store = cs; c.ExplainWait = 3 * time.Second })
 	f.emit("order-fulfilment", "placed", "o-1", "order.id", 0)
 	f.emit("order-fulfilment", "stock_reserved", "o-1", "order.id", time.Second)

@@ -16,10 +16,10 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/flowwatch/flowwatch/api/apitest"
 	"github.com/flowwatch/flowwatch/internal/testsvc"
 	"github.com/flowwatch/flowwatch/model"
 	"github.com/flowwatch/flowwatch/storage"
+	"github.com/flowwatch/flowwatch/storage/storagetest"
 )
 
 // amAlert is what Alertmanager's GET /api/v2/alerts returns of an alert.
@@ -91,7 +91,7 @@ func TestRealAlertmanager(t *testing.T) {
 	}
 	emit := func(cp, key, attr string, at time.Duration) {
 		f.seq++
-		e := storage.CheckpointEvent{EventID: fmt.Sprintf("am-%d", f.seq), Tenant: "acme", Flow: "order-fulfilment",
+		e := storage.CheckpointEvent{EventID: fmt.Sprintf("%016x", 0xa0000+f.seq), Tenant: "acme", Flow: "order-fulfilment",
 			Checkpoint: cp, Key: key, KeyAttr: attr, Time: base.Add(at), IngestTime: f.clk.Now(), Service: "svc", TraceID: "abc123"}
 		if err := f.store.WriteEvents(context.Background(), []storage.CheckpointEvent{e}); err != nil {
 			t.Fatal(err)
@@ -237,7 +237,7 @@ func splitHostPort(addr string) (string, string, error) {
 }
 
 var _ = model.StatusStuck
-var _ = apitest.Store{}
+var _ = storagetest.Memory{}
 
 func TestSubjectCovers(t *testing.T) {
 	for _, c := range []struct {

@@ -232,8 +232,9 @@ func ValidUTF8(s string) bool {
 	return true
 }
 
-// check validates every row of the batch, naming the bad ones.
-func (b *EventBatch) check() error {
+// Check reports every row of the batch that cannot be stored (see CheckRow), naming each:
+// an error wrapping ErrInvalid, or nil. WriteBatch and WriteEvents refuse such a batch whole.
+func (b *EventBatch) Check() error {
 	var errs []error
 	for i := range b.rows {
 		if err := CheckRow(&b.rows[i], b.Aliases(i)); err != nil {
@@ -246,8 +247,10 @@ func (b *EventBatch) check() error {
 	return nil
 }
 
-// batchOf lays out events as a batch, parsing or computing their ids (see WriteEvents).
-func batchOf(events []CheckpointEvent) (*EventBatch, error) {
+// BatchOf lays out events as a batch, as WriteEvents does: it fills in place the EventID of
+// the events that lack one (see EventID), and refuses events whose EventID is malformed with
+// an error wrapping ErrInvalid that names each. It does not Check the rows.
+func BatchOf(events []CheckpointEvent) (*EventBatch, error) {
 	b := &EventBatch{rows: make([]EventRow, 0, len(events))}
 	var errs []error
 	for i := range events {
@@ -269,8 +272,28 @@ func batchOf(events []CheckpointEvent) (*EventBatch, error) {
 	return b, nil
 }
 
-// aliasRows are the alias rows of the batch, at the time of their event.
-func (b *EventBatch) aliasRows() []Alias {
+// PrepareEvents is what WriteEvents does before it writes: it lays out events as a batch
+// (BatchOf), refuses it when a row cannot be stored (Check), and fills in place the
+// IngestTime (now) of the events that lack one.
+func PrepareEvents(events []CheckpointEvent, now time.Time) (*EventBatch, error) {
+	b, err := BatchOf(events)
+	if err != nil {
+		return nil, err
+	}
+	if err := b.Check(); err != nil {
+		return nil, err
+	}
+	for i := range events {
+		if events[i].IngestTime.IsZero() {
+			events[i].IngestTime = now
+		}
+	}
+	return b, nil
+}
+
+// AliasRows are the alias rows of the batch (its rows' tenant, flow and key, each alias
+// attribute and value), at the time of their event.
+func (b *EventBatch) AliasRows() []Alias {
 	if len(b.aliases) == 0 {
 		return nil
 	}
@@ -282,6 +305,22 @@ func (b *EventBatch) aliasRows() []Alias {
 		}
 	}
 	return out
+}
+
+// Event returns row i as a CheckpointEvent (as a reader returns it: no attributes is nil;
+// a zero ingest time stays zero).
+func (b *EventBatch) Event(i int) CheckpointEvent {
+	r := &b.rows[i]
+	e := CheckpointEvent{EventID: formatEventID(r.ID), Tenant: r.Tenant, Flow: r.Flow, Checkpoint: r.Checkpoint, Key: r.Key,
+		KeyAttr: r.KeyAttr, Time: unixNano(r.Time), IngestTime: unixNano(r.IngestTime), TraceID: r.TraceID, SpanID: r.SpanID,
+		Service: r.Service, Name: r.Name, Status: r.Status, Message: r.Message}
+	if attrs := b.Attributes(i); len(attrs) > 0 {
+		e.Attributes = make(map[string]string, len(attrs))
+		for _, a := range attrs {
+			e.Attributes[a.Key] = a.Value
+		}
+	}
+	return e
 }
 
 // nanosOf is t in Unix nanoseconds, 0 for the zero time.

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -245,7 +246,7 @@ func BenchmarkInsertRaw(b *testing.B) {
 	if err := s.Migrate(ctx); err != nil {
 		b.Fatal(err)
 	}
-	legacy := s.(*store).d.legacy
+	_, legacy := s.(*store).d.(legacyTables)
 	opts, err := clickhouse.ParseDSN(dsn)
 	if err != nil {
 		b.Fatal(err)
@@ -259,10 +260,7 @@ func BenchmarkInsertRaw(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer conn.Close()
-	cols := eventColumnList
-	if legacy {
-		cols = "event_id, tenant, flow, checkpoint, key, key_attr, time, ingest_time, trace_id, span_id, service, name, status, message, attributes.k, attributes.v"
-	}
+	cols := strings.Replace(eventColumnList, "attributes", s.(*store).d.attributeColumns(), 1)
 	batches := make([][]CheckpointEvent, 4)
 	for i := range batches {
 		batches[i] = realisticEvents(uint64(i), i*benchBatch, benchBatch)

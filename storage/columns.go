@@ -2,7 +2,6 @@ package storage
 
 import (
 	"strings"
-	"time"
 )
 
 // The columns of the tables the collector writes, in the order both transports write them,
@@ -25,8 +24,8 @@ var (
 )
 
 // eventColumnValues are the checkpoint_events columns of a batch, one slice per column in
-// eventColumnList order, typed as the native protocol wants them.
-func eventColumnValues(b *EventBatch, now int64, legacy bool) []any {
+// the order of eventColumnList, typed as the native protocol wants them for the tables of d.
+func eventColumnValues(b *EventBatch, now int64, d dialect) []any {
 	n := len(b.rows)
 	str := func(f func(r *EventRow) string) []string {
 		out := make([]string, n)
@@ -51,66 +50,29 @@ func eventColumnValues(b *EventBatch, now int64, legacy bool) []any {
 		str(func(r *EventRow) string { return r.Checkpoint }),
 		str(func(r *EventRow) string { return r.Key }),
 		str(func(r *EventRow) string { return r.KeyAttr }),
-	}
-	if legacy {
-		columns = append(columns, t, it)
-	} else {
-		tt, itt := make([]time.Time, n), make([]time.Time, n)
-		for i := range t {
-			tt[i], itt[i] = time.Unix(0, t[i]).UTC(), time.Unix(0, it[i]).UTC()
-		}
-		columns = append(columns, tt, itt)
-	}
-	columns = append(columns,
+		d.timeColumn(t),
+		d.timeColumn(it),
 		str(func(r *EventRow) string { return r.TraceID }),
 		str(func(r *EventRow) string { return r.SpanID }),
 		str(func(r *EventRow) string { return r.Service }),
 		str(func(r *EventRow) string { return r.Name }),
 		str(func(r *EventRow) string { return r.Status }),
 		str(func(r *EventRow) string { return r.Message }),
-	)
-	if legacy {
-		ks, vs := make([][]string, n), make([][]string, n)
-		for i := range b.rows {
-			attrs := b.Attributes(i)
-			ks[i], vs[i] = make([]string, len(attrs)), make([]string, len(attrs))
-			for j, a := range attrs {
-				ks[i][j], vs[i][j] = a.Key, a.Value
-			}
-		}
-		columns = append(columns, ks, vs)
-	} else {
-		attrs := make([]map[string]string, n)
-		for i := range b.rows {
-			as := b.Attributes(i)
-			attrs[i] = make(map[string]string, len(as))
-			for _, a := range as {
-				attrs[i][a.Key] = a.Value
-			}
-		}
-		columns = append(columns, attrs)
 	}
-	return columns
+	return append(columns, d.attributeValues(b)...)
 }
 
 // aliasColumnValues are the aliases table's columns of aliases, one slice per column in
-// aliasColumns order, typed as clickhouse-go wants them; the zero time is the epoch.
-func aliasColumnValues(aliases []Alias, legacy bool) []any {
+// aliasColumns order, typed as clickhouse-go wants them for the tables of d; the zero time
+// is the epoch.
+func aliasColumnValues(aliases []Alias, d dialect) []any {
 	n := len(aliases)
 	tenant, flow, attr, value, key := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	ns := make([]int64, n)
 	for i, a := range aliases {
 		tenant[i], flow[i], attr[i], value[i], key[i], ns[i] = a.Tenant, a.Flow, a.Attr, a.Value, a.Key, nanosOf(a.Time)
 	}
-	columns := []any{tenant, flow, attr, value, key}
-	if legacy {
-		return append(columns, ns)
-	}
-	t := make([]time.Time, n)
-	for i := range ns {
-		t[i] = time.Unix(0, ns[i]).UTC()
-	}
-	return append(columns, t)
+	return []any{tenant, flow, attr, value, key, d.timeColumn(ns)}
 }
 
 // eventColumnNames are eventColumnList's names.

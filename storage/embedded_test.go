@@ -36,10 +36,6 @@ func openEmbedded(t testing.TB, db string) Store {
 	return s
 }
 
-func TestEmbeddedSuite(t *testing.T) {
-	runSuite(t, func(t *testing.T, db string) Store { return openEmbedded(t, db) })
-}
-
 func TestEmbeddedOtherFolderRefused(t *testing.T) {
 	s := openEmbedded(t, "other_folder")
 	_ = s

@@ -14,6 +14,9 @@ import (
 // clickhouseGoBlock encodes columns (of the given names and types) as one block of ClickHouse's
 // Native format, with clickhouse-go's column encoders: LowCardinality columns go in with
 // their dictionary made here, so the engine builds none.
+// t0 is storagetest.T0, which the package's own tests cannot import.
+var t0 = time.Date(2026, 11, 20, 10, 0, 0, 123456789, time.UTC)
+
 func clickhouseGoBlock(names, types []string, columns []any) ([]byte, error) {
 	b := proto.NewBlock()
 	for i, name := range names {
@@ -50,7 +53,7 @@ func TestNativeEncodingMatchesClickHouseGo(t *testing.T) {
 			now := time.Date(2026, 11, 29, 0, 0, 0, 0, time.UTC).UnixNano()
 			var w nativeWriter
 			appendNativeEvents(&w, b, now)
-			want, err := clickhouseGoBlock(eventColumnNames, eventColumnTypes, eventColumnValues(b, now, false))
+			want, err := clickhouseGoBlock(eventColumnNames, eventColumnTypes, eventColumnValues(b, now, productionTables{}))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -58,14 +61,14 @@ func TestNativeEncodingMatchesClickHouseGo(t *testing.T) {
 				t.Fatalf("events: %d bytes differ from clickhouse-go's %d bytes (first difference at %d)", len(w.buf), len(want), firstDiff(w.buf, want))
 			}
 
-			aliases := b.aliasRows()
+			aliases := b.AliasRows()
 			for i := range n {
 				aliases = append(aliases, Alias{Tenant: "acme", Flow: "order", Attr: fmt.Sprintf("a%d", i%300), Value: fmt.Sprint(i), Key: "k", Time: t0.Add(time.Duration(i))})
 			}
 			aliases = append(aliases, Alias{Tenant: "acme", Flow: "order", Attr: "payment.id", Value: "p", Key: "k"}) // the zero time
 			var aw nativeWriter
 			appendNativeAliases(&aw, aliases)
-			want, err = clickhouseGoBlock(aliasColumns, aliasColumnTypes, aliasColumnValues(aliases, false))
+			want, err = clickhouseGoBlock(aliasColumns, aliasColumnTypes, aliasColumnValues(aliases, productionTables{}))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -23,9 +23,9 @@ func (s *store) InstancesEvents(ctx context.Context, tenant, flow string, keys [
 	// ResolveAliases and InstanceEvents resolve them.
 	type aliasRef struct{ attr, value string }
 	owners := map[aliasRef]string{}
-	if !s.d.legacy && s.hasAliases(ctx, where) {
+	if s.d.joinsAliases() && s.hasAliases(ctx, where) {
 		q := "SELECT attr, value, k FROM (SELECT attr, value, argMin(key, time) AS k FROM " + s.table("aliases") +
-			" WHERE " + where + " AND (attr, value) " + s.d.global() + "IN (SELECT attr, value FROM " + s.table("aliases") +
+			" WHERE " + where + " AND (attr, value) " + s.global() + "IN (SELECT attr, value FROM " + s.table("aliases") +
 			" WHERE " + where + " AND key IN (" + inKeys + ")) GROUP BY attr, value) WHERE k IN (" + inKeys + ")"
 		if err := s.each(ctx, q, func(r rows) error {
 			var a aliasRef
@@ -90,7 +90,7 @@ func (s *store) hasAliases(ctx context.Context, where string) bool {
 }
 
 func (s *store) CommandsSince(ctx context.Context, since time.Time) ([]CommandRecord, error) {
-	if err := s.legacyUnsupported("commands since"); err != nil {
+	if err := s.d.unsupported("commands since"); err != nil {
 		return nil, err
 	}
 	q := "SELECT id, toUnixTimestamp64Nano(time), tenant, flow, toUInt64(version), key, checkpoint, toUInt64(attempt), sink, subject, outcome, error, payload FROM " +
@@ -107,7 +107,7 @@ func (s *store) CommandsSince(ctx context.Context, since time.Time) ([]CommandRe
 }
 
 func (s *store) CommandsOf(ctx context.Context, tenant, flow string, keys []string) ([]CommandRecord, error) {
-	if err := s.legacyUnsupported("commands of instances"); err != nil || len(keys) == 0 {
+	if err := s.d.unsupported("commands of instances"); err != nil || len(keys) == 0 {
 		return nil, err
 	}
 	q := "SELECT id, toUnixTimestamp64Nano(time), tenant, flow, toUInt64(version), key, checkpoint, toUInt64(attempt), sink, subject, outcome, error, payload FROM " +
@@ -197,7 +197,7 @@ type StuckCount struct {
 }
 
 func (s *store) StuckCounts(ctx context.Context, now time.Time) ([]StuckCount, error) {
-	if err := s.legacyUnsupported("stuck counts"); err != nil {
+	if err := s.d.unsupported("stuck counts"); err != nil {
 		return nil, err
 	}
 	overdue := "arrayMap(x -> JSONExtractString(x, 'checkpoint'), arrayFilter(x -> " +

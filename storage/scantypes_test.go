@@ -9,9 +9,10 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/column"
 )
 
-// The reader's queries cannot run on a modern server here, so this runs the whole suite on
+// The reader's queries cannot run on a modern server here, so the contract suite also runs on
 // chDB while checking every Scan destination against clickhouse-go's own column scanner for
-// the result types the engine reports: what the server transport would do with each row.
+// the result types the engine reports: what the server transport would do with each row
+// (TestContract, target embedded-scan-types).
 
 var lowCardinalityRe = regexp.MustCompile(`LowCardinality\((\w+)\)`)
 
@@ -62,15 +63,9 @@ func (r *scanTypesRows) Scan(dest ...any) error {
 	return r.binRows.Scan(dest...)
 }
 
-func TestReaderScanTypesMatchServerTransport(t *testing.T) {
-	checked := map[string]bool{}
-	runSuite(t, func(t *testing.T, db string) Store {
-		s := openEmbedded(t, db).(*store)
-		s.b = &scanTypesBackend{embedded: s.b.(*embedded), t: t, checked: checked}
-		return s
-	})
-	if len(checked) < 7 {
-		t.Fatalf("only %d column/destination pairs checked: %v", len(checked), checked)
-	}
-	t.Logf("%d column type / destination pairs checked", len(checked))
+// checkScanTypes wraps the embedded store s so that every Scan checks its destinations.
+func checkScanTypes(t *testing.T, s Store, checked map[string]bool) Store {
+	st := s.(*store)
+	st.b = &scanTypesBackend{embedded: st.b.(*embedded), t: t, checked: checked}
+	return st
 }

@@ -24,9 +24,8 @@ type SchemaOptions struct {
 	Cluster string
 	// RetentionDays drops rows older than this many days (TTL); 0 keeps them forever.
 	RetentionDays int
-	// Legacy selects the tables ClickHouse 18.16 accepts (no DateTime64, Map, codecs, TTL,
-	// skip indexes): only the checkpoint events and aliases. For tests of the server
-	// transport against Debian's old server.
+	// Legacy selects the tables ClickHouse 18.16 accepts (legacy.go): for tests of the server
+	// transport against Debian's old server only.
 	Legacy bool
 }
 
@@ -77,7 +76,7 @@ func Migrations(o SchemaOptions) ([]Migration, error) {
 	}
 	dir := "schema"
 	if o.Legacy {
-		dir = "schema/legacy"
+		dir = legacySchemaDir
 	}
 	entries, err := fs.ReadDir(schemaFS, dir)
 	if err != nil {
@@ -118,7 +117,7 @@ func bootstrapStatements(o SchemaOptions) []string {
 	engine := "ReplacingMergeTree"
 	appliedAt := "DateTime64(9, 'UTC')"
 	if o.Legacy {
-		appliedAt = "DateTime"
+		appliedAt = legacyAppliedAtType
 	}
 	if o.Cluster != "" {
 		onCluster = " ON CLUSTER " + o.Cluster

@@ -22,8 +22,8 @@ const DefaultReadTimeout = 30 * time.Second
 // OpenServer connects to a ClickHouse server over the native protocol. dsn is
 // clickhouse://[user[:password]@]host:port[,host:port...][/database][?dial_timeout=..&read_timeout=..&secure=true];
 // Options override what the DSN says. Servers older than 20.x (Debian's 18.16) cannot hold the
-// production tables: OpenServer then switches to the legacy tables (see SchemaOptions.Legacy)
-// and logs a warning. The schema is not touched: call Migrate.
+// production tables: OpenServer then switches to the legacy tables (legacy.go) and logs a
+// warning. The schema is not touched: call Migrate.
 func OpenServer(ctx context.Context, dsn string, o Options) (Store, error) {
 	co, err := clickhouse.ParseDSN(dsn)
 	if err != nil {
@@ -43,7 +43,9 @@ func OpenServer(ctx context.Context, dsn string, o Options) (Store, error) {
 	if o.Password != "" {
 		co.Auth.Password = o.Password
 	}
-	if o.TLS || o.InsecureSkipVerify || o.CAFile != "" {
+	if o.TLSConfig != nil {
+		co.TLS = o.TLSConfig.Clone()
+	} else if o.TLS || o.InsecureSkipVerify || o.CAFile != "" {
 		if co.TLS == nil {
 			co.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
 		}
@@ -85,13 +87,13 @@ func OpenServer(ctx context.Context, dsn string, o Options) (Store, error) {
 		conn.Close()
 		return nil, fmt.Errorf("open server store %s: %w", strings.Join(co.Addr, ","), err)
 	}
-	if v.Version.Major < 20 && !o.Legacy {
+	if v.Version.Major < legacyBeforeMajor && !o.Legacy {
 		o.Legacy = true
 		if o.Logger != nil {
 			o.Logger.Warn("old ClickHouse server: using the legacy tables (events and aliases only)", "version", v.String())
 		}
 	}
-	st, err := newStore(&server{conn: conn, legacy: o.Legacy, cluster: o.Cluster != ""}, o)
+	st, err := newStore(&server{conn: conn, d: dialectOf(SchemaOptions{Legacy: o.Legacy}), cluster: o.Cluster != ""}, o)
 	if err != nil {
 		conn.Close()
 		return nil, err
@@ -102,8 +104,8 @@ func OpenServer(ctx context.Context, dsn string, o Options) (Store, error) {
 // server is the clickhouse-go backend. Every insert names its columns (old servers need it)
 // and goes through a native batch; values are appended column by column.
 type server struct {
-	conn   driver.Conn
-	legacy bool
+	conn driver.Conn
+	d    dialect
 	// cluster: writes go to Distributed tables, which return once rows are queued on the
 	// receiving node unless told to wait; the Writer contract (durable on return) needs the wait.
 	cluster bool
@@ -150,11 +152,9 @@ func dedupToken(b *EventBatch) string {
 }
 
 func (s *server) insertEvents(ctx context.Context, table string, b *EventBatch, now int64) error {
-	cols := eventColumnList
+	cols := strings.Replace(eventColumnList, "attributes", s.d.attributeColumns(), 1)
 	var settings clickhouse.Settings
-	if s.legacy {
-		cols = strings.Replace(cols, "attributes", "attributes.k, attributes.v", 1)
-	} else {
+	if s.d.dedupsBatches() {
 		settings = clickhouse.Settings{"insert_deduplication_token": dedupToken(b)}
 	}
 	ctx = s.insertContext(ctx, settings)
@@ -163,7 +163,7 @@ func (s *server) insertEvents(ctx context.Context, table string, b *EventBatch, 
 		return err
 	}
 	defer batch.Close()
-	for i, c := range eventColumnValues(b, now, s.legacy) {
+	for i, c := range eventColumnValues(b, now, s.d) {
 		if err := batch.Column(i).Append(c); err != nil {
 			return fmt.Errorf("column %d: %w", i, err)
 		}
@@ -178,7 +178,7 @@ func (s *server) insertAliases(ctx context.Context, table string, aliases []Alia
 		return err
 	}
 	defer batch.Close()
-	for i, c := range aliasColumnValues(aliases, s.legacy) {
+	for i, c := range aliasColumnValues(aliases, s.d) {
 		if err := batch.Column(i).Append(c); err != nil {
 			return fmt.Errorf("column %s: %w", aliasColumns[i], err)
 		}

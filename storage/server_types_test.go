@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/column"
 )
@@ -73,7 +74,13 @@ func TestServerValuesMatchProductionColumnTypes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.WriteEvents(ctx, fixtureEvents()); err != nil {
+	events := []CheckpointEvent{
+		{Tenant: "acme", Flow: "order", Checkpoint: "placed", Key: "k1", KeyAttr: "order.id", Time: t0, TraceID: "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa1",
+			SpanID: "00000000000000a1", Service: "orders", Name: "POST /orders", Status: "ok", Attributes: map[string]string{"http.response.status_code": "201"}},
+		{Tenant: "acme", Flow: "order", Key: "k1", KeyAttr: "order.id", Time: t0.Add(time.Minute), Service: "ledger", Name: "POST /ledger",
+			Status: "error", Message: "ledger: timeout"},
+	}
+	if err := s.WriteEvents(ctx, events); err != nil {
 		t.Fatal(err)
 	}
 	// The events and aliases: column by column, as both transports append them, with the
@@ -88,8 +95,8 @@ func TestServerValuesMatchProductionColumnTypes(t *testing.T) {
 		values []any
 		rows   int
 	}{
-		{"checkpoint_events", eventColumnNames, eventColumnTypes, eventColumnValues(rec.events, rec.now, false), rec.events.Len()},
-		{"aliases", aliasColumns, aliasColumnTypes, aliasColumnValues(rec.aliases, false), len(rec.aliases)},
+		{"checkpoint_events", eventColumnNames, eventColumnTypes, eventColumnValues(rec.events, rec.now, productionTables{}), rec.events.Len()},
+		{"aliases", aliasColumns, aliasColumnTypes, aliasColumnValues(rec.aliases, productionTables{}), len(rec.aliases)},
 	} {
 		if len(tc.values) != len(tc.names) || len(tc.types) != len(tc.names) {
 			t.Fatalf("%s: %d column values and %d types for %d columns", tc.table, len(tc.values), len(tc.types), len(tc.names))

@@ -1,9 +1,7 @@
 package storage
 
 import (
-	"strconv"
 	"strings"
-	"time"
 )
 
 // Values are bound on the client side, by these helpers, for both transports: chDB has no
@@ -43,39 +41,4 @@ func quoteList(vs []string) string {
 		parts[i] = quote(v)
 	}
 	return strings.Join(parts, ", ")
-}
-
-// dialect holds the differences between the production tables and the legacy ones, and
-// between a single node and a cluster.
-type dialect struct{ legacy, cluster bool }
-
-// global prefixes IN and JOIN over a subquery of another Distributed table, so each shard
-// does not run the subquery on every shard again (ClickHouse refuses that by default).
-func (d dialect) global() string {
-	if d.cluster {
-		return "GLOBAL "
-	}
-	return ""
-}
-
-// ns is an expression giving column col as Int64 nanoseconds since the epoch.
-func (d dialect) ns(col string) string {
-	if d.legacy {
-		return col
-	}
-	return "toUnixTimestamp64Nano(" + col + ")"
-}
-
-// ts is a literal of t comparable with a time column; times before the epoch (the zero
-// time: "from the beginning") are the epoch.
-func (d dialect) ts(t time.Time) string {
-	ns := int64(0)
-	if t.After(time.Unix(0, 0)) {
-		ns = t.UnixNano()
-	}
-	n := strconv.FormatInt(ns, 10)
-	if d.legacy {
-		return n
-	}
-	return "fromUnixTimestamp64Nano(toInt64(" + n + "), 'UTC')"
 }

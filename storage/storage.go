@@ -233,7 +233,18 @@ type Store interface {
 	// WriteBatch writes a batch laid out for writing (the collector's path): its aliases,
 	// then its events; idempotent like every Writer method (see EventBatch, CheckRow).
 	WriteBatch(ctx context.Context, b *EventBatch) error
-	// Migrate applies the schema migrations not applied yet; applying twice is a no-op.
+	// Migrate applies the schema migrations not applied yet; applying twice is a no-op. The
+	// tables it creates keep rows for Options.RetentionDays (0: forever); it never changes
+	// the retention of tables that exist.
 	Migrate(ctx context.Context) error
+	// SetRetention makes the tables (RetainedTables) drop rows older than days, or keep them
+	// all for 0. Retention has one owner: the schema step — `flowwatch schema --apply`, and
+	// the collector's flow exporter with create_schema (its `retention`) — calls it; readers
+	// (the detector, the API, replay) never do, so no process that opens the store undoes
+	// another's setting.
+	SetRetention(ctx context.Context, days int) error
+	// Retention returns the days each table keeps its rows; tables that keep them forever
+	// are absent.
+	Retention(ctx context.Context) (map[string]int, error)
 	Close() error
 }

@@ -15,15 +15,15 @@ type FlowVersion struct {
 }
 
 func (s *store) WriteFlowVersions(ctx context.Context, vs []FlowVersion) error {
-	if err := s.legacyUnsupported("write flow versions"); err != nil || len(vs) == 0 {
+	if err := s.d.unsupported("write flow versions"); err != nil || len(vs) == 0 {
+		return err
+	}
+	if err := CheckFlowVersions(vs); err != nil {
 		return err
 	}
 	rs := make([][]any, len(vs))
 	for i, v := range vs {
-		if v.Flow == "" || v.Version < 1 || v.LoadedAt.IsZero() {
-			return fmt.Errorf("write flow versions: %w: version %d: flow, version and loaded_at are required", ErrInvalid, i)
-		}
-		rs[i] = []any{v.Flow, uint32(v.Version), s.timeValue(v.LoadedAt)}
+		rs[i] = []any{v.Flow, uint32(v.Version), s.d.timeValue(v.LoadedAt)}
 	}
 	if err := s.b.insert(ctx, s.table("flow_versions"), []string{"flow", "version", "loaded_at"}, rs); err != nil {
 		return fmt.Errorf("write %d flow versions: %w", len(vs), err)
@@ -32,7 +32,7 @@ func (s *store) WriteFlowVersions(ctx context.Context, vs []FlowVersion) error {
 }
 
 func (s *store) FlowVersions(ctx context.Context) ([]FlowVersion, error) {
-	if err := s.legacyUnsupported("flow versions"); err != nil {
+	if err := s.d.unsupported("flow versions"); err != nil {
 		return nil, err
 	}
 	q := "SELECT flow, toUInt64(version), toUnixTimestamp64Nano(min(loaded_at)) FROM " + s.table("flow_versions") +

@@ -48,7 +48,9 @@ func runDetector(ctx context.Context, args []string, stdout, stderr io.Writer) i
 }
 
 func openStore(ctx context.Context, c detector.StoreConfig, log *slog.Logger) (storage.Store, error) {
-	opts := storage.Options{Database: c.Database, Cluster: c.Cluster, RetentionDays: c.RetentionDays,
+	// The detector reads the store: it creates the tables when asked (and when they are
+	// missing), but never changes their retention (storage.Store.SetRetention).
+	opts := storage.Options{Database: c.Database, Cluster: c.Cluster,
 		Username: c.Username, Password: c.Password, TLS: c.TLS, ReadTimeout: time.Duration(c.ReadTimeout), Logger: log}
 	var st storage.Store
 	var err error

@@ -18,7 +18,8 @@ import (
 
 // TestMain lets a test run this package's binary as a real flowwatch process (to kill it with
 // SIGKILL, say): with FLOWWATCH_TEST_CHILD=main the test binary is flowwatch, its arguments the
-// command line; with FLOWWATCH_TEST_CHILD=seed it writes fixture events into an embedded store
+// command line; with FLOWWATCH_TEST_CHILD=seed it writes fixture events into an embedded store,
+// and with detector-store it opens one as the detector does and prints the tables' retention
 // (chDB opens one data folder per process, so the test process never opens the child's).
 func TestMain(m *testing.M) {
 	switch os.Getenv("FLOWWATCH_TEST_CHILD") {
@@ -27,6 +28,12 @@ func TestMain(m *testing.M) {
 		code := dispatch(ctx, os.Args[1:], os.Stdout, os.Stderr)
 		stop()
 		os.Exit(code)
+	case "detector-store":
+		if err := openAsDetector(os.Args[1]); err != nil {
+			fmt.Fprintln(os.Stderr, "detector-store:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
 	case "seed":
 		if err := seedStore(os.Args[1], os.Args[2]); err != nil {
 			fmt.Fprintln(os.Stderr, "seed:", err)

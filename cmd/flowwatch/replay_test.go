@@ -9,10 +9,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flowwatch/flowwatch/api/apitest"
 	"github.com/flowwatch/flowwatch/flowstate"
 	"github.com/flowwatch/flowwatch/model"
 	"github.com/flowwatch/flowwatch/storage"
+	"github.com/flowwatch/flowwatch/storage/storagetest"
 )
 
 // oldFlows are the definitions the stored states were judged by.
@@ -160,7 +160,7 @@ func checkReplayOutput(t *testing.T, out string) {
 }
 
 func TestReplayOnMemoryStore(t *testing.T) {
-	store := &apitest.Store{}
+	store := &storagetest.Memory{}
 	seedReplay(t, store)
 	var out bytes.Buffer
 	sum, err := replay(context.Background(), store, loadNew(t), replayOptions{At: rNow, PageSize: 2}, &out)
@@ -183,10 +183,10 @@ func TestReplayOnMemoryStore(t *testing.T) {
 }
 
 // strayReader returns, with B's events, a settled row keyed by p-A: an alias of A.
-type strayReader struct{ *apitest.Store }
+type strayReader struct{ *storagetest.Memory }
 
 func (s strayReader) InstanceEvents(ctx context.Context, tenant, flow, key string) ([]storage.CheckpointEvent, error) {
-	rows, err := s.Store.InstanceEvents(ctx, tenant, flow, key)
+	rows, err := s.Memory.InstanceEvents(ctx, tenant, flow, key)
 	if key == "B" && tenant == "default" {
 		rows = append(rows, storage.CheckpointEvent{EventID: "00000000000000ff", Tenant: tenant, Flow: flow,
 			Checkpoint: "paid", Key: "p-A", KeyAttr: "payment.id", Time: rt0.Add(time.Minute)})
@@ -195,7 +195,7 @@ func (s strayReader) InstanceEvents(ctx context.Context, tenant, flow, key strin
 }
 
 func TestReplayLeavesOutOtherInstancesAliasRows(t *testing.T) {
-	store := &apitest.Store{}
+	store := &storagetest.Memory{}
 	seedReplay(t, store)
 	var out bytes.Buffer
 	sum, err := replay(context.Background(), strayReader{store}, loadNew(t), replayOptions{At: rNow}, &out)
@@ -212,7 +212,7 @@ func TestReplayLeavesOutOtherInstancesAliasRows(t *testing.T) {
 // passed meanwhile count on both sides). The new definitions, evaluated later, also turn the
 // instances whose old deadline passed meanwhile (C) back to running.
 func TestReplaySameDefinitionsLater(t *testing.T) {
-	store := &apitest.Store{}
+	store := &storagetest.Memory{}
 	seedReplay(t, store)
 	flows, probs := model.Parse("old.yaml", []byte(oldFlows))
 	if len(probs) > 0 {

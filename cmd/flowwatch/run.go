@@ -35,6 +35,9 @@ type stringList []string
 func (s *stringList) String() string     { return strings.Join(*s, ",") }
 func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 
+// defaultRunRetention is the flow exporter's default: 30 days.
+const defaultRunRetention = 30 * 24 * time.Hour
+
 // runOptions are the flags of `flowwatch run` (the names are a contract).
 type runOptions struct {
 	flows, data, otlpGRPC, otlpHTTP, http string
@@ -45,6 +48,9 @@ type runOptions struct {
 	traceURL                              string
 	operatorAPI                           bool
 	summaryEvery                          time.Duration
+	// retention is how long the store keeps rows (whole days; 0 keeps them): the in-process
+	// collector's exporter applies it, as the schema's owner.
+	retention time.Duration
 	// webhookSecret signs webhooks (alerts and the webhook sink's commands); default from
 	// FLOWWATCH_WEBHOOK_SECRET, so that it stays out of the process list.
 	webhookSecret string
@@ -69,6 +75,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*runOptions, error) {
 	fs.StringVar(&o.traceURL, "trace-url", "", "link template of one trace in the console, e.g. 'https://jaeger.example/trace/{trace_id}'")
 	fs.BoolVar(&o.operatorAPI, "operator-api", false, "serve the operator actions (cancel, unblock) and show their buttons in the console")
 	fs.DurationVar(&o.summaryEvery, "summary", 5*time.Second, "live summary interval (0 = off)")
+	fs.DurationVar(&o.retention, "retention", defaultRunRetention, "how long the store keeps rows: whole days, e.g. 720h or 0 to keep them all")
 	fs.StringVar(&o.webhookSecret, "webhook-secret", "", "Standard Webhooks secret (whsec_<base64>) that signs --webhook deliveries and that the demo's webhook requires (default $FLOWWATCH_WEBHOOK_SECRET)")
 	o.logs.register(fs, "warn")
 	if err := fs.Parse(args); err != nil {
@@ -93,6 +100,9 @@ func parseRunFlags(args []string, stderr io.Writer) (*runOptions, error) {
 	}
 	if o.tick <= 0 {
 		return nil, errors.New("--tick must be greater than zero")
+	}
+	if o.retention < 0 || o.retention%(24*time.Hour) != 0 {
+		return nil, fmt.Errorf("--retention must be 0 or a whole number of days (24h multiples), got %s", o.retention)
 	}
 	if err := o.consoleConfig().Validate(); err != nil {
 		return nil, fmt.Errorf("--trace-url: %w", err)
@@ -211,6 +221,8 @@ func allInOne(ctx context.Context, o *runOptions, stdout io.Writer, log *slog.Lo
 		return err
 	}
 	defer st.Close()
+	// The tables exist already (the collector's exporter applied the schema and owns the
+	// retention); this reader's Migrate is a no-op that never changes their retention.
 	if err := st.Migrate(ctx); err != nil {
 		return fmt.Errorf("create schema: %w", err)
 	}
@@ -398,6 +410,7 @@ exporters:
   flow:
     path: ` + q(filepath.Join(data, "store")) + `
     create_schema: true
+    retention: ` + o.retention.String() + `
     timeout: 10s
     sending_queue:
       storage: file_storage

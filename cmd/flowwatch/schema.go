@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -68,6 +69,14 @@ func runSchema(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	defer s.Close()
 	if err := s.Migrate(ctx); err != nil {
+		fmt.Fprintf(stderr, "flowwatch schema: %v\n", err)
+		return 1
+	}
+	// The schema step owns the retention: it makes existing tables match too.
+	switch err := s.SetRetention(ctx, *retention); {
+	case errors.Is(err, storage.ErrUnsupported):
+		fmt.Fprintf(stderr, "flowwatch schema: %v: the tables keep every row\n", err)
+	case err != nil:
 		fmt.Fprintf(stderr, "flowwatch schema: %v\n", err)
 		return 1
 	}

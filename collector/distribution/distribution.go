@@ -1,18 +1,23 @@
-// Package distribution is the `flowwatch collector`: an OpenTelemetry Collector built from
-// the components flowwatch ships. Components is the one place that lists them; Run is the
-// command line. It owns no pipeline logic of its own: configuration decides the pipelines.
+// Package distribution is the `flowwatch collector`: an OpenTelemetry Collector made of the
+// components flowwatch ships and the core and contrib ones its configurations use. The
+// component lists below and the Builder manifest builder-config.yaml (the same distribution,
+// built by the OpenTelemetry Collector Builder) name the same components; Run is the command
+// line. It owns no pipeline logic of its own: configuration decides the pipelines.
 package distribution
 
 import (
 	"context"
+	_ "embed"
 	"errors"
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 
 	"github.com/open-telemetry/opentelemetry-collector-contrib/extension/healthcheckextension"
 	"github.com/open-telemetry/opentelemetry-collector-contrib/extension/pprofextension"
 	"github.com/open-telemetry/opentelemetry-collector-contrib/extension/storage/filestorage"
+	"github.com/open-telemetry/opentelemetry-collector-contrib/processor/resourceprocessor"
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/confmap"
 	"go.opentelemetry.io/collector/confmap/provider/envprovider"
@@ -20,6 +25,8 @@ import (
 	"go.opentelemetry.io/collector/confmap/provider/yamlprovider"
 	"go.opentelemetry.io/collector/exporter"
 	"go.opentelemetry.io/collector/exporter/debugexporter"
+	"go.opentelemetry.io/collector/exporter/otlpexporter"
+	"go.opentelemetry.io/collector/exporter/otlphttpexporter"
 	"go.opentelemetry.io/collector/extension"
 	"go.opentelemetry.io/collector/extension/zpagesextension"
 	"go.opentelemetry.io/collector/otelcol"
@@ -29,53 +36,108 @@ import (
 	"go.opentelemetry.io/collector/receiver"
 	"go.opentelemetry.io/collector/receiver/otlpreceiver"
 	"go.opentelemetry.io/collector/service/telemetry/otelconftelemetry"
+	"gopkg.in/yaml.v3"
 
 	"github.com/flowwatch/flowwatch/collector/flowexporter"
 	"github.com/flowwatch/flowwatch/collector/flowprocessor"
 )
 
-// The component factories of the distribution. Add a component here and nowhere else.
-func receiverFactories() []receiver.Factory {
-	return []receiver.Factory{
-		otlpreceiver.NewFactory(),
-	}
+// part is one component of the distribution: its factory and the Go module that
+// provides it, as the Builder manifest (builder-config.yaml) lists it.
+type part[F any] struct {
+	module  string
+	factory func() F
 }
 
-func processorFactories() []processor.Factory {
-	return []processor.Factory{
-		memorylimiterprocessor.NewFactory(),
-		batchprocessor.NewFactory(),
-		flowprocessor.NewFactory(),
+// The components of the distribution. Add a component here and in builder-config.yaml
+// (TestManifestMatchesComponents keeps the two in step).
+var (
+	receivers = []part[receiver.Factory]{
+		{"go.opentelemetry.io/collector/receiver/otlpreceiver", otlpreceiver.NewFactory},
 	}
+	processors = []part[processor.Factory]{
+		{"go.opentelemetry.io/collector/processor/memorylimiterprocessor", memorylimiterprocessor.NewFactory},
+		{"go.opentelemetry.io/collector/processor/batchprocessor", batchprocessor.NewFactory},
+		{"github.com/open-telemetry/opentelemetry-collector-contrib/processor/resourceprocessor", resourceprocessor.NewFactory},
+		{"github.com/flowwatch/flowwatch/collector/flowprocessor", flowprocessor.NewFactory},
+	}
+	exporters = []part[exporter.Factory]{
+		{"go.opentelemetry.io/collector/exporter/debugexporter", debugexporter.NewFactory},
+		{"go.opentelemetry.io/collector/exporter/otlpexporter", otlpexporter.NewFactory},
+		{"go.opentelemetry.io/collector/exporter/otlphttpexporter", otlphttpexporter.NewFactory},
+		{"github.com/flowwatch/flowwatch/collector/flowexporter", flowexporter.NewFactory},
+	}
+	extensions = []part[extension.Factory]{
+		{"github.com/open-telemetry/opentelemetry-collector-contrib/extension/storage/filestorage", filestorage.NewFactory},
+		{"github.com/open-telemetry/opentelemetry-collector-contrib/extension/healthcheckextension", healthcheckextension.NewFactory},
+		{"github.com/open-telemetry/opentelemetry-collector-contrib/extension/pprofextension", pprofextension.NewFactory},
+		{"go.opentelemetry.io/collector/extension/zpagesextension", zpagesextension.NewFactory},
+	}
+)
+
+// made makes the factories of cs, and the map of their modules ("path version", as a
+// Builder-made collector reports them).
+func made[F interface{ Type() component.Type }](cs []part[F]) ([]F, map[component.Type]string) {
+	fs := make([]F, len(cs))
+	modules := make(map[component.Type]string, len(cs))
+	for i, c := range cs {
+		fs[i] = c.factory()
+		modules[fs[i].Type()] = moduleVersion(c.module)
+	}
+	return fs, modules
 }
 
-func exporterFactories() []exporter.Factory {
-	return []exporter.Factory{
-		debugexporter.NewFactory(),
-		flowexporter.NewFactory(),
-	}
-}
+// manifest is the Builder manifest of the distribution: the modules of its components, at
+// the versions this binary is built with (TestManifestMatchesComponents holds them to go.mod).
+//
+//go:embed builder-config.yaml
+var manifest []byte
 
-func extensionFactories() []extension.Factory {
-	return []extension.Factory{
-		filestorage.NewFactory(),
-		healthcheckextension.NewFactory(),
-		pprofextension.NewFactory(),
-		zpagesextension.NewFactory(),
+// manifestModules maps each module path of the manifest to its "path version".
+var manifestModules = sync.OnceValue(func() map[string]string {
+	var m map[string]any
+	if err := yaml.Unmarshal(manifest, &m); err != nil {
+		panic(fmt.Sprintf("builder-config.yaml: %v", err)) // embedded at build time; its tests parse it
 	}
+	out := map[string]string{}
+	for _, kind := range []string{"receivers", "processors", "exporters", "extensions", "providers"} {
+		list, _ := m[kind].([]any)
+		for _, e := range list {
+			entry, _ := e.(map[string]any)
+			gomod, _ := entry["gomod"].(string)
+			if path, _, ok := strings.Cut(gomod, " "); ok {
+				out[path] = gomod
+			}
+		}
+	}
+	return out
+})
+
+// moduleVersion is "path version" of a component's module, as the manifest names it (and a
+// Builder-made collector reports it), or the path alone when the manifest lacks it.
+func moduleVersion(path string) string {
+	if m, ok := manifestModules()[path]; ok {
+		return m
+	}
+	return path
 }
 
 // Components returns the factories of the flowwatch collector.
 func Components() (otelcol.Factories, error) {
 	var errs, err error
 	f := otelcol.Factories{Telemetry: otelconftelemetry.NewFactory()}
-	f.Receivers, err = otelcol.MakeFactoryMap(receiverFactories()...)
+	rs, rm := made(receivers)
+	ps, pm := made(processors)
+	es, em := made(exporters)
+	xs, xm := made(extensions)
+	f.ReceiverModules, f.ProcessorModules, f.ExporterModules, f.ExtensionModules = rm, pm, em, xm
+	f.Receivers, err = otelcol.MakeFactoryMap(rs...)
 	errs = errors.Join(errs, err)
-	f.Processors, err = otelcol.MakeFactoryMap(processorFactories()...)
+	f.Processors, err = otelcol.MakeFactoryMap(ps...)
 	errs = errors.Join(errs, err)
-	f.Exporters, err = otelcol.MakeFactoryMap(exporterFactories()...)
+	f.Exporters, err = otelcol.MakeFactoryMap(es...)
 	errs = errors.Join(errs, err)
-	f.Extensions, err = otelcol.MakeFactoryMap(extensionFactories()...)
+	f.Extensions, err = otelcol.MakeFactoryMap(xs...)
 	errs = errors.Join(errs, err)
 	if errs != nil {
 		return otelcol.Factories{}, fmt.Errorf("build collector components: %w", errs)

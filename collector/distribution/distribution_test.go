@@ -39,10 +39,12 @@ func TestComponents(t *testing.T) {
 	for _, r := range []string{"otlp"} {
 		assert.Contains(t, f.Receivers, component.MustNewType(r))
 	}
-	for _, p := range []string{"memory_limiter", "batch", "flow"} {
+	for _, p := range []string{"memory_limiter", "batch", "resource", "flow"} {
 		assert.Contains(t, f.Processors, component.MustNewType(p))
 	}
-	assert.Contains(t, f.Exporters, component.MustNewType("debug"))
+	for _, e := range []string{"debug", "otlp", "otlphttp", "flow"} {
+		assert.Contains(t, f.Exporters, component.MustNewType(e))
+	}
 	for _, e := range []string{"file_storage", "health_check", "pprof", "zpages"} {
 		assert.Contains(t, f.Extensions, component.MustNewType(e))
 	}

@@ -11,6 +11,7 @@ import (
 	"go.opentelemetry.io/collector/config/configopaque"
 	"go.opentelemetry.io/collector/config/configoptional"
 	"go.opentelemetry.io/collector/config/configretry"
+	"go.opentelemetry.io/collector/config/configtls"
 	"go.opentelemetry.io/collector/exporter/exporterhelper"
 )
 
@@ -25,7 +26,7 @@ type Config struct {
 	configretry.BackOffConfig `mapstructure:"retry_on_failure"`
 
 	// Endpoint is a ClickHouse server DSN over the native protocol:
-	// clickhouse://host:9000[,host2:9000][/database][?secure=true].
+	// clickhouse://host:9000[,host2:9000][/database]. TLS is TLS's (below), not the DSN's.
 	Endpoint string `mapstructure:"endpoint"`
 	// Path is the data folder of the embedded store (chDB, in this process).
 	Path string `mapstructure:"path"`
@@ -36,19 +37,20 @@ type Config struct {
 	// Username and Password override the DSN's.
 	Username string              `mapstructure:"username"`
 	Password configopaque.String `mapstructure:"password"`
-	// TLS connects with TLS; CAFile (PEM) adds the authorities of the server's certificate;
-	// InsecureSkipVerify skips the certificate check (tests only).
-	TLS                bool   `mapstructure:"tls"`
-	CAFile             string `mapstructure:"ca_file"`
-	InsecureSkipVerify bool   `mapstructure:"insecure_skip_verify"`
+	// TLS is the server connection's TLS, as every collector client takes it (configtls):
+	// TLS unless `insecure: true`; ca_file (or ca_pem) for the server's authorities, with
+	// include_system_ca_certs_pool; cert_file and key_file for a client certificate (mTLS);
+	// insecure_skip_verify, server_name_override, min_version, reload_interval, …
+	TLS configtls.ClientConfig `mapstructure:"tls"`
 	// DialTimeout and ReadTimeout bound connecting to and every read from the server.
 	DialTimeout time.Duration `mapstructure:"dial_timeout"`
 	ReadTimeout time.Duration `mapstructure:"read_timeout"`
 	// CreateSchema applies the schema migrations on start (and on first contact with a
 	// server that was down at start).
 	CreateSchema bool `mapstructure:"create_schema"`
-	// Retention drops stored rows older than this (whole days; 0 keeps everything). It is
-	// written into the tables' TTL when the schema is created.
+	// Retention drops stored rows older than this (whole days; 0 keeps everything). With
+	// CreateSchema the exporter is the schema's owner: it sets the tables' TTL to this on
+	// start, existing tables included (storage.Store.SetRetention); without, it leaves it.
 	Retention time.Duration `mapstructure:"retention"`
 	// A row keeps of its item only what a checkpoint needs, as strings, bounded; every cut is
 	// counted (otelcol_exporter_flow_cut_values, otelcol_exporter_flow_dropped_attributes).
@@ -91,9 +93,12 @@ func (c *Config) Validate() error {
 		} else if u.Scheme != "clickhouse" && u.Scheme != "tcp" {
 			errs = append(errs, fmt.Errorf("'endpoint' scheme %q: only the native protocol (clickhouse:// or tcp://) is supported", u.Scheme))
 		}
+		if err == nil && (u.Query().Has("secure") || u.Query().Has("skip_verify")) {
+			errs = append(errs, errors.New("'endpoint': TLS is set by 'tls' (on unless 'tls.insecure: true'), not by the DSN's secure or skip_verify"))
+		}
 	}
-	if (c.TLS || c.CAFile != "" || c.InsecureSkipVerify) && c.Path != "" {
-		errs = append(errs, errors.New("'tls', 'ca_file' and 'insecure_skip_verify' apply to a server 'endpoint', not the embedded 'path'"))
+	if c.Path != "" && tlsSet(c.TLS) {
+		errs = append(errs, errors.New("'tls' applies to a server 'endpoint', not the embedded 'path'"))
 	}
 	if c.Cluster != "" && c.Path != "" {
 		errs = append(errs, errors.New("'cluster' needs a server 'endpoint', not the embedded 'path'"))
@@ -127,6 +132,12 @@ func (c *Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// tlsSet reports whether t says more than whether to use TLS: certificates, keys or checks.
+func tlsSet(t configtls.ClientConfig) bool {
+	return t.CAFile != "" || len(t.CAPem) > 0 || t.CertFile != "" || len(t.CertPem) > 0 || t.KeyFile != "" ||
+		len(t.KeyPem) > 0 || t.InsecureSkipVerify || t.ServerName != ""
 }
 
 // redact hides a DSN's password in messages.

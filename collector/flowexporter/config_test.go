@@ -46,6 +46,11 @@ func TestLoadConfig(t *testing.T) {
 		cfg, err := load(t, component.NewIDWithName(metadata.Type, "server"))
 		require.NoError(t, err)
 		assert.Equal(t, "main", cfg.Cluster)
+		assert.False(t, cfg.TLS.Insecure, "TLS unless tls.insecure")
+		assert.Equal(t, "/etc/flowwatch/clickhouse-ca.crt", cfg.TLS.CAFile)
+		assert.Equal(t, "/etc/flowwatch/collector.crt", cfg.TLS.CertFile)
+		assert.Equal(t, "/etc/flowwatch/collector.key", cfg.TLS.KeyFile)
+		assert.Equal(t, "1.3", cfg.TLS.MinVersion)
 		assert.Equal(t, "writer", cfg.Username)
 		assert.Equal(t, "s3cret", string(cfg.Password))
 		assert.False(t, cfg.CreateSchema)
@@ -71,6 +76,8 @@ func TestLoadConfig(t *testing.T) {
 		for _, want := range []string{
 			"'endpoint' and 'path' are exclusive: give one store",
 			`'endpoint' scheme "http": only the native protocol (clickhouse:// or tcp://) is supported`,
+			"'endpoint': TLS is set by 'tls' (on unless 'tls.insecure: true'), not by the DSN's secure or skip_verify",
+			"'tls' applies to a server 'endpoint', not the embedded 'path'",
 			"'retention' must be 0 or a whole number of days (24h multiples), got 36h0m0s",
 			"'read_timeout' must not be negative",
 			"'max_key_bytes' must be greater than zero",

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 
 	"go.opentelemetry.io/collector/component"
@@ -36,6 +37,11 @@ type flowExporter struct {
 	mu       sync.Mutex
 	store    storage.Store
 	migrated bool
+
+	// writtenAttrs are the attribute sets of the written-rows counter, by flow and checkpoint,
+	// made once each (flows and checkpoints are the definitions', so few).
+	writtenMu    sync.Mutex
+	writtenAttrs map[[2]string]metric.AddOption
 }
 
 func newFlowExporter(set exporter.Settings, cfg *Config) (*flowExporter, error) {
@@ -54,22 +60,25 @@ func newFlowExporter(set exporter.Settings, cfg *Config) (*flowExporter, error) 
 }
 
 // openStore opens the configured store.
-func openStore(ctx context.Context, cfg *Config, logger *zap.Logger) (storage.Store, error) {
+func openStore(ctx context.Context, cfg *Config, _ *zap.Logger) (storage.Store, error) {
 	o := storage.Options{
-		Database:           cfg.Database,
-		Cluster:            cfg.Cluster,
-		RetentionDays:      int(cfg.Retention / day),
-		Username:           cfg.Username,
-		Password:           string(cfg.Password),
-		TLS:                cfg.TLS,
-		CAFile:             cfg.CAFile,
-		InsecureSkipVerify: cfg.InsecureSkipVerify,
-		DialTimeout:        cfg.DialTimeout,
-		ReadTimeout:        cfg.ReadTimeout,
+		Database:      cfg.Database,
+		Cluster:       cfg.Cluster,
+		RetentionDays: int(cfg.Retention / day),
+		Username:      cfg.Username,
+		Password:      string(cfg.Password),
+		DialTimeout:   cfg.DialTimeout,
+		ReadTimeout:   cfg.ReadTimeout,
 	}
 	if cfg.Path != "" {
 		return storage.OpenEmbedded(ctx, cfg.Path, o)
 	}
+	// nil when tls.insecure: plaintext.
+	tlsConfig, err := cfg.TLS.LoadTLSConfig(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("flow exporter 'tls': %w", err)
+	}
+	o.TLSConfig = tlsConfig
 	return storage.OpenServer(ctx, cfg.Endpoint, o)
 }
 
@@ -103,8 +112,17 @@ func (e *flowExporter) ensureStore(ctx context.Context) (storage.Store, error) {
 		if err := e.store.Migrate(ctx); err != nil {
 			return nil, fmt.Errorf("create flow schema: %w", err)
 		}
+		// The schema step owns the retention (readers never change it): the exporter with
+		// create_schema is one, so existing tables take its retention too.
+		days := int(e.cfg.Retention / day)
+		switch err := e.store.SetRetention(ctx, days); {
+		case errors.Is(err, storage.ErrUnsupported):
+			e.logger.Warn("flow exporter: the store's tables have no retention (ClickHouse 18.16 legacy tables)", zap.Error(err))
+		case err != nil:
+			return nil, fmt.Errorf("set flow store retention: %w", err)
+		}
 		e.migrated = true
-		e.logger.Info("flow exporter: schema ready")
+		e.logger.Info("flow exporter: schema ready", zap.Int("retention_days", days))
 	}
 	return e.store, nil
 }
@@ -188,6 +206,46 @@ func (e *flowExporter) push(ctx context.Context, r xexporterhelper.Request) erro
 	if err != nil {
 		return err
 	}
+	e.countWritten(ctx, &req.rows)
 	e.logger.Debug("flow exporter: batch written", zap.Int("rows", req.rows.Len()), zap.Int("aliases", req.rows.AliasCount()))
 	return nil
+}
+
+// maxWrittenAttrs bounds the flow and checkpoint pairs the written-rows counter tells apart;
+// past it (more than any set of definitions has), rows count under flow and checkpoint "_other".
+const maxWrittenAttrs = 10_000
+
+// countWritten counts a written batch's rows by flow and checkpoint: one Add per pair and
+// batch, off the path that receives telemetry (the queue's consumers write batches).
+func (e *flowExporter) countWritten(ctx context.Context, b *storage.EventBatch) {
+	counts := map[[2]string]int64{}
+	for i := 0; i < b.Len(); i++ {
+		r := b.Row(i)
+		counts[[2]string{r.Flow, r.Checkpoint}]++
+	}
+	for k, n := range counts {
+		e.tel.ExporterFlowWrittenRows.Add(ctx, n, e.writtenAttr(k))
+	}
+}
+
+func (e *flowExporter) writtenAttr(k [2]string) metric.AddOption {
+	e.writtenMu.Lock()
+	defer e.writtenMu.Unlock()
+	if a, ok := e.writtenAttrs[k]; ok {
+		return a
+	}
+	if e.writtenAttrs == nil {
+		e.writtenAttrs = map[[2]string]metric.AddOption{}
+	}
+	if len(e.writtenAttrs) >= maxWrittenAttrs {
+		k = [2]string{"_other", "_other"}
+		if a, ok := e.writtenAttrs[k]; ok {
+			return a
+		}
+	}
+	// The batch's strings may live in memory the batch reuses: the key keeps copies.
+	k = [2]string{strings.Clone(k[0]), strings.Clone(k[1])}
+	a := metric.WithAttributeSet(attribute.NewSet(attribute.String("flow", k[0]), attribute.String("checkpoint", k[1])))
+	e.writtenAttrs[k] = a
+	return a
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/flowwatch/flowwatch/collector/flowexporter/internal/metadata"
 	"github.com/flowwatch/flowwatch/internal/testsvc"
 	"github.com/flowwatch/flowwatch/storage"
+	"github.com/flowwatch/flowwatch/storage/storagetest"
 )
 
 // chDB allows one data folder per process: the embedded tests share it, one database each.
@@ -227,4 +228,109 @@ func tr2(c *converter, tid pcommon.TraceID, sid pcommon.SpanID) string {
 		c.ids(pcommon.TraceID{9, 9, 9}, pcommon.SpanID{7, 7})
 	}
 	return first[:32]
+}
+
+// The exporter with create_schema is the schema's owner: it gives existing tables its
+// retention (another process created them with another one); without create_schema it leaves
+// the store alone.
+func TestExporterOwnsRetentionWithCreateSchema(t *testing.T) {
+	ctx := context.Background()
+	cfg := NewFactory().CreateDefaultConfig().(*Config)
+	cfg.Path = embeddedDir
+	cfg.Database = "exporter_retention"
+	cfg.Retention = 7 * day
+	s := openForTest(t, cfg)
+	require.NoError(t, s.Migrate(ctx))
+	require.NoError(t, s.SetRetention(ctx, 3))
+
+	start := func(cfg *Config) {
+		te, err := NewFactory().CreateTraces(ctx, exportertest.NewNopSettings(metadata.Type), cfg)
+		require.NoError(t, err)
+		require.NoError(t, te.Start(ctx, componenttest.NewNopHost()))
+		require.NoError(t, te.Shutdown(ctx))
+	}
+	retention := func() map[string]int {
+		r, err := s.Retention(ctx)
+		require.NoError(t, err)
+		return r
+	}
+	noSchema := *cfg
+	noSchema.CreateSchema = false
+	start(&noSchema)
+	assert.Equal(t, storagetest.EveryTable(3), retention(), "an exporter without create_schema changed the retention")
+	start(cfg)
+	assert.Equal(t, storagetest.EveryTable(7), retention(), "the exporter's retention")
+}
+
+// TLS through the collector's configtls: a server whose TLS port requires client certificates
+// (mutual TLS) takes the exporter's rows with its certificate, and refuses it without; TLS is
+// on unless tls.insecure, as for every collector client.
+func TestExporterTLS(t *testing.T) {
+	ctx := context.Background()
+	ch := testsvc.MTLSClickHouseT(t)
+	certFile, keyFile, err := ch.PKI.Issue("flow-exporter", false)
+	require.NoError(t, err)
+	cfg := NewFactory().CreateDefaultConfig().(*Config)
+	cfg.Endpoint = strings.Replace(ch.TLSDSN(), "clickhouse://default@", "clickhouse://", 1)
+	cfg.Database = "exporter_tls"
+	cfg.DialTimeout, cfg.ReadTimeout = 2*time.Second, 5*time.Second
+	cfg.TLS.CAFile = ch.PKI.CAFile
+	cfg.TLS.CertFile, cfg.TLS.KeyFile = certFile, keyFile
+	require.NoError(t, cfg.Validate())
+
+	s := openForTest(t, cfg)
+	require.NoError(t, s.Migrate(ctx))
+	require.NoError(t, s.WriteEvents(ctx, []storage.CheckpointEvent{{Tenant: "acme", Flow: "order", Checkpoint: "placed", Key: "o-tls", Time: base}}))
+	got, err := s.InstanceEvents(ctx, "acme", "order", "o-tls")
+	require.NoError(t, err)
+	assert.Len(t, got, 1, "a row written over mutual TLS")
+
+	for name, change := range map[string]func(c *Config){
+		"no client certificate":              func(c *Config) { c.TLS.CertFile, c.TLS.KeyFile = "", "" },
+		"the server's authority not trusted": func(c *Config) { c.TLS.CAFile = "" },
+		"plaintext to the TLS port":          func(c *Config) { c.TLS.Insecure, c.TLS.CAFile, c.TLS.CertFile, c.TLS.KeyFile = true, "", "", "" },
+		"TLS to the plaintext port": func(c *Config) {
+			c.Endpoint = strings.Replace(ch.DSN(), "clickhouse://default@", "clickhouse://", 1)
+		},
+	} {
+		bad := *cfg
+		change(&bad)
+		_, err := openStore(ctx, &bad, nil)
+		assert.Error(t, err, "%s: the store opened", name)
+	}
+}
+
+// The rows written are counted by flow and checkpoint (otelcol_exporter_flow_written_rows), once
+// they are in the store.
+func TestWrittenRowsCountedByFlowAndCheckpoint(t *testing.T) {
+	ctx := context.Background()
+	cfg := NewFactory().CreateDefaultConfig().(*Config)
+	cfg.Path = embeddedDir
+	cfg.Database = "exporter_written"
+	cfg.QueueConfig = configoptional.None[exporterhelper.QueueBatchConfig]()
+	tel := componenttest.NewTelemetry()
+	t.Cleanup(func() { require.NoError(t, tel.Shutdown(ctx)) })
+	set := exportertest.NewNopSettings(metadata.Type)
+	set.TelemetrySettings = tel.NewTelemetrySettings()
+	te, err := NewFactory().CreateTraces(ctx, set, cfg)
+	require.NoError(t, err)
+	require.NoError(t, te.Start(ctx, componenttest.NewNopHost()))
+	t.Cleanup(func() { require.NoError(t, te.Shutdown(ctx)) })
+
+	td := ptrace.NewTraces()
+	for i := range 3 {
+		annotatedSpan(td, "orders", "POST /orders", base.Add(time.Duration(i)*time.Second), byte(i), uint64(i)+1,
+			flowattr.Match{Flow: "order", Checkpoint: "placed", Key: fmt.Sprintf("o-%d", i), KeyAttr: "order.id", Tenant: "acme"})
+	}
+	annotatedSpan(td, "payments", "authorize", base, 7, 7,
+		flowattr.Match{Flow: "payment", Checkpoint: "authorized", Key: "p-1", KeyAttr: "payment.id", Tenant: "acme"},
+		flowattr.Match{Flow: "order", Key: "o-1", KeyAttr: "order.id", Tenant: "acme"}) // an error note of o-1
+	require.NoError(t, te.ConsumeTraces(ctx, td))
+
+	const name = "otelcol_exporter_flow_written_rows"
+	assert.Equal(t, int64(5), counted(t, tel, name, "", ""))
+	assert.Equal(t, int64(4), counted(t, tel, name, "flow", "order"))
+	assert.Equal(t, int64(3), counted(t, tel, name, "checkpoint", "placed"))
+	assert.Equal(t, int64(1), counted(t, tel, name, "checkpoint", "authorized"))
+	assert.Equal(t, int64(1), counted(t, tel, name, "checkpoint", ""), "the error note")
 }

@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/config/configoptional"
 	"go.opentelemetry.io/collector/config/configretry"
+	"go.opentelemetry.io/collector/config/configtls"
 	"go.opentelemetry.io/collector/consumer"
 	"go.opentelemetry.io/collector/exporter"
 	"go.opentelemetry.io/collector/exporter/exporterhelper"
@@ -66,6 +67,7 @@ func createDefaultConfig() component.Config {
 		TimeoutConfig:      exporterhelper.NewDefaultTimeoutConfig(),
 		QueueConfig:        configoptional.Some(defaultQueueConfig()),
 		BackOffConfig:      configretry.NewDefaultBackOffConfig(),
+		TLS:                configtls.NewDefaultClientConfig(),
 		CreateSchema:       defaultCreateSchema,
 		Retention:          defaultRetention,
 		ReadTimeout:        defaultReadTimeout,

@@ -36,6 +36,7 @@ func loadBatch(n, size int) ptrace.Traces {
 func serverConfig(ch *testsvc.ClickHouse, db string) *Config {
 	cfg := NewFactory().CreateDefaultConfig().(*Config)
 	cfg.Endpoint = ch.DSN()
+	cfg.TLS.Insecure = true // the plaintext port
 	cfg.Database = db
 	cfg.DialTimeout = 500 * time.Millisecond
 	cfg.ReadTimeout = 5 * time.Second

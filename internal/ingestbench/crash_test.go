@@ -41,7 +41,7 @@ const (
 var exampleConfig = filepath.Join("..", "..", "examples", "collector.yaml")
 
 // exampleArgs runs examples/collector.yaml as it is, but for what a test machine must choose:
-// the loopback addresses, the folders, and the store (store is the flow exporter's endpoint
+// the loopback addresses, the folders, the raw traces' backend, and the store (store is the flow exporter's endpoint
 // DSN, or "" for the embedded store in the collector's folder).
 func exampleArgs(tb testing.TB, col *collector, flowsDir, store string) []string {
 	tb.Helper()
@@ -57,12 +57,14 @@ func exampleArgs(tb testing.TB, col *collector, flowsDir, store string) []string
 		"extensions::file_storage::directory: " + q(filepath.Join(col.dir, "queue")),
 		"processors::flow::flows: [" + q(flowsDir) + "]",
 		"service::telemetry::logs::level: warn",
+		// The raw traces' backend is no part of these tests: the debug exporter stands in.
+		"service::pipelines::traces/raw::exporters: [debug]",
 		"service::telemetry::metrics::readers: [{pull: {exporter: {prometheus: {host: 127.0.0.1, port: " + strconv.Itoa(col.metricsPort) + "}}}}]",
 	}
 	if store == "" {
 		set = append(set, "exporters::flow::path: "+q(filepath.Join(col.dir, "store")))
 	} else {
-		set = append(set, `exporters::flow::path: ""`, "exporters::flow::endpoint: "+q(store), "exporters::flow::database: "+crashDatabase)
+		set = append(set, `exporters::flow::path: ""`, "exporters::flow::endpoint: "+q(store), "exporters::flow::tls::insecure: true", "exporters::flow::database: "+crashDatabase)
 	}
 	args := []string{"--config", "file:" + example}
 	for _, s := range set {

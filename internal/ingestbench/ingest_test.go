@@ -220,7 +220,7 @@ func writeBenchConfig(tb testing.TB, col *collector, r ingestRun) string {
 	q := strconv.Quote
 	store := "path: " + q(filepath.Join(col.dir, "store"))
 	if r.dsn != "" {
-		store = "endpoint: " + q(r.dsn) + "\n    database: " + benchDatabase
+		store = "endpoint: " + q(r.dsn) + "\n    tls: { insecure: true }\n    database: " + benchDatabase
 	}
 	// The exporter's sending queue: exporterhelper's default (in memory), or on disk through
 	// file_storage as the shipped configurations and `flowwatch run` have it.

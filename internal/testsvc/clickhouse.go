@@ -46,8 +46,11 @@ type ClickHouse struct {
 	// 127.0.0.1 (CertFile).
 	TLSPort  int
 	CertFile string
-	cmd      *exec.Cmd
-	done     chan error
+	// PKI, when set before the server starts (StartMTLSClickHouse), issues the server's
+	// certificate and signs the client certificates the TLS port requires (mutual TLS).
+	PKI  *PKI
+	cmd  *exec.Cmd
+	done chan error
 }
 
 // FreePort returns a loopback TCP port nobody listens on right now.
@@ -63,6 +66,16 @@ func FreePort() (int, error) {
 // StartClickHouse writes a config into dir and starts a server on free ports, returning once
 // it answers /ping. Stop it with Stop (or Kill).
 func StartClickHouse(ctx context.Context, dir string) (*ClickHouse, error) {
+	return startClickHouse(ctx, dir, false)
+}
+
+// StartMTLSClickHouse is StartClickHouse with a TLS port that requires a client certificate
+// signed by the server's PKI (in dir/pki): c.PKI.Issue makes one.
+func StartMTLSClickHouse(ctx context.Context, dir string) (*ClickHouse, error) {
+	return startClickHouse(ctx, dir, true)
+}
+
+func startClickHouse(ctx context.Context, dir string, mutual bool) (*ClickHouse, error) {
 	if _, err := os.Stat(ClickHouseBinary); err != nil {
 		return nil, fmt.Errorf("start clickhouse: %s missing (run `make deps`): %w", ClickHouseBinary, err)
 	}
@@ -86,6 +99,14 @@ func StartClickHouse(ctx context.Context, dir string) (*ClickHouse, error) {
 	c := &ClickHouse{Dir: dir, TCPPort: tcp, HTTPPort: httpPort, TLSPort: tlsPort}
 	if tlsPort == tcp || tlsPort == httpPort {
 		return nil, fmt.Errorf("start clickhouse: free ports collided, try again")
+	}
+	if mutual {
+		if err := os.MkdirAll(filepath.Join(dir, "pki"), 0o755); err != nil {
+			return nil, fmt.Errorf("start clickhouse: %w", err)
+		}
+		if c.PKI, err = NewPKI(filepath.Join(dir, "pki")); err != nil {
+			return nil, fmt.Errorf("start clickhouse: %w", err)
+		}
 	}
 	if err := c.writeConfig(); err != nil {
 		return nil, err
@@ -149,7 +170,14 @@ func (c *ClickHouse) writeConfig() error {
 	}
 	c.CertFile = filepath.Join(c.Dir, "server.crt")
 	keyFile := filepath.Join(c.Dir, "server.key")
-	if err := writeSelfSigned(c.CertFile, keyFile); err != nil {
+	verify := "<verificationMode>none</verificationMode>"
+	if c.PKI != nil {
+		var err error
+		if c.CertFile, keyFile, err = c.PKI.Issue("clickhouse-server", true); err != nil {
+			return fmt.Errorf("start clickhouse: %w", err)
+		}
+		verify = "<verificationMode>strict</verificationMode>\n            <caConfig>" + c.PKI.CAFile + "</caConfig>"
+	} else if err := writeSelfSigned(c.CertFile, keyFile); err != nil {
 		return fmt.Errorf("start clickhouse: %w", err)
 	}
 	config := `<?xml version="1.0"?>
@@ -169,7 +197,7 @@ func (c *ClickHouse) writeConfig() error {
         <server>
             <certificateFile>` + c.CertFile + `</certificateFile>
             <privateKeyFile>` + keyFile + `</privateKeyFile>
-            <verificationMode>none</verificationMode>
+            ` + verify + `
             <loadDefaultCAFile>false</loadDefaultCAFile>
             <cacheSessions>true</cacheSessions>
             <disableProtocols>sslv2,sslv3</disableProtocols>
@@ -302,12 +330,18 @@ func (c *ClickHouse) signal(sig syscall.Signal, wait time.Duration) error {
 
 // ClickHouseT starts a server for test t in t.TempDir() and stops it when the test ends. It
 // fails (never skips) the test without the server binary: `make test` installs it.
-func ClickHouseT(t testing.TB) *ClickHouse {
+func ClickHouseT(t testing.TB) *ClickHouse { return clickHouseT(t, StartClickHouse) }
+
+// MTLSClickHouseT is ClickHouseT with a TLS port that requires client certificates (see
+// StartMTLSClickHouse).
+func MTLSClickHouseT(t testing.TB) *ClickHouse { return clickHouseT(t, StartMTLSClickHouse) }
+
+func clickHouseT(t testing.TB, start func(context.Context, string) (*ClickHouse, error)) *ClickHouse {
 	t.Helper()
 	if _, err := os.Stat(ClickHouseBinary); err != nil {
 		t.Fatalf("%s missing: `make deps` installs it", ClickHouseBinary)
 	}
-	c, err := StartClickHouse(context.Background(), t.TempDir())
+	c, err := start(context.Background(), t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

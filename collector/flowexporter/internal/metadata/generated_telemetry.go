@@ -21,6 +21,7 @@ func Tracer(settings component.TelemetrySettings) trace.Tracer {
 
 // The names of the exporter's own metrics.
 const (
+	MetricWrittenRows       = "otelcol_exporter_flow_written_rows"
 	MetricRejectedRows      = "otelcol_exporter_flow_rejected_rows"
 	MetricCutValues         = "otelcol_exporter_flow_cut_values"
 	MetricDroppedAttributes = "otelcol_exporter_flow_dropped_attributes"
@@ -30,6 +31,9 @@ const (
 // as defined in metadata and user config.
 type TelemetryBuilder struct {
 	meter metric.Meter
+	// ExporterFlowWrittenRows counts checkpoint rows written to the store, by flow and
+	// checkpoint (an error note's checkpoint is "").
+	ExporterFlowWrittenRows metric.Int64Counter
 	// ExporterFlowRejectedRows counts checkpoint rows not written because an identity (tenant,
 	// flow, key, alias value) or the time is missing, is not valid UTF-8 or is longer than
 	// max_key_bytes, by reason. The other rows of the batch are written.
@@ -65,6 +69,12 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 	}
 	builder.meter = Meter(settings)
 	var err, errs error
+	builder.ExporterFlowWrittenRows, err = builder.meter.Int64Counter(
+		MetricWrittenRows,
+		metric.WithDescription("Number of checkpoint rows written to the store, by flow and checkpoint [Alpha]"),
+		metric.WithUnit("{row}"),
+	)
+	errs = errors.Join(errs, err)
 	builder.ExporterFlowRejectedRows, err = builder.meter.Int64Counter(
 		MetricRejectedRows,
 		metric.WithDescription("Number of checkpoint rows not written because an identity or the time is missing, not valid UTF-8 or too long [Alpha]"),

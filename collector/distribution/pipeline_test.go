@@ -1,4 +1,4 @@
-package flowexporter_test
+package distribution_test
 
 import (
 	"context"
@@ -22,7 +22,6 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/flowwatch/flowwatch/collector/distribution"
-	"github.com/flowwatch/flowwatch/collector/flowexporter"
 	"github.com/flowwatch/flowwatch/internal/testsvc"
 	"github.com/flowwatch/flowwatch/storage"
 )
@@ -59,6 +58,14 @@ service:
       processors: [flow]
       exporters: [flow]
 `
+
+// chDB allows one data folder per process: the tests that run the collector on the embedded
+// store share this one, one database each.
+var embeddedDir string
+
+func TestMain(m *testing.M) {
+	os.Exit(testsvc.RunInChDBFolder(m, "flowwatch-distribution-chdb-", &embeddedDir))
+}
 
 // runCollector runs the flowwatch collector distribution in this process on the configuration
 // at path until the returned func stops it (and checks it stopped cleanly).
@@ -97,7 +104,7 @@ func TestCollectorWritesCheckpointRows(t *testing.T) {
 	require.NoError(t, err)
 	dir := t.TempDir()
 	path := filepath.Join(dir, "collector.yaml")
-	conf := strings.NewReplacer("{{grpc}}", strconv.Itoa(port), "{{flows}}", flows, "{{store}}", flowexporter.EmbeddedDirForTest()).Replace(e2eConfig)
+	conf := strings.NewReplacer("{{grpc}}", strconv.Itoa(port), "{{flows}}", flows, "{{store}}", embeddedDir).Replace(e2eConfig)
 	require.NoError(t, os.WriteFile(path, []byte(conf), 0o600))
 
 	stop := runCollector(t, path)
@@ -139,7 +146,7 @@ func TestCollectorWritesCheckpointRows(t *testing.T) {
 	lp.Logger("mailer").Emit(ctx, rec)
 	require.NoError(t, lp.Shutdown(ctx))
 
-	s, err := storage.OpenEmbedded(ctx, flowexporter.EmbeddedDirForTest(), storage.Options{Database: "e2e"})
+	s, err := storage.OpenEmbedded(ctx, embeddedDir, storage.Options{Database: "e2e"})
 	require.NoError(t, err)
 	defer s.Close()
 	var evs []storage.CheckpointEvent

@@ -1,4 +1,4 @@
-package flowexporter_test
+package distribution_test
 
 import (
 	"bufio"
@@ -43,6 +43,7 @@ processors:
 exporters:
   flow:
     endpoint: {{dsn}}
+    tls: { insecure: true }
     database: poison
     attributes: [deep] # a row keeps it: the poison pill reaches the queue
     dial_timeout: 500ms

@@ -1,0 +1,3 @@
+module github.com/flowwatch/flowwatch/internal/testctx
+
+go 1.26.5

@@ -1,0 +1,15 @@
+module github.com/flowwatch/flowwatch/model
+
+go 1.26.5
+
+require gopkg.in/yaml.v3 v3.0.1
+
+require (
+	github.com/flowwatch/flowwatch/internal/testctx v0.1.0
+	github.com/kr/pretty v0.3.1 // indirect
+	github.com/rogpeppe/go-internal v1.14.1 // indirect
+	gopkg.in/check.v1 v1.0.0-20201130134442-10cb98267c6c // indirect
+)
+
+// The modules of this repository, on one release train (see Makefile: MODULES).
+replace github.com/flowwatch/flowwatch/internal/testctx => ../internal/testctx
