@@ -189,7 +189,7 @@ func TestExplainWaitBoundsTheDelay(t *testing.T) {
 
 // aliasCounter records the size of every alias lookup.
 type aliasCounter struct {
-	*apitest.Store
+	*storagetest.Memory
 	mu    sync.Mutex
 	sizes []int
 }
@@ -198,14 +198,14 @@ func (s *aliasCounter) ResolveAliases(ctx context.Context, tenant, flow, attr st
 	s.mu.Lock()
 	s.sizes = append(s.sizes, len(values))
 	s.mu.Unlock()
-	return s.Store.ResolveAliases(ctx, tenant, flow, attr, values)
+	return s.Memory.ResolveAliases(ctx, tenant, flow, attr, values)
 }
 
 // A backlog of alias-keyed events (a busy tick, or one after a store outage) is resolved in
 // bounded queries: one too big for the store to run would hold every one of them back.
 func TestAliasLookupsAreBounded(t *testing.T) {
 	f := newFixture(t)
-	ac := &aliasCounter{Store: f.store}
+	ac := &aliasCounter{Memory: f.store}
 	d := f.detector(func(c *Config) { c.Store = ac; c.ReadBatch = 100 })
 	key := func(i int) string { return fmt.Sprintf("o-%04d", i) }
 	const n = 250
