@@ -57,9 +57,15 @@ test: deps chdb ocb lint
 deploy-flows:
 	$(GO) test -count=1 -run '^TestFlowsConfigMap$$' ./deploy -update
 
+# -fuzzminimizetime bounds the shrinking of each new interesting input: left at its default
+# (60s), minimizing the first one eats the whole run and the fuzzer reports a handful of execs.
+FUZZ      = $(GO) test -run '^$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 1s -fuzz
+
 fuzz:
-	cd model && GOWORK=off $(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) .
-	cd storage && GOWORK=off $(GO) test -run '^$$' -fuzz FuzzEventBatchUnmarshal -fuzztime $(FUZZTIME) .
+	cd model && GOWORK=off $(FUZZ) FuzzParse .
+	cd storage && GOWORK=off $(FUZZ) FuzzEventBatchUnmarshal .
+	cd storage && GOWORK=off $(FUZZ) FuzzBinRows .
+	$(FUZZ) FuzzAppendString ./flowstate/
 
 ## lint: gofmt, go vet and a tidy go.mod in every module
 lint:
