@@ -25,7 +25,8 @@ type stuckState struct {
 type overdueCP struct {
 	checkpoint string
 	deadline   time.Time
-	// reason explains this checkpoint, as of the last judgement (brought to now when sent).
+	// reason explains this checkpoint, as of the last judgement; At brings it (how overdue,
+	// the summary) to the moment it is written or sent.
 	reason  *model.Reason
 	alert   *alertState
 	actions []actionState
@@ -139,7 +140,7 @@ func (d *Detector) syncOverdue(in *inst, st *model.State, now time.Time) bool {
 		if r := o.reason; r == nil || !r.Deadline.Equal(o.deadline) || r.LastCheckpoint != st.LastCheckpoint ||
 			r.LastError != st.LastError || len(r.TraceIDs) != len(st.TraceIDs) {
 			i := slices.IndexFunc(st.Expected, func(e model.Expected) bool { return e.Checkpoint == o.checkpoint })
-			o.reason = st.ReasonFor(st.Expected[i], now)
+			o.reason = st.ReasonFor(st.Expected[i]) // brought to the moment by At where it is used
 		}
 	}
 	return changed

@@ -483,18 +483,18 @@ func enabledAt(c *Checkpoint, first []time.Time) (time.Time, bool) {
 	return at, seen > 0
 }
 
-func (st *State) reason(now time.Time) *Reason { return st.ReasonFor(st.Expected[0], now) }
+func (st *State) reason(now time.Time) *Reason { return st.ReasonFor(st.Expected[0]).At(now) }
 
-// ReasonFor explains why x, an overdue expected checkpoint of the instance, holds it up at now:
-// the state's last checkpoint, last error and trace IDs with x's deadline. Every overdue
+// ReasonFor explains why x, an overdue expected checkpoint of the instance, holds it up: the
+// state's last checkpoint, last error and trace IDs with x's deadline. Every overdue
 // checkpoint has its own reason (its own alert, its own actions); Reason is the most overdue's.
-func (st *State) ReasonFor(x Expected, now time.Time) *Reason {
-	r := &Reason{
+// How overdue it is, and the summary that says so, are filled in by At.
+func (st *State) ReasonFor(x Expected) *Reason {
+	return &Reason{
 		Checkpoint: x.Checkpoint, Since: x.Since, Deadline: x.Deadline, Service: x.Service,
 		LastCheckpoint: st.LastCheckpoint, LastCheckpointAt: st.LastCheckpointAt,
 		LastError: st.LastError, TraceIDs: st.TraceIDs, flow: st.Flow, key: st.Key,
 	}
-	return r.At(now)
 }
 
 // At returns a copy of the reason as it reads at now: how much overdue, and the summary.
