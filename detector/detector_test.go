@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flowwatch/flowwatch/api"
+	"github.com/flowwatch/flowwatch/flowstate"
 	"github.com/flowwatch/flowwatch/model"
 	"github.com/flowwatch/flowwatch/storage"
 	"github.com/flowwatch/flowwatch/storage/storagetest"
@@ -149,13 +149,13 @@ func (f *fixture) tick(d *Detector, at time.Duration) {
 	}
 }
 
-func (f *fixture) state(flow, key string) api.Instance {
+func (f *fixture) state(flow, key string) flowstate.Document {
 	f.t.Helper()
 	st, err := f.store.Instance(context.Background(), "acme", flow, key)
 	if err != nil || st == nil {
 		f.t.Fatalf("no state for %s/%s: %v", flow, key, err)
 	}
-	in, err := api.InstanceFromState(*st)
+	in, err := flowstate.Parse(*st)
 	if err != nil {
 		f.t.Fatal(err)
 	}
