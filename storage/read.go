@@ -504,15 +504,20 @@ func (s *store) Commands(ctx context.Context, f AuditFilter) ([]CommandRecord, e
 	if err := s.d.unsupported("commands"); err != nil {
 		return nil, err
 	}
+	return s.commands(ctx, auditWhere(f)+" ORDER BY time DESC, id LIMIT "+f.limit(), "read commands")
+}
+
+// commands reads the latest record of each command the clause selects (WHERE, ORDER BY, ...).
+func (s *store) commands(ctx context.Context, clause, what string) ([]CommandRecord, error) {
 	q := "SELECT id, toUnixTimestamp64Nano(time), tenant, flow, toUInt64(version), key, checkpoint, toUInt64(attempt), sink, subject, outcome, error, payload FROM " +
-		s.table("commands") + " FINAL" + auditWhere(f) + " ORDER BY time DESC, id LIMIT " + f.limit()
+		s.table("commands") + " FINAL" + clause
 	var out []CommandRecord
 	if err := s.each(ctx, q, func(r rows) error {
 		c, err := scanCommand(r)
 		out = append(out, c)
 		return err
 	}); err != nil {
-		return nil, fmt.Errorf("read commands: %w", err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	return out, nil
 }

@@ -93,35 +93,16 @@ func (s *store) CommandsSince(ctx context.Context, since time.Time) ([]CommandRe
 	if err := s.d.unsupported("commands since"); err != nil {
 		return nil, err
 	}
-	q := "SELECT id, toUnixTimestamp64Nano(time), tenant, flow, toUInt64(version), key, checkpoint, toUInt64(attempt), sink, subject, outcome, error, payload FROM " +
-		s.table("commands") + " FINAL WHERE time >= " + s.d.ts(since) + " ORDER BY time, id"
-	var out []CommandRecord
-	if err := s.each(ctx, q, func(r rows) error {
-		c, err := scanCommand(r)
-		out = append(out, c)
-		return err
-	}); err != nil {
-		return nil, fmt.Errorf("read commands since %s: %w", since.Format(time.RFC3339), err)
-	}
-	return out, nil
+	return s.commands(ctx, " WHERE time >= "+s.d.ts(since)+" ORDER BY time, id",
+		"read commands since "+since.Format(time.RFC3339))
 }
 
 func (s *store) CommandsOf(ctx context.Context, tenant, flow string, keys []string) ([]CommandRecord, error) {
 	if err := s.d.unsupported("commands of instances"); err != nil || len(keys) == 0 {
 		return nil, err
 	}
-	q := "SELECT id, toUnixTimestamp64Nano(time), tenant, flow, toUInt64(version), key, checkpoint, toUInt64(attempt), sink, subject, outcome, error, payload FROM " +
-		s.table("commands") + " FINAL WHERE tenant = " + quote(tenant) + " AND flow = " + quote(flow) +
-		" AND key IN (" + quoteList(keys) + ") ORDER BY time, id"
-	var out []CommandRecord
-	if err := s.each(ctx, q, func(r rows) error {
-		c, err := scanCommand(r)
-		out = append(out, c)
-		return err
-	}); err != nil {
-		return nil, fmt.Errorf("read commands of %d instances of %s/%s: %w", len(keys), tenant, flow, err)
-	}
-	return out, nil
+	return s.commands(ctx, " WHERE tenant = "+quote(tenant)+" AND flow = "+quote(flow)+" AND key IN ("+quoteList(keys)+") ORDER BY time, id",
+		fmt.Sprintf("read commands of %d instances of %s/%s", len(keys), tenant, flow))
 }
 
 // EventRef is an event's identity and when it was ingested.
