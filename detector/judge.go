@@ -162,7 +162,7 @@ func (d *Detector) judge(in *inst, now time.Time, touched bool, expl *explanatio
 		return
 	}
 	var buf [32]time.Time
-	v := d.fams.flow(in).Judge(in.firstTimes(buf[:0]), now)
+	v := d.fams.flow(in).Judge(model.Progress{First: in.firstTimes(buf[:0])}, now)
 	switch v.Status {
 	case model.StatusCompleted, model.StatusFailed:
 		d.close(in, v, now)

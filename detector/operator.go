@@ -55,7 +55,7 @@ func (d *Detector) unblock(in *inst, checkpoint string, at, now time.Time) bool 
 		}
 		if served {
 			d.runActions(in, o, now)
-			d.scheduleNext(in, d.fams.flow(in).Judge(in.firstTimes(nil), now), now)
+			d.scheduleNext(in, d.fams.flow(in).Judge(model.Progress{First: in.firstTimes(nil)}, now), now)
 		}
 		return served
 	}
