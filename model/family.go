@@ -1,6 +1,7 @@
 package model
 
 import (
+	"maps"
 	"slices"
 	"sort"
 	"strconv"
@@ -27,9 +28,6 @@ type Child struct {
 	// Reason is why a stuck child is stuck; nil otherwise.
 	Reason *Reason
 }
-
-// open reports whether the child may still succeed.
-func (c *Child) open() bool { return c.Outcome == NotTerminal && !c.Cancelled }
 
 // AsChild summarizes an evaluated child instance for its parent's judgement.
 func (st State) AsChild() Child {
@@ -87,14 +85,89 @@ func ExpectValue(s string) (int, bool) {
 	return n, err == nil && n > 0
 }
 
-// hasChildren reports whether the flow has a children checkpoint.
-func (f *Flow) hasChildren() bool {
-	for _, c := range f.Checkpoints {
-		if c.Children != nil {
-			return true
+// Brood summarizes the children of one child flow, as judging their parent needs it: how
+// many may still succeed, when those that succeeded did, which failed first and last, and
+// (for the reason of a parent stuck at their checkpoint) how many are in each status and the
+// first few stuck ones. BroodsOf makes it from children summaries; the detector keeps it as
+// its children change.
+type Brood struct {
+	Flow string
+	// Open counts the children that have not ended (cancelled children do not count).
+	Open int
+	// Successes are when each child that succeeded did, in any order.
+	Successes []time.Time
+	// Failures counts the children that failed; FirstFailure and LastFailure are the earliest
+	// and the latest of them.
+	Failures                  int
+	FirstFailure, LastFailure ChildEnd
+	// Statuses counts the children by status; Stuck are the first MaxStuckChildren stuck
+	// ones, by key.
+	Statuses map[Status]int
+	Stuck    []StuckChild
+}
+
+// ChildEnd is a child that ended, and how.
+type ChildEnd struct {
+	Key, Checkpoint string
+	Time            time.Time
+}
+
+// BroodsOf summarizes children (of any child flows) by child flow, in the order the flows
+// first appear.
+func BroodsOf(cs []Child) []Brood {
+	var out []Brood
+	idx := map[string]int{}
+	for i := range cs {
+		k := &cs[i]
+		j, ok := idx[k.Flow]
+		if !ok {
+			j = len(out)
+			idx[k.Flow] = j
+			out = append(out, Brood{Flow: k.Flow, Statuses: map[Status]int{}})
+		}
+		b := &out[j]
+		b.Statuses[k.Status]++
+		switch {
+		case k.Cancelled:
+		case k.Outcome == TerminalSuccess:
+			b.Successes = append(b.Successes, k.EndedAt)
+		case k.Outcome == TerminalFailure:
+			b.AddFailure(ChildEnd{Key: k.Key, Checkpoint: k.Checkpoint, Time: k.EndedAt})
+		default:
+			b.Open++
+		}
+		if k.Status == StatusStuck && k.Reason != nil {
+			b.Stuck = append(b.Stuck, StuckChild{Key: k.Key, Checkpoint: k.Reason.Checkpoint, Deadline: k.Reason.Deadline,
+				Summary: k.Reason.Summary})
 		}
 	}
-	return false
+	for i := range out {
+		b := &out[i]
+		sort.Slice(b.Stuck, func(x, y int) bool { return b.Stuck[x].Key < b.Stuck[y].Key })
+		b.Stuck = b.Stuck[:min(len(b.Stuck), MaxStuckChildren)]
+	}
+	return out
+}
+
+// AddFailure counts a child that failed, keeping the earliest and the latest.
+func (b *Brood) AddFailure(e ChildEnd) {
+	if b.Failures == 0 || e.Time.Before(b.FirstFailure.Time) {
+		b.FirstFailure = e
+	}
+	if b.Failures == 0 || !e.Time.Before(b.LastFailure.Time) {
+		b.LastFailure = e
+	}
+	b.Failures++
+}
+
+// brood returns the summary of the children of flow, or nil.
+func (p *Progress) brood(flow string) *Brood {
+	for i := range p.Broods {
+		if p.Broods[i].Flow == flow {
+			return &p.Broods[i]
+		}
+	}
+	return nil
 }
 
 // reachByChildren sets, in first, when each children checkpoint that its children completed
@@ -122,82 +195,51 @@ func (f *Flow) reachByChildren(first []time.Time, p *Progress) {
 // without, when the last known child did, every known child having succeeded. Cancelled
 // children do not count.
 func childrenComplete(ch *Children, p *Progress) (time.Time, bool) {
-	known, succeeded := 0, 0
-	var earliest, latest time.Time
-	var times []time.Time
+	b := p.brood(ch.Flow)
+	if b == nil || len(b.Successes) == 0 {
+		return time.Time{}, false
+	}
 	want := 0
 	if ch.Complete == CompleteAll && ch.Expect != "" {
 		want = p.Expect[ch.Expect]
 	}
-	for i := range p.Children {
-		k := &p.Children[i]
-		if k.Flow != ch.Flow || k.Cancelled {
-			continue
-		}
-		known++
-		if k.Outcome != TerminalSuccess {
-			continue
-		}
-		succeeded++
-		if earliest.IsZero() || k.EndedAt.Before(earliest) {
-			earliest = k.EndedAt
-		}
-		latest = maxTime(latest, k.EndedAt)
-		if want > 0 {
-			times = append(times, k.EndedAt)
-		}
-	}
 	switch {
-	case succeeded == 0:
-		return time.Time{}, false
 	case ch.Complete == CompleteAny:
-		return earliest, true
+		return slices.MinFunc(b.Successes, time.Time.Compare), true
 	case want > 0:
-		if succeeded < want {
+		if len(b.Successes) < want {
 			return time.Time{}, false
 		}
-		slices.SortFunc(times, time.Time.Compare)
+		times := slices.SortedFunc(slices.Values(b.Successes), time.Time.Compare)
 		return times[want-1], true
 	default:
-		return latest, succeeded == known
+		return slices.MaxFunc(b.Successes, time.Time.Compare), b.Open == 0 && b.Failures == 0
 	}
 }
 
 // childFailure returns the failure a failed child makes of its parent, the earliest of every
 // children checkpoint not reached: with `all`, the first child that failed; with `any`, the
-// last one, once no child is left that can still succeed.
+// last one, once none succeeded and none is left that may.
 func (f *Flow) childFailure(first []time.Time, p *Progress) *Failure {
-	if len(p.Children) == 0 {
+	if len(p.Broods) == 0 {
 		return nil
 	}
 	var out *Failure
-	for _, c := range f.Checkpoints {
-		if c.Children == nil || !first[c.Index].IsZero() {
+	for _, c := range f.childCPs {
+		b := p.brood(c.Children.Flow)
+		if !first[c.Index].IsZero() || b == nil || b.Failures == 0 {
 			continue
 		}
-		all := c.Children.Complete == CompleteAll
-		var failed *Child
-		hope := false // with `any`: a child succeeded, or may still
-		for i := range p.Children {
-			k := &p.Children[i]
-			if k.Flow != c.Children.Flow {
+		failed := b.FirstFailure
+		if c.Children.Complete == CompleteAny {
+			if len(b.Successes) > 0 || b.Open > 0 {
 				continue
 			}
-			hope = hope || k.open() || k.Outcome == TerminalSuccess
-			if k.Outcome != TerminalFailure {
-				continue
-			}
-			switch {
-			case failed == nil, all && k.EndedAt.Before(failed.EndedAt), !all && k.EndedAt.After(failed.EndedAt):
-				failed = k
-			}
+			failed = b.LastFailure
 		}
-		if failed == nil || (!all && hope) {
-			continue
-		}
-		if out == nil || failed.EndedAt.Before(out.Time) {
-			out = &Failure{Checkpoint: c.Name, Time: failed.EndedAt,
-				Child: &ChildRef{Flow: failed.Flow, Key: failed.Key, Checkpoint: failed.Checkpoint}}
+		if out == nil || failed.Time.Before(out.Time) {
+			out = &Failure{Checkpoint: c.Name, Time: failed.Time,
+				Child: &ChildRef{Flow: c.Children.Flow, Key: failed.Key, Checkpoint: failed.Checkpoint}}
 		}
 	}
 	return out
@@ -223,24 +265,14 @@ type StuckChild struct {
 // MaxStuckChildren bounds the stuck children a report names.
 const MaxStuckChildren = 5
 
-// childrenReport reports on the children of flow among cs.
-func childrenReport(flow string, cs []Child) *ChildrenReport {
+// childrenReport reports on the children of flow among bs.
+func childrenReport(flow string, bs []Brood) *ChildrenReport {
 	r := &ChildrenReport{Flow: flow, Counts: map[Status]int{}}
-	var stuck []*Child
-	for i := range cs {
-		k := &cs[i]
-		if k.Flow != flow {
-			continue
+	for i := range bs {
+		if bs[i].Flow == flow {
+			maps.Copy(r.Counts, bs[i].Statuses)
+			r.Stuck = slices.Clone(bs[i].Stuck)
 		}
-		r.Counts[k.Status]++
-		if k.Status == StatusStuck && k.Reason != nil {
-			stuck = append(stuck, k)
-		}
-	}
-	sort.Slice(stuck, func(i, j int) bool { return stuck[i].Key < stuck[j].Key })
-	for _, k := range stuck[:min(len(stuck), MaxStuckChildren)] {
-		r.Stuck = append(r.Stuck, StuckChild{Key: k.Key, Checkpoint: k.Reason.Checkpoint, Deadline: k.Reason.Deadline,
-			Summary: k.Reason.Summary})
 	}
 	return r
 }

@@ -101,16 +101,18 @@ func shippedInstance(set *Set) *Instance {
 func TestChildrenAllReachedByTheLastChild(t *testing.T) {
 	f := familySet(t).Latest("order")
 	p := progress(f, shippedOrder)
-	p.Children = []Child{
+	kids := []Child{
 		shipment("s-1", StatusCompleted, TerminalSuccess, 20*time.Minute, "delivered"),
 		shipment("s-2", StatusRunning, NotTerminal, 0, ""),
 	}
+	p.Broods = BroodsOf(kids)
 	v := f.Judge(p, at(30*time.Minute))
 	if v.Status != StatusRunning || len(v.Expected) != 1 || v.Expected[0].Checkpoint != "all_delivered" ||
 		v.Expected[0].Children != "shipment" || v.Expected[0].Deadline != at(65*time.Minute) {
 		t.Fatalf("one child of two delivered: %+v", v)
 	}
-	p.Children[1] = shipment("s-2", StatusCompleted, TerminalSuccess, 40*time.Minute, "delivered")
+	kids[1] = shipment("s-2", StatusCompleted, TerminalSuccess, 40*time.Minute, "delivered")
+	p.Broods = BroodsOf(kids)
 	v = f.Judge(p, at(45*time.Minute))
 	// Reached when the last child was: closed is optional, nothing is expected any more.
 	if v.Status != StatusRunning || len(v.Expected) != 0 {
@@ -118,7 +120,7 @@ func TestChildrenAllReachedByTheLastChild(t *testing.T) {
 	}
 	in := shippedInstance(familySet(t))
 	in.Apply(ev("z", "closed", 50*time.Minute))
-	in.SetChildren(p.Children)
+	in.SetChildren(kids)
 	if st := in.Evaluate(at(time.Hour)); st.Status != StatusCompleted || len(st.Violations) != 0 || len(st.Children) != 2 {
 		t.Fatalf("closed after its children checkpoint: %+v", st)
 	}
@@ -128,10 +130,11 @@ func TestChildrenAllWaitsForTheExpectedCount(t *testing.T) {
 	f := familySet(t).Latest("order")
 	p := progress(f, shippedOrder)
 	p.Expect = map[string]int{"order.parcel_count": 3}
-	p.Children = []Child{
+	kids := []Child{
 		shipment("s-1", StatusCompleted, TerminalSuccess, 10*time.Minute, "delivered"),
 		shipment("s-2", StatusCompleted, TerminalSuccess, 20*time.Minute, "delivered"),
 	}
+	p.Broods = BroodsOf(kids)
 	// Every known child is delivered, but the order expects three.
 	if v := f.Judge(p, at(30*time.Minute)); len(v.Expected) != 1 || v.Expected[0].Checkpoint != "all_delivered" {
 		t.Fatalf("two of three: %+v", v)
@@ -140,12 +143,12 @@ func TestChildrenAllWaitsForTheExpectedCount(t *testing.T) {
 	if v.Status != StatusStuck {
 		t.Fatalf("two of three, past the deadline: %+v", v)
 	}
-	p.Children = append(p.Children, shipment("s-3", StatusCompleted, TerminalSuccess, 30*time.Minute, "delivered"))
+	p.Broods = BroodsOf(append(kids, shipment("s-3", StatusCompleted, TerminalSuccess, 30*time.Minute, "delivered")))
 	if v := f.Judge(p, at(2*time.Hour)); v.Status != StatusRunning || len(v.Expected) != 0 {
 		t.Fatalf("three of three: %+v", v)
 	}
 	// Without children, an `all` checkpoint is never reached: a parent waits for one.
-	p.Children, p.Expect = nil, nil
+	p.Broods, p.Expect = nil, nil
 	if v := f.Judge(p, at(2*time.Hour)); v.Status != StatusStuck || v.Expected[0].Checkpoint != "all_delivered" {
 		t.Fatalf("no child: %+v", v)
 	}
@@ -155,13 +158,12 @@ func TestChildrenArrivingFirstCountFromTheParentsAfter(t *testing.T) {
 	f := familySet(t).Latest("order")
 	// Both parcels were delivered before the order was even shipped (the shipping events
 	// came late): the checkpoint is reached when its `after` is, not before.
-	p := progress(f, shippedOrder)
-	p.Children = []Child{
+	kids := []Child{
 		shipment("s-1", StatusCompleted, TerminalSuccess, 2*time.Minute, "delivered"),
 		shipment("s-2", StatusCompleted, TerminalSuccess, 3*time.Minute, "delivered"),
 	}
 	in := shippedInstance(familySet(t))
-	in.SetChildren(p.Children)
+	in.SetChildren(kids)
 	in.Apply(ev("z", "closed", 6*time.Minute))
 	st := in.Evaluate(at(time.Hour))
 	if st.Status != StatusCompleted || len(st.Violations) != 0 {
@@ -169,7 +171,7 @@ func TestChildrenArrivingFirstCountFromTheParentsAfter(t *testing.T) {
 	}
 	// Before the parent's own `after`, the children checkpoint is not reached.
 	early := progress(f, map[string]time.Duration{"placed": 0, "paid": time.Minute})
-	early.Children = p.Children
+	early.Broods = BroodsOf(kids)
 	if v := f.Judge(early, at(4*time.Minute)); v.Status != StatusRunning || v.Expected[0].Checkpoint != "shipped" {
 		t.Fatalf("children first, parent not shipped: %+v", v)
 	}
@@ -188,17 +190,17 @@ func TestChildrenAnyReachedByTheFirstSuccess(t *testing.T) {
 		return c
 	}
 	p := progress(f, map[string]time.Duration{"opened": 0})
-	p.Children = []Child{bid("b-1", TerminalFailure, time.Minute), bid("b-2", NotTerminal, 0)}
+	p.Broods = BroodsOf([]Child{bid("b-1", TerminalFailure, time.Minute), bid("b-2", NotTerminal, 0)})
 	// One bid failed, another can still win: not failed.
 	if v := f.Judge(p, at(2*time.Minute)); v.Status != StatusRunning || v.Expected[0].Checkpoint != "sold" {
 		t.Fatalf("one outbid, one open: %+v", v)
 	}
-	p.Children[1] = bid("b-2", TerminalSuccess, 3*time.Minute)
+	p.Broods = BroodsOf([]Child{bid("b-1", TerminalFailure, time.Minute), bid("b-2", TerminalSuccess, 3*time.Minute)})
 	if v := f.Judge(p, at(4*time.Minute)); v.Status != StatusRunning || len(v.Expected) != 0 {
 		t.Fatalf("one won: %+v", v)
 	}
 	// Every bid failed: the auction fails with the last one.
-	p.Children = []Child{bid("b-1", TerminalFailure, time.Minute), bid("b-2", TerminalFailure, 5*time.Minute)}
+	p.Broods = BroodsOf([]Child{bid("b-1", TerminalFailure, time.Minute), bid("b-2", TerminalFailure, 5*time.Minute)})
 	v := f.Judge(p, at(6*time.Minute))
 	if v.Status != StatusFailed || v.Failure == nil || v.Failure.Child.Key != "b-2" || v.EndedAt != at(5*time.Minute) {
 		t.Fatalf("every bid outbid: %+v", v)

@@ -58,6 +58,8 @@ type Flow struct {
 	Compensations []*Checkpoint
 
 	byName map[string]*Checkpoint
+	// childCPs are the children checkpoints.
+	childCPs []*Checkpoint
 	// aliases holds every attribute declared in some checkpoint's `aliases`.
 	aliases map[string]bool
 	// topo holds the indexes of Checkpoints in a topological order of `after`: every
@@ -219,20 +221,16 @@ func (c *Checkpoint) IsCompensation() bool { return c.Compensates != nil }
 
 // ChildFlows returns the flows the children checkpoints of f name, in declaration order.
 func (f *Flow) ChildFlows() []string {
-	var out []string
-	for _, c := range f.Checkpoints {
-		if c.Children != nil {
-			out = append(out, c.Children.Flow)
-		}
+	out := make([]string, 0, len(f.childCPs))
+	for _, c := range f.childCPs {
+		out = append(out, c.Children.Flow)
 	}
 	return out
 }
 
-// HasFamily reports whether judging an instance of f needs more than its own checkpoints:
-// children (a children checkpoint) or compensations.
-func (f *Flow) HasFamily() bool {
-	return len(f.Compensations) > 0 || len(f.ChildFlows()) > 0
-}
+// HasChildren reports whether f has a children checkpoint: judging an instance needs its
+// children.
+func (f *Flow) HasChildren() bool { return len(f.childCPs) > 0 }
 
 // Horizon is the longest an instance can take while it still has a deadline ahead: the
 // longest chain of `within`s from a start checkpoint, plus the longest compensation. Past it,

@@ -89,6 +89,9 @@ func (p *parser) linkFamily(f *Flow, nodes []*cpNodes) {
 	byChild := map[string]*Checkpoint{}
 	for _, c := range f.Checkpoints {
 		cn := nodes[c.Index]
+		if c.Children != nil {
+			f.childCPs = append(f.childCPs, c)
+		}
 		if ch := c.Children; ch != nil && ch.Flow != "" {
 			if prev := byChild[ch.Flow]; prev != nil {
 				p.errorf(cn.children, "checkpoint %q: flow %q already reaches checkpoint %q: each child flow reaches one children checkpoint", c.Name, ch.Flow, prev.Name)

@@ -211,6 +211,9 @@ type State struct {
 	Failure *Failure
 	// Children are the children the instance was judged with (SetChildren).
 	Children []Child
+	// Broods summarize the children by child flow: what the children checkpoints were judged
+	// by, and what the reason of a parent stuck at one tells of them.
+	Broods []Brood
 	// Expected are the checkpoints awaited with a deadline, earliest deadline first.
 	Expected []Expected
 	// Reason explains a stuck instance, or a failure that came from a child; nil otherwise.
@@ -271,7 +274,10 @@ func (in *Instance) Evaluate(now time.Time) State {
 
 	// The children checkpoints reached by children, so that their successors are not taken
 	// for unexpected.
-	prog := Progress{First: first, Children: in.children}
+	prog := Progress{First: first}
+	if len(in.children) > 0 {
+		prog.Broods = BroodsOf(in.children)
+	}
 	expects := f.ExpectAttributes()
 	for i := range in.events {
 		e := &in.events[i]
@@ -287,7 +293,7 @@ func (in *Instance) Evaluate(now time.Time) State {
 			}
 		}
 	}
-	if f.hasChildren() {
+	if f.HasChildren() {
 		f.reachByChildren(first, &prog)
 	}
 
@@ -339,7 +345,7 @@ func (in *Instance) Evaluate(now time.Time) State {
 
 	v := f.Judge(prog, now)
 	st.Status, st.EndedAt, st.Expected, st.NextDeadline = v.Status, v.EndedAt, v.Expected, v.NextDeadline
-	st.Failure, st.Children = v.Failure, in.children
+	st.Failure, st.Children, st.Broods = v.Failure, in.children, prog.Broods
 	if v.Terminal != nil {
 		st.Terminal = v.Terminal.Name
 	}

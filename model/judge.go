@@ -13,9 +13,9 @@ type Progress struct {
 	First []time.Time
 	// Cancelled is when an operator cancelled the instance; zero when not.
 	Cancelled time.Time
-	// Children are the instance's children (of every child flow), for its children
+	// Broods summarize the instance's children, one per child flow, for its children
 	// checkpoints; nil for an instance that has none.
-	Children []Child
+	Broods []Brood
 	// Expect holds, by attribute, the latest value of a children checkpoint's `expect` read
 	// from the instance's items: how many children `complete: all` waits for.
 	Expect map[string]int
@@ -54,7 +54,7 @@ func (v *Verdict) Closed() bool { return v.Status.Closed() }
 // compensations are pending closes the instance as `cancelled`.
 func (f *Flow) Judge(p Progress, now time.Time) Verdict {
 	first := p.First
-	if f.hasChildren() {
+	if f.HasChildren() {
 		// Children checkpoints are reached by the children, not by items: their times are
 		// derived, on a copy (the caller's slice is left as it is).
 		var buf [32]time.Time

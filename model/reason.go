@@ -96,7 +96,7 @@ func (st *State) ReasonFor(x Expected, now time.Time) *Reason {
 		r.Failure = st.Failure
 	}
 	if x.Children != "" {
-		r.Children = childrenReport(x.Children, st.Children)
+		r.Children = childrenReport(x.Children, st.Broods)
 	}
 	return r.At(now)
 }
