@@ -61,7 +61,7 @@ func (x *explanation) add(e *storage.CheckpointEvent) {
 // judgeStuck handles an instance whose verdict is stuck: it tracks each overdue checkpoint,
 // writes the state at once (with what the detector holds; the explanation follows from a
 // batched read), and alerts and acts once the instance is explained.
-func (d *Detector) judgeStuck(in *inst, v model.Verdict, now time.Time, touched bool, expl *explanation) {
+func (d *Detector) judgeStuck(in *inst, v model.Verdict, p *model.Progress, now time.Time, touched bool, expl *explanation) {
 	x := in.extra
 	entering := x == nil
 	if entering {
@@ -72,11 +72,11 @@ func (d *Detector) judgeStuck(in *inst, v model.Verdict, now time.Time, touched 
 			d.reads.add(in.id, readExplain)
 		}
 	}
-	in.status = statusStuck
+	d.setStatus(in, statusStuck)
 	if expl != nil {
 		x.expl, x.explained = *expl, true
 	}
-	st := d.compactState(in, v)
+	st := d.compactState(in, v, p)
 	st.LastError, st.TraceIDs, st.Violations = x.expl.lastError, x.expl.traceIDs, x.expl.violations
 	changed := d.syncOverdue(in, &st, now)
 	if entering || changed || touched || expl != nil {
@@ -156,7 +156,7 @@ func (d *Detector) leaveStuck(in *inst, now time.Time) {
 	}
 	d.stuckN--
 	in.extra = nil
-	in.status = statusRunning
+	d.setStatus(in, statusRunning)
 }
 
 // leaveOverdue records that a checkpoint is no longer overdue (it arrived, was passed by a

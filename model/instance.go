@@ -364,7 +364,7 @@ func (in *Instance) Evaluate(now time.Time) State {
 	case st.Status == StatusStuck:
 		st.Reason = st.reason(now)
 	case st.Failure != nil && st.Failure.Child != nil:
-		st.Reason = st.failureReason()
+		st.Reason = st.FailureReason()
 	}
 	return st
 }

@@ -101,8 +101,9 @@ func (st *State) ReasonFor(x Expected, now time.Time) *Reason {
 	return r.At(now)
 }
 
-// failureReason explains a failure that came from a child: the child, and what failed it.
-func (st *State) failureReason() *Reason {
+// FailureReason explains a failure that came from a child: the child, and what failed it.
+// st.Failure must be set.
+func (st *State) FailureReason() *Reason {
 	f := st.Failure
 	r := &Reason{Checkpoint: f.Checkpoint, Since: f.Time, LastCheckpoint: st.LastCheckpoint,
 		LastCheckpointAt: st.LastCheckpointAt, LastError: st.LastError, TraceIDs: st.TraceIDs, Failure: f,
