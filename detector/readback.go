@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/flowwatch/flowwatch/flowstate"
@@ -169,7 +168,7 @@ func (d *Detector) dispatchReads(now time.Time) {
 		}
 		r.keys, r.ids = append(r.keys, key), append(r.ids, id)
 		r.commands = r.commands || q.pending[id]&readCommands != 0
-		if q.pending[id]&(readVerify|readClosed) != 0 && hasChildren(set.Versions(flow)) {
+		if q.pending[id]&(readVerify|readClosed) != 0 && len(model.ChildFlowsOf(set.Versions(flow))) > 0 {
 			r.family, r.now = set, now
 		}
 		q.inflight[id] = q.pending[id]
@@ -311,39 +310,20 @@ func (d *Detector) dropRestored(in *inst) bool {
 	return false
 }
 
-// readChildren reads the children of req's instances: their keys, every child flow at once,
-// then their rows, ReadBatch children a query, judged by flowstate.Children.
+// readChildren reads the children of req's instances, of every child flow, judged by
+// flowstate.Children: by parent key.
 func (d *Detector) readChildren(ctx context.Context, req readRequest) (map[string][]model.Child, error) {
 	out := map[string][]model.Child{}
-	seen := map[string]bool{}
-	for _, v := range req.family.Versions(req.flow) {
-		for _, cf := range v.ChildFlows() {
-			if seen[cf] {
-				continue
-			}
-			seen[cf] = true
-			byParent, err := d.cfg.Store.ChildKeys(ctx, req.tenant, cf, req.keys)
-			if err != nil {
-				return nil, fmt.Errorf("children of %s: %w", req.flow, err)
-			}
-			for parent, keys := range byParent {
-				for start := 0; start < len(keys); start += d.cfg.ReadBatch {
-					part := keys[start:min(start+d.cfg.ReadBatch, len(keys))]
-					rows, err := d.cfg.Store.InstancesEvents(ctx, req.tenant, cf, part)
-					if err != nil {
-						return nil, fmt.Errorf("children of %s: %w", req.flow, err)
-					}
-					out[parent] = append(out[parent], flowstate.Children(req.family.Versions(cf), req.tenant, rows, req.now)...)
-				}
-			}
+	for _, cf := range model.ChildFlowsOf(req.family.Versions(req.flow)) {
+		byParent, err := storage.ChildrenEvents(ctx, d.cfg.Store, req.tenant, cf, req.keys, d.cfg.ReadBatch)
+		if err != nil {
+			return nil, fmt.Errorf("children of %s: %w", req.flow, err)
+		}
+		for parent, rows := range byParent {
+			out[parent] = append(out[parent], flowstate.Children(req.family.Versions(cf), req.tenant, rows, req.now)...)
 		}
 	}
 	return out, nil
-}
-
-// hasChildren reports whether one of the versions has a children checkpoint.
-func hasChildren(versions []*model.Flow) bool {
-	return slices.ContainsFunc(versions, (*model.Flow).HasChildren)
 }
 
 // writeRow writes the state of an instance the detector does not hold.
@@ -397,3 +377,4 @@ func (d *Detector) restoreStuck(ctx context.Context) error {
 }
 
 func isUnsupported(err error) bool { return errors.Is(err, storage.ErrUnsupported) }
+

@@ -64,6 +64,20 @@ type ChildRef struct {
 	Flow, Key, Checkpoint string
 }
 
+// ChildFlowsOf returns the child flows the children checkpoints of any of the versions name,
+// each once, in the order they first appear.
+func ChildFlowsOf(versions []*Flow) []string {
+	var out []string
+	for _, v := range versions {
+		for _, c := range v.childCPs {
+			if !slices.Contains(out, c.Children.Flow) {
+				out = append(out, c.Children.Flow)
+			}
+		}
+	}
+	return out
+}
+
 // ExpectAttributes returns the `expect` attributes of the flow's children checkpoints: the
 // attributes of a parent's items that say how many children to wait for.
 func (f *Flow) ExpectAttributes() []string {

@@ -61,3 +61,31 @@ func (s *store) ParentKeys(ctx context.Context, tenant, flow string, keys []stri
 	}
 	return out, nil
 }
+
+// ChildrenEvents returns the rows of the children of parents in a child flow: by parent key,
+// what InstancesEvents returns for each of its children (ChildKeys), batch children a query.
+// Parents without children are absent.
+func ChildrenEvents(ctx context.Context, r Reader, tenant, flow string, parentKeys []string, batch int) (map[string]map[string][]CheckpointEvent, error) {
+	byParent, err := r.ChildKeys(ctx, tenant, flow, parentKeys)
+	if err != nil {
+		return nil, err
+	}
+	if batch <= 0 {
+		batch = 1000
+	}
+	out := make(map[string]map[string][]CheckpointEvent, len(byParent))
+	for parent, keys := range byParent {
+		rows := make(map[string][]CheckpointEvent, len(keys))
+		for start := 0; start < len(keys); start += batch {
+			got, err := r.InstancesEvents(ctx, tenant, flow, keys[start:min(start+batch, len(keys))])
+			if err != nil {
+				return nil, fmt.Errorf("rows of the children of %s/%s: %w", tenant, parent, err)
+			}
+			for k, evs := range got {
+				rows[k] = evs
+			}
+		}
+		out[parent] = rows
+	}
+	return out, nil
+}
