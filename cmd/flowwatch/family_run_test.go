@@ -2,15 +2,12 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
@@ -67,46 +64,22 @@ func TestFamiliesThroughRun(t *testing.T) {
 	svc := &services{t: t, grpcAddr: o.otlpGRPC, httpAddr: o.otlpHTTP}
 
 	// The payments service consumes refund retries: it refunds.
-	nc, err := nats.Connect(ri.NATS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
 	var mu sync.Mutex
 	var refunds []detector.CloudEvent
 	alerted := make(chan struct{}) // the refund waits until its alert is seen firing
-	go func() {
-		for ctx.Err() == nil {
-			c, err := js.CreateOrUpdateConsumer(ctx, detector.DefaultCommandStream, jetstream.ConsumerConfig{Durable: "pay", FilterSubject: "pay.refund"})
-			if err != nil {
-				time.Sleep(100 * time.Millisecond) // the stream appears with the first command
-				continue
-			}
-			cc, err := c.Consume(func(m jetstream.Msg) {
-				var ce detector.CloudEvent
-				if json.Unmarshal(m.Data(), &ce) == nil {
-					mu.Lock()
-					refunds = append(refunds, ce)
-					mu.Unlock()
-					select {
-					case <-alerted:
-					case <-ctx.Done():
-						return
-					}
-					now := time.Now()
-					key := []attribute.KeyValue{attribute.String("order.id", ce.Data.Key)}
-					svc.span("pay", "refund", trace.SpanKindConsumer, now, key, withEvent("refund.completed", now.Add(10*time.Millisecond), key...))
-				}
-				_ = m.Ack()
-			})
-			if err == nil {
-				<-ctx.Done()
-				cc.Stop()
-			}
+	consumeCommands(ctx, t, ri.NATS, "pay", "pay.refund", func(_ string, ce detector.CloudEvent) {
+		mu.Lock()
+		refunds = append(refunds, ce)
+		mu.Unlock()
+		select {
+		case <-alerted:
+		case <-ctx.Done():
 			return
 		}
-	}()
+		now := time.Now()
+		key := []attribute.KeyValue{attribute.String("order.id", ce.Data.Key)}
+		svc.span("pay", "refund", trace.SpanKindConsumer, now, key, withEvent("refund.completed", now.Add(10*time.Millisecond), key...))
+	})
 
 	t0 := time.Now()
 	order := func(key string, parcels int) []attribute.KeyValue {
