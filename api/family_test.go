@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"net/http"
 	"testing"
 	"time"
 
@@ -103,5 +104,26 @@ func TestInstanceDetailOfAFamily(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// An operator may cancel a compensating instance (giving its compensations up), not a
+// compensated one.
+func TestOperatorActsOnCompensatingInstances(t *testing.T) {
+	at := t0.Add(time.Hour)
+	store := &apitest.Store{}
+	set := testflows.FamilySet(t)
+	for key, status := range map[string]model.Status{"o-c": model.StatusCompensating, "o-d": model.StatusCompensated} {
+		if err := store.WriteStates(context.Background(), []storage.InstanceState{{Tenant: "default", Flow: "order", Version: 1,
+			Key: key, Status: string(status), StartedAt: t0, LastSeen: t0, UpdatedAt: at}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h := New(Config{Reader: store, Writer: store, Flows: func() *model.Set { return set }, Now: func() time.Time { return at },
+		Registerer: prometheus.NewRegistry(), OperatorAPI: true})
+	for key, want := range map[string]int{"o-c": 202, "o-d": 409} {
+		if a := doBody(t, h, http.MethodPost, "/api/v1/flows/order/instances/"+key+"/cancel", `{"reason":"give up the refund","by":"ann"}`); a.status != want {
+			t.Errorf("cancel %s: %d, want %d: %s", key, a.status, want, a.body)
+		}
 	}
 }
