@@ -377,4 +377,3 @@ func (d *Detector) restoreStuck(ctx context.Context) error {
 }
 
 func isUnsupported(err error) bool { return errors.Is(err, storage.ErrUnsupported) }
-
