@@ -364,3 +364,22 @@ func TestRestoredStuckChildrenReturnToTheirParentsShard(t *testing.T) {
 		}
 	}
 }
+
+// A parent stuck at its children tells how they fare now: a child stuck after it is named in
+// its stored reason.
+func TestParentReasonFollowsItsChildren(t *testing.T) {
+	f := familyFixture(t)
+	d := f.detector()
+	f.order("o-1", 1, shippedAt)
+	f.shipment("s-1", "o-1", "packed", 50*time.Minute) // delivered due at 70m
+	f.tick(d, 63*time.Minute)                          // all_delivered due at 62m
+	r := f.doc("order", "o-1").Reason
+	if r == nil || r.Children == nil || r.Children.Counts["running"] != 1 || len(r.Children.Stuck) != 0 {
+		t.Fatalf("at 63m: %+v", r)
+	}
+	f.tick(d, 71*time.Minute)
+	r = f.doc("order", "o-1").Reason
+	if r == nil || r.Children == nil || r.Children.Counts["stuck"] != 1 || len(r.Children.Stuck) != 1 || r.Children.Stuck[0].Key != "s-1" {
+		t.Fatalf("at 71m: %+v", r)
+	}
+}

@@ -134,10 +134,11 @@ func (d *Detector) syncOverdue(in *inst, st *model.State, now time.Time) bool {
 		slices.SortStableFunc(x.overdue, func(a, b *overdueCP) int { return a.deadline.Compare(b.deadline) })
 	}
 	for _, o := range x.overdue {
-		// A reason is rebuilt only when what it says changed; how overdue it is, is brought
-		// to the moment whenever it is sent.
+		// A reason is rebuilt only when what it says changed (a parent's, which tells how its
+		// children fare, whenever it is judged); how overdue it is, is brought to the moment
+		// whenever it is sent.
 		if r := o.reason; r == nil || !r.Deadline.Equal(o.deadline) || r.LastCheckpoint != st.LastCheckpoint ||
-			r.LastError != st.LastError || len(r.TraceIDs) != len(st.TraceIDs) {
+			r.LastError != st.LastError || len(r.TraceIDs) != len(st.TraceIDs) || r.Children != nil {
 			i := slices.IndexFunc(st.Expected, func(e model.Expected) bool { return e.Checkpoint == o.checkpoint })
 			o.reason = st.ReasonFor(st.Expected[i], now)
 		}
