@@ -84,14 +84,14 @@ func runSuite(t *testing.T, open opener) {
 			}
 			return out
 		}
-		if got := fmt.Sprint(ttls()); got != "map[alerts:time+30 aliases:time+30 checkpoint_events:time+30 commands:time+30 instance_states:updated_at+30]" {
+		if got := fmt.Sprint(ttls()); got != "map[alerts:time+30 aliases:time+30 checkpoint_events:time+30 commands:time+30 family_links:time+30 instance_states:updated_at+30]" {
 			t.Fatalf("TTLs at creation = %s", got)
 		}
 		st.schema.RetentionDays = 7
 		if err := s.Migrate(ctx); err != nil {
 			t.Fatal(err)
 		}
-		if got := fmt.Sprint(ttls()); got != "map[alerts:time+7 aliases:time+7 checkpoint_events:time+7 commands:time+7 instance_states:updated_at+7]" {
+		if got := fmt.Sprint(ttls()); got != "map[alerts:time+7 aliases:time+7 checkpoint_events:time+7 commands:time+7 family_links:time+7 instance_states:updated_at+7]" {
 			t.Fatalf("TTLs after retention 7 = %s", got)
 		}
 		st.schema.RetentionDays = 0
