@@ -20,7 +20,9 @@ import (
 // bytes a text format escapes or replaces stay two instances; keys that are not UTF-8 (which
 // JSON cannot carry) are not stored, and the other checkpoints of their request are.
 func TestRunKeysExact(t *testing.T) {
-	o := &runOptions{flows: "testdata/e2e", data: filepath.Join(t.TempDir(), "data"), tick: 200 * time.Millisecond}
+	// The flows' on_stuck actions name sink "nats": run refuses flows whose sinks it lacks.
+	o := &runOptions{flows: "testdata/e2e", data: filepath.Join(t.TempDir(), "data"), tick: 200 * time.Millisecond,
+		nats: testNATS(t).ClientURL()}
 	ri, stop := startAllInOne(t, o)
 	defer stop()
 	good := []string{"u-\u00ff\u00fe", "u-\u00fe\u00ff", "u-\uFFFD\uFFFD", `q-"quoted"`, `b-back\slash`, "nl-\nline", "nul-\x00",
