@@ -15,13 +15,13 @@ import (
 // its other rows may not. The shard that owns a child knows its parent while it is open (its
 // link to its family); every other shard remembers, in a bounded cache, the parent keys of the
 // children it reads a start of and does not own, so that it can tell their other rows are not
-// its own; what neither tells is asked of the store (Reader.ParentKeys, one query per tenant
-// and child flow), as alias-keyed rows are.
+// its own; what neither tells is asked of the store (Reader.ParentKeys, ReadBatch children a
+// query per tenant and child flow), as alias-keyed rows are.
 
 // resolveParents caches the parent keys the rows of other shards' children carry — "" for a
 // child whose start carries none: it has no parent, and is judged alone, by its own key —
-// then looks up, in one query per tenant and child flow, those of the rows of children still
-// unknown.
+// then looks up, ReadBatch children a query per tenant and child flow, those of the rows of
+// children still unknown.
 func (d *Detector) resolveParents(ctx context.Context, set *model.Set, events []storage.CheckpointEvent) error {
 	type group struct{ tenant, flow string }
 	var want map[group][]string
@@ -58,15 +58,18 @@ func (d *Detector) resolveParents(ctx context.Context, set *model.Set, events []
 	}
 	var errs []error
 	for g, keys := range want {
-		got, err := d.cfg.Store.ParentKeys(ctx, g.tenant, g.flow, keys)
-		if err != nil {
-			if !errors.Is(err, storage.ErrUnsupported) {
-				errs = append(errs, fmt.Errorf("parents of %d %s instances: %w", len(keys), g.flow, err))
+		for start := 0; start < len(keys); start += d.cfg.ReadBatch { // bounded queries
+			part := keys[start:min(start+d.cfg.ReadBatch, len(keys))]
+			got, err := d.cfg.Store.ParentKeys(ctx, g.tenant, g.flow, part)
+			if err != nil {
+				if !errors.Is(err, storage.ErrUnsupported) {
+					errs = append(errs, fmt.Errorf("parents of %d %s instances: %w", len(part), g.flow, err))
+				}
+				break
 			}
-			continue
-		}
-		for k, pk := range got {
-			d.cacheParent(g.tenant, g.flow, k, pk)
+			for k, pk := range got {
+				d.cacheParent(g.tenant, g.flow, k, pk)
+			}
 		}
 	}
 	if len(errs) > 0 {
