@@ -61,9 +61,14 @@ const (
 	DefaultTenant = model.DefaultTenant
 )
 
-// Statuses accepted by the status filter.
-var Statuses = []string{string(model.StatusRunning), string(model.StatusCompleted),
-	string(model.StatusFailed), string(model.StatusStuck), string(model.StatusCancelled)}
+// Statuses accepted by the status filter: every status of DESIGN.md.
+var Statuses = func() []string {
+	out := make([]string, len(model.Statuses))
+	for i, s := range model.Statuses {
+		out[i] = string(s)
+	}
+	return out
+}()
 
 // route is one served path and method; the OpenAPI test checks the table against
 // openapi.yaml.

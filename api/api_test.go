@@ -484,7 +484,7 @@ func testSeries(t *testing.T, f *fixture) {
 		byName[s.Name] = s.Points
 		names = append(names, s.Name)
 	}
-	if strings.Join(names, ",") != "cancelled,completed,failed,running,stuck" {
+	if strings.Join(names, ",") != "cancelled,compensated,compensating,completed,failed,running,stuck" {
 		t.Fatalf("series %v", names)
 	}
 	t5 := float64(t0.Add(5 * time.Minute).UnixMilli())

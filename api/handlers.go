@@ -20,11 +20,27 @@ import (
 
 // Flow is one flow version of GET /api/v1/flows.
 type Flow struct {
-	Name        string       `json:"name"`
-	Version     int          `json:"version"`
-	Key         string       `json:"key"`
-	ActiveFrom  time.Time    `json:"active_from,omitzero"`
+	Name       string    `json:"name"`
+	Version    int       `json:"version"`
+	Key        string    `json:"key"`
+	ActiveFrom time.Time `json:"active_from,omitzero"`
+	// Parent is set on a sub-flow: the flow it is a child of, and its key attribute.
+	Parent      *Parent      `json:"parent,omitempty"`
 	Checkpoints []Checkpoint `json:"checkpoints"`
+}
+
+// Parent names the parent of a sub-flow, and the attribute of its items holding the parent's key.
+type Parent struct {
+	Flow string `json:"flow"`
+	Key  string `json:"key"`
+}
+
+// Children says which children reach a children checkpoint: the child flow, all or any, and
+// the parent's attribute holding how many `all` waits for.
+type Children struct {
+	Flow     string `json:"flow"`
+	Complete string `json:"complete"`
+	Expect   string `json:"expect,omitempty"`
 }
 
 // Checkpoint is one checkpoint of a flow version.
@@ -39,6 +55,10 @@ type Checkpoint struct {
 	Service  string   `json:"service"`
 	Key      string   `json:"key"`
 	Aliases  []string `json:"aliases,omitempty"`
+	// Children is set on a children checkpoint (reached by the instance's children).
+	Children *Children `json:"children,omitempty"`
+	// Compensates is set on a compensation: the checkpoint it undoes.
+	Compensates string `json:"compensates,omitempty"`
 }
 
 // FlowList is the answer of GET /api/v1/flows.
@@ -145,7 +165,16 @@ func FlowFromModel(f *model.Flow) Flow {
 		if c.Within > 0 {
 			cp.Within = c.Within.String()
 		}
+		if ch := c.Children; ch != nil {
+			cp.Children = &Children{Flow: ch.Flow, Complete: string(ch.Complete), Expect: ch.Expect}
+		}
+		if c.Compensates != nil {
+			cp.Compensates = c.Compensates.Name
+		}
 		out.Checkpoints = append(out.Checkpoints, cp)
+	}
+	if p := f.Parent; p != nil {
+		out.Parent = &Parent{Flow: p.Flow, Key: p.Key}
 	}
 	return out
 }
@@ -357,15 +386,33 @@ func (s *server) instance(w http.ResponseWriter, r *http.Request) error {
 		in.Events = append(in.Events, EventFromStorage(e))
 	}
 	now := s.cfg.Now()
+	var parent *InstanceRef
+	var children []Child
 	if set := s.cfg.Flows(); set != nil && len(set.Versions(flow)) > 0 {
 		// The detector stores a compact state for most instances: violations, and the
 		// details of a verdict, come from evaluating the events now — by the version the
-		// detector pinned the instance to, never a newer one.
+		// detector pinned the instance to, never a newer one; a parent with its children.
 		versions := set.Versions(flow)
 		if f := set.Version(flow, in.Version); f != nil {
 			versions = []*model.Flow{f}
 		}
 		mi, _ := flowstate.Rebuild(versions, tenant, key, events, nil)
+		if pl := set.Parent(flow); pl != nil {
+			if pk := mi.ParentKey(); pk != "" {
+				parent = &InstanceRef{Flow: pl.Flow, Key: pk}
+			}
+		}
+		kids, err := s.children(r, set, versions, tenant, key, now)
+		if err != nil {
+			return err
+		}
+		if kids != nil {
+			mi.SetChildren(kids)
+			children = make([]Child, 0, len(kids))
+			for _, k := range kids {
+				children = append(children, ChildFromModel(k))
+			}
+		}
 		ev := mi.Evaluate(now)
 		in.Violations = nonEmpty(ViolationsFromModel(ev.Violations))
 		if string(ev.Status) == in.Status && ev.Version == in.Version {
@@ -374,7 +421,7 @@ func (s *server) instance(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	refresh(&in, now)
-	detail := InstanceDetail{Instance: in, Events: in.Events, Violations: in.Violations}
+	detail := InstanceDetail{Instance: in, Events: in.Events, Violations: in.Violations, Parent: parent, Children: children}
 	if detail.Violations == nil {
 		detail.Violations = []Violation{}
 	}
@@ -387,7 +434,9 @@ func (s *server) instance(w http.ResponseWriter, r *http.Request) error {
 // then. Expected checkpoints' overdue flags, the reason's overdue and the "overdue by" of its
 // summary are recomputed; the verdict itself (status, which checkpoint) is the detector's.
 func refresh(in *Instance, now time.Time) {
-	if in.Status != string(model.StatusRunning) && in.Status != string(model.StatusStuck) {
+	switch model.Status(in.Status) {
+	case model.StatusRunning, model.StatusStuck, model.StatusCompensating:
+	default:
 		return
 	}
 	for i := range in.Expected {

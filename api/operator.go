@@ -102,10 +102,8 @@ func (s *server) actionTarget(r *http.Request, tenant string) (flowstate.Documen
 	if err != nil {
 		return flowstate.Document{}, fmt.Errorf("read instance %s/%s/%s: %w", tenant, flow, key, err)
 	}
-	switch model.Status(st.Status) {
-	case model.StatusRunning, model.StatusStuck:
-	default:
-		return flowstate.Document{}, &httpError{http.StatusConflict, fmt.Sprintf("instance %q of flow %q is %s: only a running or stuck instance can be acted on", key, flow, st.Status)}
+	if model.Status(st.Status).Closed() {
+		return flowstate.Document{}, &httpError{http.StatusConflict, fmt.Sprintf("instance %q of flow %q is %s: only an open instance (running, stuck or compensating) can be acted on", key, flow, st.Status)}
 	}
 	return doc, nil
 }

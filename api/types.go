@@ -35,11 +35,35 @@ type Instance struct {
 
 // InstanceDetail is GET /api/v1/flows/{flow}/instances/{key}: an instance whose events and
 // violations are always present, as empty lists when there are none (an instance can outlive
-// its events: they expire by event time, its state by its last update).
+// its events: they expire by event time, its state by its last update). A child names its
+// parent; a parent lists its children.
 type InstanceDetail struct {
 	Instance
 	Events     []Event     `json:"events"`
 	Violations []Violation `json:"violations"`
+	// Parent is set on an instance of a sub-flow whose rows carry its parent's key.
+	Parent *InstanceRef `json:"parent,omitempty"`
+	// Children are a parent's children (of every child flow, by flow and key); absent for an
+	// instance of a flow without a children checkpoint.
+	Children []Child `json:"children,omitempty"`
+}
+
+// InstanceRef names an instance.
+type InstanceRef struct {
+	Flow string `json:"flow"`
+	Key  string `json:"key"`
+}
+
+// Child is one child of a parent instance, as evaluated from its events at request time.
+type Child struct {
+	Flow   string `json:"flow"`
+	Key    string `json:"key"`
+	Status string `json:"status"`
+	// Checkpoint is the checkpoint that ended it (a terminal, or what failed it); EndedAt when.
+	Checkpoint string    `json:"checkpoint,omitempty"`
+	EndedAt    time.Time `json:"ended_at,omitzero"`
+	// Summary is the reason of a stuck child.
+	Summary string `json:"summary,omitempty"`
 }
 
 // Expected is a checkpoint an instance awaits, with its deadline.
@@ -51,6 +75,10 @@ type Expected struct {
 	Service string    `json:"service"`
 	// Overdue tells whether the deadline had passed when the state was evaluated.
 	Overdue bool `json:"overdue"`
+	// Compensates is set on a compensation: the checkpoint it undoes.
+	Compensates string `json:"compensates,omitempty"`
+	// Children is set on a children checkpoint: the child flow that reaches it.
+	Children string `json:"children,omitempty"`
 }
 
 // Reason explains why an instance is stuck.
@@ -66,7 +94,44 @@ type Reason struct {
 	LastCheckpointAt time.Time  `json:"last_checkpoint_at,omitzero"`
 	LastError        *ErrorNote `json:"last_error,omitempty"`
 	TraceIDs         []string   `json:"trace_ids"`
-	Summary          string     `json:"summary"`
+	// Compensates is set when Checkpoint is a compensation: the step it undoes.
+	Compensates string `json:"compensates,omitempty"`
+	// Failure is what failed the instance (a compensation is due, or a child failed it).
+	Failure *Failure `json:"failure,omitempty"`
+	// Children is set when Checkpoint is a children checkpoint: how the children fare.
+	Children *ChildrenReport `json:"children,omitempty"`
+	Summary  string          `json:"summary"`
+}
+
+// Failure is what failed an instance: its failure terminal, the children checkpoint a failed
+// child failed ("child" names it), or "@cancel" for an operator's cancel.
+type Failure struct {
+	Checkpoint string    `json:"checkpoint"`
+	Time       time.Time `json:"time"`
+	Child      *ChildRef `json:"child,omitempty"`
+}
+
+// ChildRef names a child and the checkpoint that ended it.
+type ChildRef struct {
+	Flow       string `json:"flow"`
+	Key        string `json:"key"`
+	Checkpoint string `json:"checkpoint"`
+}
+
+// ChildrenReport is how the children of a parent stuck at a children checkpoint fare: how
+// many are in each status, and the first few stuck ones.
+type ChildrenReport struct {
+	Flow   string         `json:"flow"`
+	Counts map[string]int `json:"counts"`
+	Stuck  []StuckChild   `json:"stuck"`
+}
+
+// StuckChild is a stuck child of a report.
+type StuckChild struct {
+	Key        string    `json:"key"`
+	Checkpoint string    `json:"checkpoint"`
+	Deadline   time.Time `json:"deadline"`
+	Summary    string    `json:"summary"`
 }
 
 // ErrorNote is the last error seen on an instance.
@@ -138,7 +203,7 @@ func expectedFrom(xs []flowstate.Expected) []Expected {
 	out := make([]Expected, 0, len(xs))
 	for _, x := range xs {
 		out = append(out, Expected{Checkpoint: x.Checkpoint, Deadline: x.Deadline, Since: x.Since,
-			Service: x.Service, Overdue: x.Overdue})
+			Service: x.Service, Overdue: x.Overdue, Compensates: x.Compensates, Children: x.Children})
 	}
 	return out
 }
@@ -150,10 +215,34 @@ func reasonFrom(r *flowstate.Reason) *Reason {
 	out := &Reason{Checkpoint: r.Checkpoint, Since: r.Since, Deadline: r.Deadline,
 		Overdue: Duration(r.Overdue), OverdueSeconds: r.OverdueSeconds, Service: r.Service,
 		LastCheckpoint: r.LastCheckpoint, LastCheckpointAt: r.LastCheckpointAt,
-		TraceIDs: append(make([]string, 0, len(r.TraceIDs)), r.TraceIDs...), Summary: r.Summary}
+		TraceIDs: append(make([]string, 0, len(r.TraceIDs)), r.TraceIDs...), Compensates: r.Compensates, Summary: r.Summary}
 	if e := r.LastError; e != nil {
 		out.LastError = &ErrorNote{Service: e.Service, Name: e.Name, Message: e.Message,
 			TraceID: e.TraceID, SpanID: e.SpanID, Time: e.Time}
+	}
+	if f := r.Failure; f != nil {
+		out.Failure = &Failure{Checkpoint: f.Checkpoint, Time: f.Time}
+		if c := f.Child; c != nil {
+			out.Failure.Child = &ChildRef{Flow: c.Flow, Key: c.Key, Checkpoint: c.Checkpoint}
+		}
+	}
+	if ch := r.Children; ch != nil {
+		out.Children = &ChildrenReport{Flow: ch.Flow, Counts: make(map[string]int, len(ch.Counts)), Stuck: make([]StuckChild, 0, len(ch.Stuck))}
+		for s, n := range ch.Counts {
+			out.Children.Counts[s] = n
+		}
+		for _, k := range ch.Stuck {
+			out.Children.Stuck = append(out.Children.Stuck, StuckChild{Key: k.Key, Checkpoint: k.Checkpoint, Deadline: k.Deadline, Summary: k.Summary})
+		}
+	}
+	return out
+}
+
+// ChildFromModel converts a child's summary.
+func ChildFromModel(c model.Child) Child {
+	out := Child{Flow: c.Flow, Key: c.Key, Status: string(c.Status), Checkpoint: c.Checkpoint, EndedAt: utc(c.EndedAt)}
+	if c.Reason != nil {
+		out.Summary = c.Reason.Summary
 	}
 	return out
 }

@@ -3,6 +3,8 @@ package detector
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"runtime"
 	"testing"
 	"time"
@@ -173,5 +175,90 @@ func BenchmarkOpenInstanceMemory(b *testing.B) {
 		}
 		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "B/instance")
 		runtime.KeepAlive(d)
+	}
+}
+
+const benchFamily = `apiVersion: flowwatch/v1
+kind: Flow
+name: parent
+version: 1
+key: order.id
+checkpoints:
+  - {name: start, start: true, match: {service: a, span: start}}
+  - {name: kids, after: [start], within: 1h, children: {flow: child, complete: all}}
+  - {name: done, after: [kids], terminal: success, match: {service: a, span: done}}
+  - {name: refunded, compensates: start, within: 1h, match: {service: a, event: refund}}
+---
+apiVersion: flowwatch/v1
+kind: Flow
+name: child
+version: 1
+key: parcel.id
+parent: {flow: parent, key: order.id}
+checkpoints:
+  - {name: start, start: true, match: {service: b, span: pack}}
+  - {name: delivered, after: [start], within: 1h, terminal: success, match: {service: c, event: delivered}}
+`
+
+// BenchmarkOpenFamilyMemory: 1M open instances in families — 200k parents, each with four
+// open children — cost per open instance (a family's links and counts included).
+func BenchmarkOpenFamilyMemory(b *testing.B) {
+	const parents, children = 200_000, 4
+	path := filepath.Join(b.TempDir(), "family.yaml")
+	if err := os.WriteFile(path, []byte(benchFamily), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	set, err := model.Load(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i := 0; i < b.N; i++ {
+		base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		st := &benchStore{}
+		clk := &clock{t: base}
+		d, err := New(Config{Flows: func() *model.Set { return set }, Store: st, Now: clk.Now, ReadLimit: 1 << 30})
+		if err != nil {
+			b.Fatal(err)
+		}
+		const batch = 20_000
+		for p := 0; p < parents; p += batch {
+			feed := make([]storage.CheckpointEvent, 0, batch*(1+children))
+			for j := p; j < p+batch; j++ {
+				key := fmt.Sprintf("order-%08d", j)
+				t := base.Add(time.Duration(j) * time.Microsecond)
+				feed = append(feed, storage.CheckpointEvent{EventID: key, Tenant: "acme", Flow: "parent", Checkpoint: "start",
+					Key: key, KeyAttr: "order.id", Time: t, IngestTime: base})
+				for c := range children {
+					kid := fmt.Sprintf("parcel-%08d-%d", j, c)
+					feed = append(feed, storage.CheckpointEvent{EventID: kid, Tenant: "acme", Flow: "child", Checkpoint: "start",
+						Key: kid, KeyAttr: "parcel.id", Time: t, IngestTime: base, Attributes: map[string]string{model.AttrParentKey: key}})
+				}
+			}
+			st.feed = feed
+			if err := d.Tick(context.Background()); err != nil {
+				b.Fatal(err)
+			}
+		}
+		later := base.Add(time.Hour)
+		clk.Set(later)
+		st.feed = []storage.CheckpointEvent{{EventID: "tick", Tenant: "acme", Flow: "other", Key: "x", Time: later, IngestTime: later}}
+		if err := d.Tick(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+		if len(d.fam.parents) != 0 {
+			b.Fatalf("one shard caches %d parent keys of its own children", len(d.fam.parents))
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		n := parents * (1 + children)
+		if d.Stats().Open != n {
+			b.Fatalf("open = %d, want %d", d.Stats().Open, n)
+		}
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(n), "B/instance")
+		runtime.KeepAlive(d)
+		d.Close()
 	}
 }

@@ -112,6 +112,10 @@ type Detector struct {
 	closed  map[string]int64 // instance id → when it closed (unix ns)
 	closedQ timedQueue       // the same, in closing order, for pruning
 	stuckN  int              // open instances that are stuck
+	// compensatingN counts the open instances compensating (failed, compensations pending).
+	compensatingN int
+	// fam is what families (sub-flows) and sagas (compensations) need beyond one instance.
+	fam familyState
 
 	cur        cursor
 	aliases    map[string]string // tenant\x00flow\x00attr\x00value → key
@@ -157,8 +161,11 @@ type Detector struct {
 
 // Stats is a snapshot of the detector's counters.
 type Stats struct {
-	Open, Running, Stuck      int
-	Completed, Failed         uint64
+	Open, Running, Stuck, Compensating int
+	Completed, Failed                  uint64
+	// Compensated and Cancelled count the instances closed so (Failed: failed, nothing to
+	// compensate).
+	Compensated, Cancelled    uint64
 	AlertsSent, AlertsFailed  uint64
 	CommandsSent, CommandsErr uint64
 	Cursor                    time.Time
@@ -188,6 +195,7 @@ func New(cfg Config) (*Detector, error) {
 	d := &Detector{
 		cfg: cfg, log: cfg.Logger, m: cfg.Metrics,
 		closed:   map[string]int64{},
+		fam:      newFamilyState(),
 		aliases:  map[string]string{},
 		recorded: map[string][]storage.CommandRecord{},
 		alerts:   map[string]*alertState{},
@@ -519,12 +527,13 @@ func (d *Detector) flush(ctx context.Context) error {
 
 func (d *Detector) updateStats() {
 	// Counted on transitions (enterStuck, leaveStuck), never by scanning the open instances.
-	stuck := d.stuckN
-	running := d.open.len() - stuck
+	stuck, comp := d.stuckN, d.compensatingN
+	running := d.open.len() - stuck - comp
 	d.m.open.WithLabelValues("running").Set(float64(running))
 	d.m.open.WithLabelValues("stuck").Set(float64(stuck))
+	d.m.open.WithLabelValues("compensating").Set(float64(comp))
 	d.mu.Lock()
-	d.stats.Open, d.stats.Running, d.stats.Stuck = d.open.len(), running, stuck
+	d.stats.Open, d.stats.Running, d.stats.Stuck, d.stats.Compensating = d.open.len(), running, stuck, comp
 	d.stats.Cursor = d.cur.at
 	d.mu.Unlock()
 }

@@ -22,6 +22,9 @@ func (d *Detector) ingest(ctx context.Context, events []storage.CheckpointEvent,
 	if err := d.resolveAliases(ctx, set, events); err != nil {
 		d.log.Warn("alias lookup failed; alias-keyed events wait for the next tick", "err", err)
 	}
+	if err := d.resolveParents(ctx, set, events); err != nil {
+		d.log.Warn("parent lookup failed; events of sub-flows wait for the next tick", "err", err)
+	}
 	var touched []*inst
 	var unverified []*inst
 	var idBuf []byte
@@ -35,7 +38,8 @@ func (d *Detector) ingest(ctx context.Context, events []storage.CheckpointEvent,
 		if !d.resolveKey(e, versions, now) {
 			continue
 		}
-		if ShardOf(e.Tenant, e.Flow, e.Key, d.cfg.Shards) != d.cfg.Shard {
+		parentFlow, parent, ours := d.shardOf(e, set, now, idBuf)
+		if !ours {
 			continue
 		}
 		idBuf = d.fams.appendID(idBuf[:0], e.Tenant, e.Flow, e.Key)
@@ -54,6 +58,9 @@ func (d *Detector) ingest(ctx context.Context, events []storage.CheckpointEvent,
 			if in = d.newInst(id, set.At(e.Flow, e.Time)); in == nil {
 				continue
 			}
+			if parent != "" {
+				d.link(in, parentFlow, parent)
+			}
 			if !isStart(versions, e.Checkpoint) {
 				in.flags |= flagUnverified
 				unverified = append(unverified, in)
@@ -71,6 +78,7 @@ func (d *Detector) ingest(ctx context.Context, events []storage.CheckpointEvent,
 			d.judge(in, now, true, nil)
 		}
 	}
+	d.judgeParents(now)
 	for _, in := range unverified {
 		if d.open.get(in.id) == in && in.flags&flagUnverified != 0 {
 			d.reads.add(in.id, readVerify)
@@ -111,6 +119,7 @@ func (d *Detector) applyEvent(in *inst, e *storage.CheckpointEvent, now time.Tim
 		}
 	}
 	in.reach(c, e.Time)
+	d.noteExpect(in, f, e)
 }
 
 // repin moves an instance that was opened from a middle checkpoint to the version its start
@@ -162,54 +171,72 @@ func (d *Detector) judge(in *inst, now time.Time, touched bool, expl *explanatio
 		return
 	}
 	var buf [32]time.Time
-	v := d.fams.flow(in).Judge(in.firstTimes(buf[:0]), now)
-	switch v.Status {
-	case model.StatusCompleted, model.StatusFailed:
-		d.close(in, v, now)
-	case model.StatusStuck:
-		d.judgeStuck(in, v, now, touched, expl)
-	default:
-		changed := in.status != statusRunning
+	f := d.fams.flow(in)
+	p := d.progress(in, f, buf[:0])
+	v := f.Judge(p, now)
+	d.childVerdict(in, &v)
+	switch {
+	case v.Closed():
+		d.close(in, v, &p, now)
+	case v.Status == model.StatusStuck:
+		d.judgeStuck(in, v, &p, now, touched, expl)
+	default: // running, or compensating
+		changed := in.status != statusOf(v.Status)
 		if in.extra != nil {
 			d.leaveStuck(in, now)
 		}
-		in.status = statusRunning
+		d.setStatus(in, statusOf(v.Status))
 		if d.idle(in, v, now) {
 			d.evict(in)
 			return
 		}
 		if touched || changed {
-			d.writeState(in, d.compactState(in, v), now)
+			d.writeState(in, d.compactState(in, v, &p), now)
 		}
 		d.scheduleNext(in, v, now)
 	}
 }
 
-// close writes a completed or failed instance's state and forgets it (remembering its id for
-// ClosedMemory, so a late duplicate of its start does not open it again).
-func (d *Detector) close(in *inst, v model.Verdict, now time.Time) {
+// close writes the state of an instance that ended (completed, failed, compensated or
+// cancelled) and forgets it (remembering its id for ClosedMemory, so a late duplicate of its
+// start does not open it again).
+func (d *Detector) close(in *inst, v model.Verdict, p *model.Progress, now time.Time) {
 	if in.extra != nil {
 		d.leaveStuck(in, now)
 	}
-	in.status = statusOf(v.Status)
-	d.writeState(in, d.compactState(in, v), now)
+	d.setStatus(in, statusOf(v.Status))
+	d.writeState(in, d.compactState(in, v, p), now)
 	d.forget(in)
 	d.closed[in.id] = now.UnixNano()
 	d.closedQ.push(seenEntry{in.id, now.UnixNano()})
 	d.count(func(s *Stats) {
-		if v.Status == model.StatusCompleted {
+		switch v.Status {
+		case model.StatusCompleted:
 			s.Completed++
-		} else {
+		case model.StatusCompensated:
+			s.Compensated++
+		case model.StatusCancelled:
+			s.Cancelled++
+		default:
 			s.Failed++
 		}
 	})
 }
 
-// forget stops tracking an instance, and its recorded commands with it.
+// forget stops tracking an instance, and its recorded commands, its operator's cancel and its
+// link to its parent with it.
 func (d *Detector) forget(in *inst) {
 	d.heap.schedule(in, 0)
 	d.open.del(in.id)
 	delete(d.recorded, in.id)
+	delete(d.fam.cancels, in.id)
+	if in.status == statusCompensating {
+		d.compensatingN--
+	}
+	d.unlink(in)
+	if k := d.fam.kins[in.id]; k != nil {
+		d.forgetKin(in.id)
+	}
 }
 
 // idle reports whether a running instance has had no event for the rebuild window and has
@@ -259,16 +286,21 @@ func (d *Detector) expire(now time.Time) {
 			d.judge(in, now, false, nil)
 		}
 	}
+	d.judgeParents(now)
 }
 
 // compactState builds a model.State from the compact state alone (no events): what a running
 // or closed instance's stored state needs. Violations and errors are computed from the events
-// by whoever reads them (the API evaluates the instance on read).
-func (d *Detector) compactState(in *inst, v model.Verdict) model.State {
+// by whoever reads them (the API evaluates the instance on read). p is what the verdict was
+// judged from: its children's summaries explain a parent.
+func (d *Detector) compactState(in *inst, v model.Verdict, p *model.Progress) model.State {
 	tenant, flow, key := d.fams.split(in.id)
 	f := d.fams.flow(in)
 	st := model.State{Tenant: tenant, Flow: flow, Version: f.Version, Key: key, Status: v.Status,
-		EndedAt: v.EndedAt, Expected: v.Expected, NextDeadline: v.NextDeadline}
+		EndedAt: v.EndedAt, Expected: v.Expected, NextDeadline: v.NextDeadline, Failure: v.Failure, Broods: p.Broods}
+	if v.Terminal != nil {
+		st.Terminal = v.Terminal.Name
+	}
 	for i, ns := range in.first {
 		if ns == 0 {
 			continue
@@ -281,6 +313,9 @@ func (d *Detector) compactState(in *inst, v model.Verdict) model.State {
 			st.LastSeen = t
 			st.LastCheckpoint, st.LastCheckpointAt = f.Checkpoints[i].Name, t
 		}
+	}
+	if v.Status != model.StatusStuck && v.Failure != nil && v.Failure.Child != nil {
+		st.Reason = st.FailureReason() // a child failed it: the reason names the child
 	}
 	return st
 }
@@ -299,4 +334,5 @@ func (d *Detector) pruneClosed(now time.Time) {
 			delete(d.closed, e.id)
 		}
 	})
+	d.pruneKins(now)
 }

@@ -15,6 +15,7 @@ type Metrics struct {
 	readLag          prometheus.Gauge
 	unknownFlow      prometheus.Counter
 	unresolvedAlias  prometheus.Counter
+	unresolvedParent prometheus.Counter
 	lateRows         prometheus.Counter
 	operatorActions  *prometheus.CounterVec
 	readBacks        prometheus.Counter
@@ -52,6 +53,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Events of flows the detector has no definition for."}),
 		unresolvedAlias: prometheus.NewCounter(prometheus.CounterOpts{Name: "flowwatch_detector_unresolved_alias_events_total",
 			Help: "Events keyed by an alias with no alias row yet; retried."}),
+		unresolvedParent: prometheus.NewCounter(prometheus.CounterOpts{Name: "flowwatch_detector_unresolved_parent_events_total",
+			Help: "Events of a sub-flow given up because their parent's key was never known (after the alias wait)."}),
 		operatorActions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "flowwatch_detector_operator_actions_total",
 			Help: "Operator actions read and applied, by action (cancel, unblock, unblock_ignored: the checkpoint was not overdue or the attempt already made)."}, []string{"action"}),
 		lateRows: prometheus.NewCounter(prometheus.CounterOpts{Name: "flowwatch_detector_late_rows_total",
@@ -90,7 +93,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.open, m.eventsRead, m.readErrors, m.writeErrors, m.readLag, m.unknownFlow,
-			m.unresolvedAlias, m.operatorActions, m.lateRows, m.readBacks, m.readBackSeconds, m.readQueue, m.detectionLag, m.deliveryQueue,
+			m.unresolvedAlias, m.unresolvedParent, m.operatorActions, m.lateRows, m.readBacks, m.readBackSeconds, m.readQueue, m.detectionLag, m.deliveryQueue,
 			m.deliveryBackoff, m.commandsDeferred, m.expired, m.rejected, m.evicted, m.alertsSent, m.alertsFailed,
 			m.commands, m.rateLimited, m.tickSeconds)
 	}

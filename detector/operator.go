@@ -30,9 +30,15 @@ func (d *Detector) operatorAction(in *inst, e *storage.CheckpointEvent, now time
 	}
 }
 
-// cancel closes an instance as cancelled: its alerts resolve, its commands stop.
+// cancel judges an instance an operator cancelled at at: closed as cancelled (its alerts
+// resolve, its commands stop), or — when it had taken steps that have compensations — kept
+// open while they are due (compensating, or stuck when one is overdue).
 func (d *Detector) cancel(in *inst, at, now time.Time) {
-	d.close(in, model.Verdict{Status: model.StatusCancelled, EndedAt: at}, now)
+	if cur := d.fam.cancels[in.id]; cur != 0 && cur <= at.UnixNano() {
+		return // the first cancel counts
+	}
+	d.fam.cancels[in.id] = at.UnixNano()
+	d.judge(in, now, true, nil)
 }
 
 // unblock asks for the next attempt of each on_stuck action of an overdue checkpoint now,
@@ -55,7 +61,9 @@ func (d *Detector) unblock(in *inst, checkpoint string, at, now time.Time) bool 
 		}
 		if served {
 			d.runActions(in, o, now)
-			d.scheduleNext(in, d.fams.flow(in).Judge(in.firstTimes(nil), now), now)
+			f := d.fams.flow(in)
+			p := d.progress(in, f, nil)
+			d.scheduleNext(in, f.Judge(p, now), now)
 		}
 		return served
 	}

@@ -84,6 +84,10 @@ type readRequest struct {
 	countsAt time.Time
 	// commands asks for the instances' command records too.
 	commands bool
+	// family, for instances of a parent flow first seen in the middle (or closed here), asks
+	// for their children too, judged at now by set's definitions.
+	family *model.Set
+	now    time.Time
 }
 
 // readResult is the reader's answer.
@@ -91,8 +95,10 @@ type readResult struct {
 	req  readRequest
 	rows map[string][]storage.CheckpointEvent
 	cmds []storage.CommandRecord
-	err  error
-	took time.Duration
+	// children are, by parent key, the children of the instances (when req.family is set).
+	children map[string][]model.Child
+	err      error
+	took     time.Duration
 }
 
 type reader struct {
@@ -120,7 +126,11 @@ func (d *Detector) startReader(ctx context.Context) *reader {
 					if err == nil && req.commands {
 						cmds, err = d.cfg.Store.CommandsOf(ctx, req.tenant, req.flow, req.keys)
 					}
-					res = readResult{req: req, rows: rows, cmds: cmds, err: err, took: time.Since(start)}
+					var children map[string][]model.Child
+					if err == nil && req.family != nil {
+						children, err = d.readChildren(ctx, req)
+					}
+					res = readResult{req: req, rows: rows, cmds: cmds, children: children, err: err, took: time.Since(start)}
 				}
 				if !d.send(ctx, res) {
 					return
@@ -142,6 +152,7 @@ func (d *Detector) dispatchReads(now time.Time) {
 		q.inflight = map[string]readPurpose{}
 	}
 	type fam struct{ tenant, flow string }
+	set := d.flows()
 	var reqs []*readRequest
 	open := map[fam]*readRequest{}
 	rest := q.order[:0]
@@ -161,6 +172,9 @@ func (d *Detector) dispatchReads(now time.Time) {
 		}
 		r.keys, r.ids = append(r.keys, key), append(r.ids, id)
 		r.commands = r.commands || q.pending[id]&readCommands != 0
+		if q.pending[id]&(readVerify|readClosed) != 0 && len(model.ChildFlowsOf(set.Versions(flow))) > 0 {
+			r.family, r.now = set, now
+		}
 		q.inflight[id] = q.pending[id]
 		delete(q.pending, id)
 		handed++
@@ -191,14 +205,23 @@ func (r readResult) apply(d *Detector, now time.Time) {
 	}
 	for i, id := range r.req.ids {
 		p := d.reads.done(id)
-		d.readBack(id, p, r.rows[r.req.keys[i]], now)
+		var children []model.Child
+		if r.children != nil {
+			children = r.children[r.req.keys[i]]
+			if children == nil {
+				children = []model.Child{} // read: none
+			}
+		}
+		d.readBack(id, p, r.rows[r.req.keys[i]], children, now)
 	}
+	d.judgeParents(now)
 }
 
 // readBack applies what the store holds of one instance: every checkpoint it reached (so the
 // compact state misses nothing read late or before this detector started), its version when
-// it was first seen in the middle, and the explanation of a stuck verdict.
-func (d *Detector) readBack(id string, p readPurpose, rows []storage.CheckpointEvent, now time.Time) {
+// it was first seen in the middle, an operator's cancel, its children (a parent first seen in
+// the middle: children is not nil), and the explanation of a stuck verdict.
+func (d *Detector) readBack(id string, p readPurpose, rows []storage.CheckpointEvent, children []model.Child, now time.Time) {
 	tenant, flow, key := d.fams.split(id)
 	set := d.flows()
 	in := d.open.get(id)
@@ -207,13 +230,17 @@ func (d *Detector) readBack(id string, p readPurpose, rows []storage.CheckpointE
 			// Closed here, and a late checkpoint came: the store's verdict is written again
 			// (an earlier terminal may have arrived late).
 			full, _ := flowstate.Rebuild(set.Versions(flow), tenant, key, rows, nil)
+			full.SetChildren(children)
 			if flowstate.HasCheckpoint(full) {
-				if st := full.Evaluate(now); st.Status == model.StatusCompleted || st.Status == model.StatusFailed || st.Status == model.StatusCancelled {
+				if st := full.Evaluate(now); st.Status.Closed() {
 					d.writeRow(id, st, now)
 				}
 			}
 		}
 		return
+	}
+	if !d.adoptChild(in, set, rows) {
+		return // a child restored from its stored state, of another shard's family
 	}
 	versions := set.Versions(flow)
 	if in.flags&flagUnverified == 0 {
@@ -234,12 +261,73 @@ func (d *Detector) readBack(id string, p readPurpose, rows []storage.CheckpointE
 			in.reach(c, ev.Time)
 		}
 	}
-	st := full.Evaluate(now)
-	if st.Status == model.StatusCancelled {
-		d.cancel(in, st.EndedAt, now) // an operator cancelled it: the compact state knows no operators
-		return
+	if children != nil {
+		d.setBroods(id, model.BroodsOf(children))
+		full.SetChildren(children)
 	}
+	for _, ev := range full.Events() {
+		if ev.Checkpoint == model.OperatorCancel {
+			// An operator cancelled it: the compact state keeps the cancel aside.
+			if cur := d.fam.cancels[id]; cur == 0 || ev.Time.UnixNano() < cur {
+				d.fam.cancels[id] = ev.Time.UnixNano()
+			}
+			break
+		}
+	}
+	st := full.Evaluate(now)
 	d.judge(in, now, true, explanationOf(st))
+}
+
+// adoptChild takes a child restored from its stored state (its parent unknown until its rows
+// are read) into its family when it is this shard's, and forgets it when it is not. It
+// reports whether the instance is still this shard's.
+func (d *Detector) adoptChild(in *inst, set *model.Set, rows []storage.CheckpointEvent) bool {
+	tenant, flow, key := d.fams.split(in.id)
+	pl := set.Parent(flow)
+	if pl == nil {
+		return true
+	}
+	if _, linked := d.fam.kids[in]; linked {
+		return true
+	}
+	parent := ""
+	for i := range rows {
+		if pk := rows[i].Attributes[model.AttrParentKey]; pk != "" {
+			parent = pk
+			break
+		}
+	}
+	if parent == "" {
+		return ShardOf(tenant, flow, key, d.cfg.Shards) == d.cfg.Shard || d.dropRestored(in)
+	}
+	d.cacheParent(tenant, flow, key, parent)
+	if ShardOf(tenant, pl.Flow, parent, d.cfg.Shards) != d.cfg.Shard {
+		return d.dropRestored(in)
+	}
+	d.link(in, pl.Flow, parent)
+	return true
+}
+
+// dropRestored forgets an instance restored here that another shard owns; it returns false.
+func (d *Detector) dropRestored(in *inst) bool {
+	d.forget(in)
+	return false
+}
+
+// readChildren reads the children of req's instances, of every child flow, judged by
+// flowstate.Children: by parent key.
+func (d *Detector) readChildren(ctx context.Context, req readRequest) (map[string][]model.Child, error) {
+	out := map[string][]model.Child{}
+	for _, cf := range model.ChildFlowsOf(req.family.Versions(req.flow)) {
+		byParent, err := storage.ChildrenEvents(ctx, d.cfg.Store, req.tenant, cf, req.keys, d.cfg.ReadBatch)
+		if err != nil {
+			return nil, fmt.Errorf("children of %s: %w", req.flow, err)
+		}
+		for parent, rows := range byParent {
+			out[parent] = append(out[parent], flowstate.Children(req.family.Versions(cf), req.tenant, rows, req.now)...)
+		}
+	}
+	return out, nil
 }
 
 // writeRow writes the state of an instance the detector does not hold.
@@ -265,7 +353,8 @@ func (d *Detector) restoreStuck(ctx context.Context) error {
 			return fmt.Errorf("read stored stuck instances: %w", err)
 		}
 		for _, st := range states {
-			if ShardOf(st.Tenant, st.Flow, st.Key, d.cfg.Shards) != d.cfg.Shard {
+			// A child's shard is its parent's, which its rows tell: its read-back decides.
+			if set.Parent(st.Flow) == nil && ShardOf(st.Tenant, st.Flow, st.Key, d.cfg.Shards) != d.cfg.Shard {
 				continue
 			}
 			id := d.fams.id(st.Tenant, st.Flow, st.Key)

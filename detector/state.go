@@ -37,6 +37,8 @@ const (
 	flagUnverified uint8 = 1 << iota
 	// flagTouched: in the list of instances an ingest round touched.
 	flagTouched
+	// flagEnded: a child whose end (success, failure, cancel) its parent's kin counted.
+	flagEnded
 )
 
 // status is model.Status in one byte.
@@ -48,18 +50,20 @@ const (
 	statusCompleted
 	statusFailed
 	statusCancelled
+	statusCompensating
+	statusCompensated
+	numStatuses
 )
 
+// statuses are the model's statuses, by status.
+var statuses = [numStatuses]model.Status{model.StatusRunning, model.StatusStuck, model.StatusCompleted,
+	model.StatusFailed, model.StatusCancelled, model.StatusCompensating, model.StatusCompensated}
+
 func statusOf(s model.Status) status {
-	switch s {
-	case model.StatusStuck:
-		return statusStuck
-	case model.StatusCompleted:
-		return statusCompleted
-	case model.StatusFailed:
-		return statusFailed
-	case model.StatusCancelled:
-		return statusCancelled
+	for i, m := range statuses {
+		if m == s {
+			return status(i)
+		}
 	}
 	return statusRunning
 }

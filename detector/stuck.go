@@ -62,7 +62,7 @@ func (x *explanation) add(e *storage.CheckpointEvent) {
 // judgeStuck handles an instance whose verdict is stuck: it tracks each overdue checkpoint,
 // writes the state at once (with what the detector holds; the explanation follows from a
 // batched read), and alerts and acts once the instance is explained.
-func (d *Detector) judgeStuck(in *inst, v model.Verdict, now time.Time, touched bool, expl *explanation) {
+func (d *Detector) judgeStuck(in *inst, v model.Verdict, p *model.Progress, now time.Time, touched bool, expl *explanation) {
 	x := in.extra
 	entering := x == nil
 	if entering {
@@ -73,11 +73,11 @@ func (d *Detector) judgeStuck(in *inst, v model.Verdict, now time.Time, touched 
 			d.reads.add(in.id, readExplain)
 		}
 	}
-	in.status = statusStuck
+	d.setStatus(in, statusStuck)
 	if expl != nil {
 		x.expl, x.explained = *expl, true
 	}
-	st := d.compactState(in, v)
+	st := d.compactState(in, v, p)
 	st.LastError, st.TraceIDs, st.Violations = x.expl.lastError, x.expl.traceIDs, x.expl.violations
 	changed := d.syncOverdue(in, &st, now)
 	if entering || changed || touched || expl != nil {
@@ -135,10 +135,11 @@ func (d *Detector) syncOverdue(in *inst, st *model.State, now time.Time) bool {
 		slices.SortStableFunc(x.overdue, func(a, b *overdueCP) int { return a.deadline.Compare(b.deadline) })
 	}
 	for _, o := range x.overdue {
-		// A reason is rebuilt only when what it says changed; how overdue it is, is brought
-		// to the moment whenever it is sent.
+		// A reason is rebuilt only when what it says changed (a parent's, which tells how its
+		// children fare, whenever it is judged); how overdue it is, is brought to the moment
+		// whenever it is sent.
 		if r := o.reason; r == nil || !r.Deadline.Equal(o.deadline) || r.LastCheckpoint != st.LastCheckpoint ||
-			r.LastError != st.LastError || len(r.TraceIDs) != len(st.TraceIDs) {
+			r.LastError != st.LastError || len(r.TraceIDs) != len(st.TraceIDs) || r.Children != nil {
 			i := slices.IndexFunc(st.Expected, func(e model.Expected) bool { return e.Checkpoint == o.checkpoint })
 			o.reason = st.ReasonFor(st.Expected[i]) // brought to the moment by At where it is used
 		}
@@ -157,7 +158,7 @@ func (d *Detector) leaveStuck(in *inst, now time.Time) {
 	}
 	d.stuckN--
 	in.extra = nil
-	in.status = statusRunning
+	d.setStatus(in, statusRunning)
 }
 
 // leaveOverdue records that a checkpoint is no longer overdue (it arrived, was passed by a

@@ -1,6 +1,7 @@
 package flowstate
 
 import (
+	"sort"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -29,6 +30,14 @@ func appendExpected(b []byte, xs []model.Expected) []byte {
 		b = appendString(b, x.Service)
 		b = append(b, `,"overdue":`...)
 		b = strconv.AppendBool(b, x.Overdue)
+		if x.Compensates != "" {
+			b = append(b, `,"compensates":`...)
+			b = appendString(b, x.Compensates)
+		}
+		if x.Children != "" {
+			b = append(b, `,"children":`...)
+			b = appendString(b, x.Children)
+		}
 		b = append(b, '}')
 	}
 	return append(b, ']')
@@ -76,9 +85,70 @@ func appendReason(b []byte, r *model.Reason) []byte {
 		}
 		b = appendString(b, t)
 	}
-	b = append(b, `],"summary":`...)
+	b = append(b, ']')
+	if r.Compensates != "" {
+		b = append(b, `,"compensates":`...)
+		b = appendString(b, r.Compensates)
+	}
+	if f := r.Failure; f != nil {
+		b = append(b, `,"failure":{"checkpoint":`...)
+		b = appendString(b, f.Checkpoint)
+		b = append(b, `,"time":`...)
+		b = appendTime(b, f.Time)
+		if c := f.Child; c != nil {
+			b = append(b, `,"child":{"flow":`...)
+			b = appendString(b, c.Flow)
+			b = append(b, `,"key":`...)
+			b = appendString(b, c.Key)
+			b = append(b, `,"checkpoint":`...)
+			b = appendString(b, c.Checkpoint)
+			b = append(b, '}')
+		}
+		b = append(b, '}')
+	}
+	if ch := r.Children; ch != nil {
+		b = appendChildren(b, ch)
+	}
+	b = append(b, `,"summary":`...)
 	b = appendString(b, r.Summary)
 	return append(b, '}')
+}
+
+// appendChildren appends the "children" member of a reason: its counts by status (sorted, as
+// encoding/json writes a map) and its stuck children.
+func appendChildren(b []byte, ch *model.ChildrenReport) []byte {
+	b = append(b, `,"children":{"flow":`...)
+	b = appendString(b, ch.Flow)
+	b = append(b, `,"counts":{`...)
+	statuses := make([]string, 0, len(ch.Counts))
+	for s := range ch.Counts {
+		statuses = append(statuses, string(s))
+	}
+	sort.Strings(statuses)
+	for i, s := range statuses {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendString(b, s)
+		b = append(b, ':')
+		b = strconv.AppendInt(b, int64(ch.Counts[model.Status(s)]), 10)
+	}
+	b = append(b, `},"stuck":[`...)
+	for i, k := range ch.Stuck {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"key":`...)
+		b = appendString(b, k.Key)
+		b = append(b, `,"checkpoint":`...)
+		b = appendString(b, k.Checkpoint)
+		b = append(b, `,"deadline":`...)
+		b = appendTime(b, k.Deadline)
+		b = append(b, `,"summary":`...)
+		b = appendString(b, k.Summary)
+		b = append(b, '}')
+	}
+	return append(b, "]}"...)
 }
 
 // appendViolations appends the JSON of ViolationsOf(vs).

@@ -37,6 +37,22 @@ func TestEncodersMatchEncodingJSON(t *testing.T) {
 		r.LastCheckpointAt = time.Time{}
 		check("reason "+s, appendReason(nil, &r), ReasonOf(&r))
 	}
+	// A compensation overdue after a failed child, a parent stuck at its children.
+	r := *st.Reason
+	r.Compensates = "paid"
+	r.Failure = &model.Failure{Checkpoint: "all_delivered", Time: testflows.T0,
+		Child: &model.ChildRef{Flow: "shipment", Key: `s-"2"`, Checkpoint: "lost"}}
+	check("reason with a failure", appendReason(nil, &r), ReasonOf(&r))
+	r.Failure.Child, r.Compensates = nil, ""
+	r.Children = &model.ChildrenReport{Flow: "shipment", Counts: map[model.Status]int{model.StatusStuck: 2, model.StatusCompleted: 1},
+		Stuck: []model.StuckChild{{Key: "s-2", Checkpoint: "delivered", Deadline: testflows.T0, Summary: "<late>"}, {Key: "s-3"}}}
+	check("reason with children", appendReason(nil, &r), ReasonOf(&r))
+	r.Children = &model.ChildrenReport{Flow: "shipment"}
+	check("reason with no children", appendReason(nil, &r), ReasonOf(&r))
+	xs := append([]model.Expected(nil), st.Expected...)
+	xs = append(xs, model.Expected{Checkpoint: "refunded", Compensates: "paid"}, model.Expected{Checkpoint: "all", Children: "shipment"})
+	check("expected compensation and children", appendExpected(nil, xs), ExpectedOf(xs))
+
 	for _, d := range []time.Duration{0, 1, 999, time.Microsecond, time.Second, -3 * time.Minute, 1<<63 - 1} {
 		r := *st.Reason
 		r.Overdue = d

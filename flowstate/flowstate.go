@@ -27,6 +27,10 @@ type Expected struct {
 	Service string    `json:"service"`
 	// Overdue tells whether the deadline had passed when the state was evaluated.
 	Overdue bool `json:"overdue"`
+	// Compensates is set on a compensation: the checkpoint it undoes.
+	Compensates string `json:"compensates,omitempty"`
+	// Children is set on a children checkpoint: the child flow that reaches it.
+	Children string `json:"children,omitempty"`
 }
 
 // Reason explains why an instance is stuck (stored document, and the reason of a command).
@@ -42,7 +46,44 @@ type Reason struct {
 	LastCheckpointAt time.Time  `json:"last_checkpoint_at,omitzero"`
 	LastError        *ErrorNote `json:"last_error,omitempty"`
 	TraceIDs         []string   `json:"trace_ids"`
-	Summary          string     `json:"summary"`
+	// Compensates is set when Checkpoint is a compensation: the step it undoes.
+	Compensates string `json:"compensates,omitempty"`
+	// Failure is what failed the instance (a compensation is due, or a child failed it).
+	Failure *Failure `json:"failure,omitempty"`
+	// Children is set when Checkpoint is a children checkpoint: how the children fare.
+	Children *ChildrenReport `json:"children,omitempty"`
+	Summary  string          `json:"summary"`
+}
+
+// Failure is what failed an instance (stored document): its failure terminal, the children
+// checkpoint a failed child failed, or "@cancel" for an operator's cancel.
+type Failure struct {
+	Checkpoint string    `json:"checkpoint"`
+	Time       time.Time `json:"time"`
+	Child      *ChildRef `json:"child,omitempty"`
+}
+
+// ChildRef names a child instance and the checkpoint that ended it (stored document).
+type ChildRef struct {
+	Flow       string `json:"flow"`
+	Key        string `json:"key"`
+	Checkpoint string `json:"checkpoint"`
+}
+
+// ChildrenReport is how the children of a parent stuck at a children checkpoint fare
+// (stored document): how many are in each status, and the first few stuck ones.
+type ChildrenReport struct {
+	Flow   string         `json:"flow"`
+	Counts map[string]int `json:"counts"`
+	Stuck  []StuckChild   `json:"stuck"`
+}
+
+// StuckChild is a stuck child of a report (stored document).
+type StuckChild struct {
+	Key        string    `json:"key"`
+	Checkpoint string    `json:"checkpoint"`
+	Deadline   time.Time `json:"deadline"`
+	Summary    string    `json:"summary"`
 }
 
 // ErrorNote is the last error seen on an instance (stored document).
@@ -107,7 +148,7 @@ func ExpectedOf(xs []model.Expected) []Expected {
 	out := make([]Expected, 0, len(xs))
 	for _, x := range xs {
 		out = append(out, Expected{Checkpoint: x.Checkpoint, Deadline: UTC(x.Deadline),
-			Since: UTC(x.Since), Service: x.Service, Overdue: x.Overdue})
+			Since: UTC(x.Since), Service: x.Service, Overdue: x.Overdue, Compensates: x.Compensates, Children: x.Children})
 	}
 	return out
 }
@@ -121,12 +162,35 @@ func ReasonOf(r *model.Reason) *Reason {
 		Checkpoint: r.Checkpoint, Since: UTC(r.Since), Deadline: UTC(r.Deadline),
 		Overdue: Duration(r.Overdue), OverdueSeconds: r.Overdue.Seconds(), Service: r.Service,
 		LastCheckpoint: r.LastCheckpoint, LastCheckpointAt: UTC(r.LastCheckpointAt),
-		TraceIDs: append(make([]string, 0, len(r.TraceIDs)), r.TraceIDs...),
-		Summary:  r.Summary,
+		TraceIDs:    append(make([]string, 0, len(r.TraceIDs)), r.TraceIDs...),
+		Compensates: r.Compensates, Failure: FailureOf(r.Failure), Summary: r.Summary,
 	}
 	if e := r.LastError; e != nil {
 		out.LastError = &ErrorNote{Service: e.Service, Name: e.Name, Message: e.Message,
 			TraceID: e.TraceID, SpanID: e.SpanID, Time: UTC(e.Time)}
+	}
+	if ch := r.Children; ch != nil {
+		out.Children = &ChildrenReport{Flow: ch.Flow, Counts: make(map[string]int, len(ch.Counts)),
+			Stuck: make([]StuckChild, 0, len(ch.Stuck))}
+		for s, n := range ch.Counts {
+			out.Children.Counts[string(s)] = n
+		}
+		for _, k := range ch.Stuck {
+			out.Children.Stuck = append(out.Children.Stuck, StuckChild{Key: k.Key, Checkpoint: k.Checkpoint,
+				Deadline: UTC(k.Deadline), Summary: k.Summary})
+		}
+	}
+	return out
+}
+
+// FailureOf converts what failed an instance; nil stays nil.
+func FailureOf(f *model.Failure) *Failure {
+	if f == nil {
+		return nil
+	}
+	out := &Failure{Checkpoint: f.Checkpoint, Time: UTC(f.Time)}
+	if c := f.Child; c != nil {
+		out.Child = &ChildRef{Flow: c.Flow, Key: c.Key, Checkpoint: c.Checkpoint}
 	}
 	return out
 }

@@ -11,7 +11,8 @@ import (
 // ModelEvent converts a stored checkpoint row to the model's event.
 func ModelEvent(e *storage.CheckpointEvent) model.Event {
 	return model.Event{ID: e.EventID, Checkpoint: e.Checkpoint, Time: e.Time, Service: e.Service,
-		Name: e.Name, TraceID: e.TraceID, SpanID: e.SpanID, Status: e.Status, Message: e.Message}
+		Name: e.Name, TraceID: e.TraceID, SpanID: e.SpanID, Status: e.Status, Message: e.Message,
+		Attributes: e.Attributes}
 }
 
 // Owner tells which instance key an alias value of attr belongs to; ok is false when the

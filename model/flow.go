@@ -51,8 +51,15 @@ type Flow struct {
 	Starts []*Checkpoint
 	// Source is where the flow was declared.
 	Source Pos
+	// Parent is set on a sub-flow: the flow its instances are children of, and the attribute
+	// of its items that carries the parent's key. Nil for a flow that is nobody's child.
+	Parent *ParentLink
+	// Compensations are the checkpoints with `compensates`, in declaration order.
+	Compensations []*Checkpoint
 
 	byName map[string]*Checkpoint
+	// childCPs are the children checkpoints.
+	childCPs []*Checkpoint
 	// aliases holds every attribute declared in some checkpoint's `aliases`.
 	aliases map[string]bool
 	// topo holds the indexes of Checkpoints in a topological order of `after`: every
@@ -82,7 +89,51 @@ type Checkpoint struct {
 	Aliases []string
 	Match   Match
 	OnStuck []Action
+	// Children is set on a checkpoint that is reached by the instance's children (a sub-flow)
+	// rather than by an item of its own: it has no Match.
+	Children *Children
+	// Compensates is set on a compensation: the checkpoint whose effect it undoes. It is not
+	// on the happy path: it becomes expected only when the instance fails after Compensates
+	// was reached, due Within after the failure.
+	Compensates *Checkpoint
 }
+
+// ParentLink names the parent of a sub-flow.
+type ParentLink struct {
+	// Flow is the parent flow's name.
+	Flow string
+	// Key is the attribute of the child's items that holds its parent's key.
+	Key string
+
+	flowAt Pos // where Flow was written, for the checks across flows
+}
+
+// Complete says when a children checkpoint is reached.
+type Complete string
+
+// The completions of a children checkpoint.
+const (
+	// CompleteAll: at least one child, and every child (or Expect of them) succeeded.
+	CompleteAll Complete = "all"
+	// CompleteAny: one child succeeded.
+	CompleteAny Complete = "any"
+)
+
+// Children says which children reach a children checkpoint, and when.
+type Children struct {
+	// Flow is the child flow's name.
+	Flow     string
+	Complete Complete
+	// Expect, when set, is the attribute of the parent's items that says how many children
+	// `all` waits for (the latest value wins).
+	Expect string
+
+	flowAt Pos
+}
+
+// AttrParentKey is the attribute a child's stored rows carry its parent's key in: the flow
+// processor copies the value of the child flow's parent.key there, the exporter stores it.
+const AttrParentKey = "flow.parent_key"
 
 // Match selects the telemetry items that are this checkpoint. Empty fields match anything.
 type Match struct {
@@ -165,15 +216,35 @@ func (f *Flow) KeyAttributes() []string {
 	return out
 }
 
+// IsCompensation reports whether the checkpoint is a compensation (it has `compensates`).
+func (c *Checkpoint) IsCompensation() bool { return c.Compensates != nil }
+
+// ChildFlows returns the flows the children checkpoints of f name, in declaration order.
+func (f *Flow) ChildFlows() []string {
+	out := make([]string, 0, len(f.childCPs))
+	for _, c := range f.childCPs {
+		out = append(out, c.Children.Flow)
+	}
+	return out
+}
+
+// HasChildren reports whether f has a children checkpoint: judging an instance needs its
+// children.
+func (f *Flow) HasChildren() bool { return len(f.childCPs) > 0 }
+
 // Horizon is the longest an instance can take while it still has a deadline ahead: the
-// longest chain of `within`s from a start checkpoint. Past it, an instance's verdict no longer
-// changes by itself (optional checkpoints, which have no `within`, may still come).
+// longest chain of `within`s from a start checkpoint, plus the longest compensation. Past it,
+// an instance's verdict no longer changes by itself (optional checkpoints, which have no
+// `within`, may still come).
 func (f *Flow) Horizon() time.Duration {
 	// In topological order every predecessor's chain is known before its successors'.
 	at := make([]time.Duration, len(f.Checkpoints))
 	var h time.Duration
 	for _, i := range f.topo {
 		c := f.Checkpoints[i]
+		if c.IsCompensation() {
+			continue // counted below: after a failure, not along the chain
+		}
 		var longest time.Duration
 		for _, p := range c.Preds {
 			longest = max(longest, at[p.Index])
@@ -181,7 +252,11 @@ func (f *Flow) Horizon() time.Duration {
 		at[i] = longest + c.Within
 		h = max(h, at[i])
 	}
-	return h
+	var comp time.Duration
+	for _, c := range f.Compensations {
+		comp = max(comp, c.Within)
+	}
+	return h + comp
 }
 
 // Pos is a place in a flow file.

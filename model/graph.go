@@ -12,6 +12,7 @@ import (
 // no more than a wide flow and cannot exhaust the stack. nodes[i] are the YAML nodes of
 // f.Checkpoints[i].
 func (p *parser) link(f *Flow, listKey *yaml.Node, nodes []*cpNodes) {
+	p.linkFamily(f, nodes)
 	for _, c := range f.Checkpoints {
 		cn := nodes[c.Index]
 		for i, name := range c.After {
@@ -26,6 +27,10 @@ func (p *parser) link(f *Flow, listKey *yaml.Node, nodes []*cpNodes) {
 			}
 			if pred == c {
 				p.errorf(at, "checkpoint %q cannot come after itself", name)
+				continue
+			}
+			if pred.IsCompensation() {
+				p.errorf(at, "%q cannot come after compensation %q: a compensation is off the happy path (it follows a failure)", c.Name, name)
 				continue
 			}
 			c.Preds = append(c.Preds, pred)
@@ -67,12 +72,47 @@ func (p *parser) link(f *Flow, listKey *yaml.Node, nodes []*cpNodes) {
 	}
 	reach := reachable(f)
 	for _, c := range f.Checkpoints {
-		if !reach[c.Index] && len(c.Preds) == len(c.After) {
+		if !reach[c.Index] && len(c.Preds) == len(c.After) && nodes[c.Index].compensates == nil {
 			why := "it is not a start checkpoint and has no 'after'"
 			if len(c.After) > 0 {
 				why = "its predecessors can never all be reached from a start checkpoint"
 			}
 			p.errorf(nodes[c.Index].name, "checkpoint %q is unreachable: %s", c.Name, why)
+		}
+	}
+}
+
+// linkFamily resolves `compensates` and checks what only the whole flow tells: a compensation
+// names a checkpoint of the flow that is no compensation itself, and no two children
+// checkpoints name the same child flow (a child must know which one it reaches).
+func (p *parser) linkFamily(f *Flow, nodes []*cpNodes) {
+	byChild := map[string]*Checkpoint{}
+	for _, c := range f.Checkpoints {
+		cn := nodes[c.Index]
+		if c.Children != nil {
+			f.childCPs = append(f.childCPs, c)
+		}
+		if ch := c.Children; ch != nil && ch.Flow != "" {
+			if prev := byChild[ch.Flow]; prev != nil {
+				p.errorf(cn.children, "checkpoint %q: flow %q already reaches checkpoint %q: each child flow reaches one children checkpoint", c.Name, ch.Flow, prev.Name)
+			} else {
+				byChild[ch.Flow] = c
+			}
+		}
+		if cn.compensates == nil || cn.compName == "" {
+			continue
+		}
+		target := f.byName[cn.compName]
+		switch {
+		case target == nil:
+			p.errorf(cn.compensates, "'compensates' names unknown checkpoint %q", cn.compName)
+		case target == c:
+			p.errorf(cn.compensates, "checkpoint %q cannot compensate itself", c.Name)
+		case nodes[target.Index].compensates != nil:
+			p.errorf(cn.compensates, "checkpoint %q cannot compensate %q: it is a compensation itself", c.Name, cn.compName)
+		default:
+			c.Compensates = target
+			f.Compensations = append(f.Compensations, c)
 		}
 	}
 }

@@ -1,10 +1,7 @@
 package model
 
 import (
-	"fmt"
-	"slices"
 	"sort"
-	"strconv"
 	"time"
 )
 
@@ -19,7 +16,26 @@ const (
 	StatusStuck     Status = "stuck"
 	// StatusCancelled: closed by an operator (an OperatorCancel event).
 	StatusCancelled Status = "cancelled"
+	// StatusCompensating: failed (or cancelled) after steps that have compensations, which
+	// are pending and not overdue; StatusStuck when one is overdue.
+	StatusCompensating Status = "compensating"
+	// StatusCompensated: failed, and every compensation it made due was done.
+	StatusCompensated Status = "compensated"
 )
+
+// Statuses are every status, in the order of DESIGN.md.
+var Statuses = []Status{StatusRunning, StatusCompleted, StatusFailed, StatusStuck, StatusCompensating,
+	StatusCompensated, StatusCancelled}
+
+// Closed reports whether an instance with this status awaits nothing more: completed,
+// failed, compensated or cancelled.
+func (s Status) Closed() bool {
+	switch s {
+	case StatusCompleted, StatusFailed, StatusCompensated, StatusCancelled:
+		return true
+	}
+	return false
+}
 
 // Operator events: actions taken on an instance through the operator API, stored with the
 // instance's events (under these reserved checkpoint names, which no flow can declare) so
@@ -62,6 +78,9 @@ type Event struct {
 	Status string
 	// Message is the error message, if any.
 	Message string
+	// Attributes are the attributes stored with the event: a child's parent key
+	// (AttrParentKey), the value of a children checkpoint's `expect`. Nil when none.
+	Attributes map[string]string
 }
 
 // IsErrorNote reports whether the event is an error note rather than a checkpoint.
@@ -80,6 +99,22 @@ type Instance struct {
 
 	versions []*Flow
 	events   []Event // sorted by (Time, ID)
+	children []Child
+}
+
+// SetChildren gives a parent instance its children's summaries (every child flow), which its
+// children checkpoints are judged by.
+func (in *Instance) SetChildren(cs []Child) { in.children = cs }
+
+// ParentKey returns the parent's key the instance's events carry (AttrParentKey, the first
+// one in event time); "" when none does.
+func (in *Instance) ParentKey() string {
+	for i := range in.events {
+		if k := in.events[i].Attributes[AttrParentKey]; k != "" {
+			return k
+		}
+	}
+	return ""
 }
 
 // NewInstance starts an empty instance of the flow whose versions are given (ascending, as
@@ -168,11 +203,20 @@ type State struct {
 	// LastCheckpoint is the latest checkpoint reached, in event time.
 	LastCheckpoint   string
 	LastCheckpointAt time.Time
-	// EndedAt is when the terminal checkpoint was reached (completed and failed only).
-	EndedAt time.Time
+	// EndedAt is when the instance ended (Verdict.EndedAt); zero while it has not. Terminal
+	// is the terminal checkpoint that ended it, if one did.
+	EndedAt  time.Time
+	Terminal string
+	// Failure is what failed the instance; nil unless it failed (see Verdict.Failure).
+	Failure *Failure
+	// Children are the children the instance was judged with (SetChildren).
+	Children []Child
+	// Broods summarize the children by child flow: what the children checkpoints were judged
+	// by, and what the reason of a parent stuck at one tells of them.
+	Broods []Brood
 	// Expected are the checkpoints awaited with a deadline, earliest deadline first.
 	Expected []Expected
-	// Reason explains a stuck instance; nil otherwise.
+	// Reason explains a stuck instance, or a failure that came from a child; nil otherwise.
 	Reason     *Reason
 	Violations []Violation
 	// LastError is the latest error note or error-status checkpoint event, if any.
@@ -193,64 +237,10 @@ type Expected struct {
 	// Service owns the checkpoint (its match.service).
 	Service string
 	Overdue bool
-}
-
-// Reason says why an instance is stuck.
-type Reason struct {
-	// Checkpoint is the expected checkpoint that is most overdue.
-	Checkpoint string
-	Since      time.Time
-	Deadline   time.Time
-	Overdue    time.Duration
-	Service    string
-	// LastCheckpoint is the latest checkpoint seen.
-	LastCheckpoint   string
-	LastCheckpointAt time.Time
-	LastError        *ErrorNote
-	TraceIDs         []string
-	// Summary is one human sentence.
-	Summary string
-
-	flow, key string // for the summary
-}
-
-// ErrorNote is the last error seen on an instance.
-type ErrorNote struct {
-	Service string
-	Name    string
-	Message string
-	TraceID string
-	SpanID  string
-	Time    time.Time
-}
-
-// Violation is a conformance problem of one event.
-type Violation struct {
-	Kind       ViolationKind
-	Checkpoint string
-	Time       time.Time
-	EventID    string
-	// After are the checkpoint's predecessors (unexpected, out_of_order); FirstAt when it was
-	// first reached (duplicate_checkpoint); Version the pinned version.
-	After   []string
-	FirstAt time.Time
-	Version int
-}
-
-// Detail describes the violation in one sentence.
-func (v Violation) Detail() string {
-	switch v.Kind {
-	case ViolationDuplicate:
-		return fmt.Sprintf("%q already reached at %s", v.Checkpoint, v.FirstAt.UTC().Format(time.RFC3339Nano))
-	case ViolationOutOfOrder:
-		return fmt.Sprintf("%q happened before its predecessors %v", v.Checkpoint, v.After)
-	case ViolationUnexpected:
-		if v.After == nil {
-			return fmt.Sprintf("%q is not a checkpoint of version %d", v.Checkpoint, v.Version)
-		}
-		return fmt.Sprintf("%q reached but its predecessors %v were never seen", v.Checkpoint, v.After)
-	}
-	return string(v.Kind)
+	// Compensates is set for a compensation: the step it undoes.
+	Compensates string
+	// Children is set for a children checkpoint: the child flow that reaches it.
+	Children string
 }
 
 // maxTraceIDs bounds the trace IDs a State carries.
@@ -282,6 +272,31 @@ func (in *Instance) Evaluate(now time.Time) State {
 		}
 	}
 
+	// The children checkpoints reached by children, so that their successors are not taken
+	// for unexpected.
+	prog := Progress{First: first}
+	if len(in.children) > 0 {
+		prog.Broods = BroodsOf(in.children)
+	}
+	expects := f.ExpectAttributes()
+	for i := range in.events {
+		e := &in.events[i]
+		if e.Checkpoint == OperatorCancel && prog.Cancelled.IsZero() {
+			prog.Cancelled = e.Time
+		}
+		for _, a := range expects {
+			if n, ok := ExpectValue(e.Attributes[a]); ok {
+				if prog.Expect == nil {
+					prog.Expect = map[string]int{}
+				}
+				prog.Expect[a] = n // events are sorted: the latest wins
+			}
+		}
+	}
+	if f.HasChildren() {
+		f.reachByChildren(first, &prog)
+	}
+
 	// Pass 2: violations, last checkpoint, terminal, last error, trace IDs.
 	var doneBuf [32]bool
 	var done []bool
@@ -290,13 +305,10 @@ func (in *Instance) Evaluate(now time.Time) State {
 	} else {
 		done = make([]bool, len(f.Checkpoints))
 	}
-	var cancelled time.Time
+	var compensations []*Event // the first event of each compensation, checked once judged
 	for i := range in.events {
 		e := &in.events[i]
 		if e.IsOperator() {
-			if e.Checkpoint == OperatorCancel && cancelled.IsZero() {
-				cancelled = e.Time
-			}
 			continue
 		}
 		st.addTrace(e.TraceID, len(in.events))
@@ -320,7 +332,10 @@ func (in *Instance) Evaluate(now time.Time) State {
 		}
 		done[c.Index] = true
 		st.LastCheckpoint, st.LastCheckpointAt = c.Name, e.Time
-		if !c.Start {
+		switch {
+		case c.IsCompensation():
+			compensations = append(compensations, e)
+		case !c.Start:
 			if v, bad := checkPreds(c, first, e); bad {
 				v.Version = f.Version
 				st.Violations = append(st.Violations, v)
@@ -328,93 +343,30 @@ func (in *Instance) Evaluate(now time.Time) State {
 		}
 	}
 
-	v := f.Judge(first, now)
+	v := f.Judge(prog, now)
 	st.Status, st.EndedAt, st.Expected, st.NextDeadline = v.Status, v.EndedAt, v.Expected, v.NextDeadline
-	if !cancelled.IsZero() && (v.Terminal == nil || cancelled.Before(v.EndedAt)) {
-		// Cancelled by an operator before it ended by itself: closed, awaiting nothing.
-		st.Status, st.EndedAt, st.Expected, st.NextDeadline = StatusCancelled, cancelled, nil, time.Time{}
+	st.Failure, st.Children, st.Broods = v.Failure, in.children, prog.Broods
+	if v.Terminal != nil {
+		st.Terminal = v.Terminal.Name
 	}
-	if st.Status == StatusStuck {
+	// A compensation before any failure undid nothing: it is unexpected.
+	for _, e := range compensations {
+		if v.Failure == nil || e.Time.Before(v.Failure.Time) {
+			c := f.byName[e.Checkpoint]
+			st.Violations = append(st.Violations, Violation{Kind: ViolationUnexpected, Checkpoint: c.Name,
+				Time: e.Time, EventID: e.ID, Version: f.Version, Compensates: c.Compensates.Name})
+		}
+	}
+	if len(compensations) > 0 {
+		sort.SliceStable(st.Violations, func(i, j int) bool { return st.Violations[i].Time.Before(st.Violations[j].Time) })
+	}
+	switch {
+	case st.Status == StatusStuck:
 		st.Reason = st.reason(now)
+	case st.Failure != nil && st.Failure.Child != nil:
+		st.Reason = st.FailureReason()
 	}
 	return st
-}
-
-// Verdict is what an instance's progress means at a moment.
-type Verdict struct {
-	Status Status
-	// Terminal is the terminal checkpoint reached first, and EndedAt when; nil if none.
-	Terminal *Checkpoint
-	EndedAt  time.Time
-	// Expected are the checkpoints awaited with a deadline, earliest deadline first.
-	Expected []Expected
-	// NextDeadline is the earliest deadline not passed yet; zero when none.
-	NextDeadline time.Time
-}
-
-// Judge evaluates an instance's progress at now. first[i] is when f.Checkpoints[i] was first
-// reached, zero when never. It is the one place that decides status and deadlines: Evaluate
-// uses it, and so does the detector on its compact per-instance state.
-func (f *Flow) Judge(first []time.Time, now time.Time) Verdict {
-	v := Verdict{Status: StatusRunning}
-	for i, c := range f.Checkpoints {
-		if c.Terminal != NotTerminal && !first[i].IsZero() && (v.Terminal == nil || first[i].Before(v.EndedAt)) {
-			v.Terminal, v.EndedAt = c, first[i]
-		}
-	}
-	if v.Terminal != nil {
-		v.Status = StatusCompleted
-		if v.Terminal.Terminal == TerminalFailure {
-			v.Status = StatusFailed
-		}
-		return v
-	}
-	// Expected checkpoints: enabled, not reached, not passed by a later checkpoint, with a
-	// deadline.
-	var passedBuf [32]bool
-	var passed []bool
-	if len(f.Checkpoints) <= len(passedBuf) {
-		passed = passedBuf[:len(f.Checkpoints)]
-	} else {
-		passed = make([]bool, len(f.Checkpoints))
-	}
-	f.markPassed(first, passed)
-	for i, c := range f.Checkpoints {
-		if c.Start || c.Within <= 0 || !first[i].IsZero() || passed[i] {
-			continue
-		}
-		since, ok := enabledAt(c, first)
-		if !ok {
-			continue
-		}
-		x := Expected{Checkpoint: c.Name, Since: since, Deadline: since.Add(c.Within),
-			Service: c.Match.Service}
-		x.Overdue = now.After(x.Deadline)
-		if !x.Overdue && (v.NextDeadline.IsZero() || x.Deadline.Before(v.NextDeadline)) {
-			v.NextDeadline = x.Deadline
-		}
-		v.Expected = append(v.Expected, x)
-	}
-	slices.SortStableFunc(v.Expected, func(a, b Expected) int { return a.Deadline.Compare(b.Deadline) })
-	if len(v.Expected) > 0 && v.Expected[0].Overdue {
-		v.Status = StatusStuck
-	}
-	return v
-}
-
-// markPassed sets passed[i] when f.Checkpoints[i] comes before (is an ancestor of) a reached
-// checkpoint. Walking the checkpoints successors first, a checkpoint's mark is final when it
-// is visited, and it passes the mark to its predecessors: each `after` entry is looked at
-// once, whatever the shape of the flow.
-func (f *Flow) markPassed(first []time.Time, passed []bool) {
-	for k := len(f.topo) - 1; k >= 0; k-- {
-		i := f.topo[k]
-		if passed[i] || !first[i].IsZero() {
-			for _, p := range f.Checkpoints[i].Preds {
-				passed[p.Index] = true
-			}
-		}
-	}
 }
 
 func (st *State) addTrace(id string, hint int) {
@@ -430,105 +382,4 @@ func (st *State) addTrace(id string, hint int) {
 		}
 	}
 	st.TraceIDs = append(st.TraceIDs, id)
-}
-
-// checkPreds tells whether event e of checkpoint c came after its predecessors.
-func checkPreds(c *Checkpoint, first []time.Time, e *Event) (Violation, bool) {
-	seenBefore, seenEver := 0, 0
-	for _, p := range c.Preds {
-		t := first[p.Index]
-		if t.IsZero() {
-			continue
-		}
-		seenEver++
-		if !t.After(e.Time) {
-			seenBefore++
-		}
-	}
-	need := len(c.Preds)
-	if c.Join == JoinAny {
-		need = 1
-	}
-	if seenBefore >= need {
-		return Violation{}, false
-	}
-	v := Violation{Kind: ViolationUnexpected, Checkpoint: c.Name, Time: e.Time, EventID: e.ID, After: c.After}
-	if seenEver >= need {
-		v.Kind = ViolationOutOfOrder
-	}
-	return v, true
-}
-
-// enabledAt returns when c's predecessors were satisfied according to its join.
-func enabledAt(c *Checkpoint, first []time.Time) (time.Time, bool) {
-	var at time.Time
-	seen := 0
-	for _, p := range c.Preds {
-		t := first[p.Index]
-		if t.IsZero() {
-			if c.Join == JoinAll {
-				return time.Time{}, false
-			}
-			continue
-		}
-		seen++
-		if c.Join == JoinAny {
-			if at.IsZero() || t.Before(at) {
-				at = t
-			}
-		} else if t.After(at) {
-			at = t
-		}
-	}
-	return at, seen > 0
-}
-
-func (st *State) reason(now time.Time) *Reason { return st.ReasonFor(st.Expected[0]).At(now) }
-
-// ReasonFor explains why x, an overdue expected checkpoint of the instance, holds it up: the
-// state's last checkpoint, last error and trace IDs with x's deadline. Every overdue
-// checkpoint has its own reason (its own alert, its own actions); Reason is the most overdue's.
-// How overdue it is, and the summary that says so, are filled in by At.
-func (st *State) ReasonFor(x Expected) *Reason {
-	return &Reason{
-		Checkpoint: x.Checkpoint, Since: x.Since, Deadline: x.Deadline, Service: x.Service,
-		LastCheckpoint: st.LastCheckpoint, LastCheckpointAt: st.LastCheckpointAt,
-		LastError: st.LastError, TraceIDs: st.TraceIDs, flow: st.Flow, key: st.Key,
-	}
-}
-
-// At returns a copy of the reason as it reads at now: how much overdue, and the summary.
-func (r *Reason) At(now time.Time) *Reason {
-	c := *r
-	c.Overdue = now.Sub(c.Deadline)
-	owner := c.Service
-	if owner == "" {
-		owner = "an unknown service"
-	}
-	// flow key: "checkpoint" expected from owner by deadline, overdue by 1m2s; last checkpoint "x"
-	// [; last error in service "name": message] — appended by hand: stuck storms write many.
-	var buf [256]byte
-	b := append(buf[:0], c.flow...)
-	b = append(b, ' ')
-	b = append(b, c.key...)
-	b = append(b, ": "...)
-	b = strconv.AppendQuote(b, c.Checkpoint)
-	b = append(b, " expected from "...)
-	b = append(b, owner...)
-	b = append(b, " by "...)
-	b = c.Deadline.UTC().AppendFormat(b, time.RFC3339)
-	b = append(b, ", overdue by "...)
-	b = append(b, c.Overdue.Round(time.Second).String()...)
-	b = append(b, "; last checkpoint "...)
-	b = strconv.AppendQuote(b, c.LastCheckpoint)
-	if e := c.LastError; e != nil {
-		b = append(b, "; last error in "...)
-		b = append(b, e.Service...)
-		b = append(b, ' ')
-		b = strconv.AppendQuote(b, e.Name)
-		b = append(b, ": "...)
-		b = append(b, e.Message...)
-	}
-	c.Summary = string(b)
-	return &c
 }

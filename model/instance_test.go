@@ -281,7 +281,7 @@ func BenchmarkJudgeSmall(b *testing.B) {
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		if v := f.Judge(first, t0.Add(time.Hour)); v.Status != StatusStuck {
+		if v := f.Judge(Progress{First: first}, t0.Add(time.Hour)); v.Status != StatusStuck {
 			b.Fatal(v.Status)
 		}
 	}

@@ -103,6 +103,11 @@ func LoadContext(ctx context.Context, paths ...string) (*Set, error) {
 		probs = append(probs, ps...)
 	}
 	probs = append(probs, checkUnique(flows)...)
+	if len(probs) == 0 {
+		// Links between flows are checked once every flow is valid on its own: a flow that
+		// did not load would only show again as a link to an unknown flow.
+		probs = checkFamilies(flows)
+	}
 	if len(probs) > 0 {
 		return nil, probs.sorted()
 	}

@@ -16,7 +16,7 @@ func TestLoadExamples(t *testing.T) {
 	if err != nil {
 		t.Fatalf("examples must load: %v", err)
 	}
-	if got := set.Names(); strings.Join(got, ",") != "customer-onboarding,order-fulfilment,payment" {
+	if got := set.Names(); strings.Join(got, ",") != "customer-onboarding,order-fulfilment,payment,shipment" {
 		t.Fatalf("names = %v", got)
 	}
 	f := set.Version("order-fulfilment", 1)

@@ -160,7 +160,7 @@ func ParseDuration(s string) (time.Duration, error) {
 
 func (p *parser) flow(n *yaml.Node) *Flow {
 	f := &Flow{Source: Pos{p.path, n.Line, n.Column}, aliases: map[string]bool{}}
-	fields := p.mapping(n, "flow", "apiVersion", "kind", "name", "version", "key", "active_from", "checkpoints")
+	fields := p.mapping(n, "flow", "apiVersion", "kind", "name", "version", "key", "active_from", "parent", "checkpoints")
 	if fields == nil {
 		return f
 	}
@@ -209,6 +209,9 @@ func (p *parser) flow(n *yaml.Node) *Flow {
 			f.ActiveFrom = t
 		}
 	}
+	if fd, ok := fields["parent"]; ok {
+		f.Parent = p.parent(fd)
+	}
 	fd, ok := required("checkpoints")
 	if !ok {
 		return f
@@ -246,6 +249,10 @@ func (p *parser) flow(n *yaml.Node) *Flow {
 type cpNodes struct {
 	name, after, terminal *yaml.Node
 	afterItems            []*yaml.Node
+	// compensates is the value of `compensates` (nil when absent); children the `children`
+	// mapping's `flow` value (or the mapping when it has none).
+	compensates, children *yaml.Node
+	compName              string
 }
 
 // checkDeadline reports the settings of c that depend on its deadline and could never take
@@ -262,7 +269,8 @@ func (p *parser) checkDeadline(c *Checkpoint, fields map[string]field) {
 }
 
 func (p *parser) checkpoint(n *yaml.Node, f *Flow) (*Checkpoint, *cpNodes) {
-	fields := p.mapping(n, "checkpoint", "name", "start", "after", "join", "within", "terminal", "key", "aliases", "match", "on_stuck")
+	fields := p.mapping(n, "checkpoint", "name", "start", "after", "join", "within", "terminal", "key", "aliases", "match",
+		"children", "compensates", "on_stuck")
 	if fields == nil {
 		return nil, nil
 	}
@@ -321,11 +329,28 @@ func (p *parser) checkpoint(n *yaml.Node, f *Flow) (*Checkpoint, *cpNodes) {
 			f.aliases[a] = true
 		}
 	}
-	if fd, ok := fields["match"]; ok {
+	if fd, ok := fields["children"]; ok {
+		c.Children = p.children(fd)
+		nodes.children = fd.val
+		if fl, ok := mappingValue(fd.val, "flow"); ok {
+			nodes.children = fl
+		}
+		c.Children.flowAt = Pos{p.path, nodes.children.Line, nodes.children.Column}
+	}
+	if fd, ok := fields["compensates"]; ok {
+		nodes.compensates = fd.val
+		nodes.compName = p.str(fd, "compensates") // resolved in link
+	}
+	fd, hasMatch := fields["match"]
+	switch {
+	case hasMatch && c.Children != nil:
+		p.errorf(fields["children"].key, "checkpoint %q: 'children' and 'match' cannot both be set: a children checkpoint is reached by the instance's children, not by an item", c.Name)
+	case hasMatch:
 		c.Match = p.match(fd)
-	} else {
+	case c.Children == nil:
 		p.errorf(n, "checkpoint %q: missing required field 'match'", c.Name)
 	}
+	p.checkFamily(c, fields)
 	if fd, ok := fields["on_stuck"]; ok {
 		if fd.val.Kind != yaml.SequenceNode {
 			p.errorf(fd.val, "'on_stuck' must be a list of actions")

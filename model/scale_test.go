@@ -141,7 +141,7 @@ func TestGraphIsLinear(t *testing.T) {
 	for i := range n / 2 {
 		first[i] = t0.Add(time.Duration(i) * time.Second)
 	}
-	v := f.Judge(first, t0.Add(365*24*time.Hour))
+	v := f.Judge(Progress{First: first}, t0.Add(365*24*time.Hour))
 	if v.Status != StatusStuck || len(v.Expected) != 1 || v.Expected[0].Checkpoint != fmt.Sprint("c", n/2) {
 		t.Fatalf("verdict = %+v", v)
 	}
@@ -260,7 +260,7 @@ func BenchmarkJudgeChain(b *testing.B) {
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		if v := f.Judge(first, t0.Add(time.Hour)); v.Status != StatusStuck {
+		if v := f.Judge(Progress{First: first}, t0.Add(time.Hour)); v.Status != StatusStuck {
 			b.Fatal(v.Status)
 		}
 	}

@@ -107,3 +107,13 @@ func (s *Set) Activated(loaded func(name string, version int) (time.Time, bool))
 	}
 	return NewSet(flows)
 }
+
+// Parent returns the parent link of a sub-flow (as its latest version declares it), or nil
+// for a flow that is nobody's child. The detector shards a child's instances by the parent's
+// key it names.
+func (s *Set) Parent(flow string) *ParentLink {
+	if f := s.Latest(flow); f != nil {
+		return f.Parent
+	}
+	return nil
+}

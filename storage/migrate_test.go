@@ -54,11 +54,11 @@ func ttls(t *testing.T, s *store) string {
 func TestMigrateCreatesWithRetentionAndNeverChangesIt(t *testing.T) {
 	ctx := context.Background()
 	s := openEmbedded(t, "retention_change").(*store) // created with 30 days
-	want30 := "map[alerts:time+30 aliases:time+30 checkpoint_events:time+30 commands:time+30 instance_states:updated_at+30]"
+	want30 := "map[alerts:time+30 aliases:time+30 checkpoint_events:time+30 commands:time+30 family_links:time+30 instance_states:updated_at+30]"
 	if got := ttls(t, s); got != want30 {
 		t.Fatalf("TTLs at creation = %s", got)
 	}
-	if got := fmt.Sprint(RetainedTables()); got != "[alerts aliases checkpoint_events commands instance_states]" {
+	if got := fmt.Sprint(RetainedTables()); got != "[alerts aliases checkpoint_events commands family_links instance_states]" {
 		t.Fatalf("RetainedTables = %s", got)
 	}
 	s.schema.RetentionDays = 0 // a reader that opened the store with no retention of its own
@@ -71,7 +71,7 @@ func TestMigrateCreatesWithRetentionAndNeverChangesIt(t *testing.T) {
 	if err := s.SetRetention(ctx, 7); err != nil {
 		t.Fatal(err)
 	}
-	if got := ttls(t, s); got != "map[alerts:time+7 aliases:time+7 checkpoint_events:time+7 commands:time+7 instance_states:updated_at+7]" {
+	if got := ttls(t, s); got != "map[alerts:time+7 aliases:time+7 checkpoint_events:time+7 commands:time+7 family_links:time+7 instance_states:updated_at+7]" {
 		t.Fatalf("TTLs after SetRetention(7) = %s", got)
 	}
 }

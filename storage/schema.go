@@ -192,12 +192,14 @@ func stripComments(s string) string {
 }
 
 // renderStatement fills the placeholders of one statement: {{db}}, {{on_cluster}},
-// {{retention_days}} (the TTL line is dropped when retention is 0), and in cluster mode turns
-// a CREATE TABLE into its replicated local table plus a Distributed table.
+// {{retention_days}} (the TTL line is dropped when retention is 0), {{local}} (the suffix of a
+// cluster's local tables, which a materialized view reads and writes: empty on a single
+// node), and in cluster mode turns a CREATE TABLE into its replicated local table plus a
+// Distributed table.
 func renderStatement(st string, o SchemaOptions) []string {
-	onCluster := ""
+	onCluster, local := "", ""
 	if o.Cluster != "" {
-		onCluster = "ON CLUSTER " + o.Cluster
+		onCluster, local = "ON CLUSTER "+o.Cluster, "_local"
 	}
 	if o.RetentionDays == 0 {
 		st = dropTTL(st)
@@ -206,6 +208,7 @@ func renderStatement(st string, o SchemaOptions) []string {
 		"{{db}}", o.Database,
 		" {{on_cluster}}", prefixSpace(onCluster),
 		"{{retention_days}}", strconv.Itoa(o.RetentionDays),
+		"{{local}}", local,
 	).Replace(st)
 	if o.Cluster == "" {
 		return []string{st}

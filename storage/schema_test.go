@@ -32,8 +32,12 @@ func TestClusterDDLGolden(t *testing.T) {
 	}
 	// Every MergeTree table is replicated and has a Distributed twin sharded by the key.
 	creates := regexp.MustCompile(`CREATE TABLE IF NOT EXISTS flowwatch\.(\w+)_local ON CLUSTER flowwatch`).FindAllStringSubmatch(got, -1)
-	if len(creates) != 6 {
-		t.Fatalf("%d local tables, want 6", len(creates))
+	if len(creates) != 7 {
+		t.Fatalf("%d local tables, want 7", len(creates))
+	}
+	// A materialized view reads and writes the shard's local tables, never the Distributed ones.
+	if !strings.Contains(got, "TO flowwatch.family_links_local AS") || !strings.Contains(got, "FROM flowwatch.checkpoint_events_local\n") {
+		t.Error("the family_links view does not read and write the local tables")
 	}
 	for _, c := range creates {
 		shardBy := "cityHash64(tenant, flow, key)"
@@ -128,7 +132,7 @@ func TestClusterLocalTablesOnChDB(t *testing.T) {
 			n++
 		}
 	}
-	if n != 6 {
-		t.Fatalf("ran %d local tables, want 6", n)
+	if n != 8 {
+		t.Fatalf("ran %d statements, want 8: 7 local tables and the family_links view", n)
 	}
 }

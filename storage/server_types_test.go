@@ -66,7 +66,7 @@ func newColumn(t *testing.T, name, typ string) column.Interface {
 func TestServerValuesMatchProductionColumnTypes(t *testing.T) {
 	ctx := context.Background()
 	tables := ddlColumns(t)
-	if len(tables) != 7 || tables["checkpoint_events"]["attributes"] != "Map(LowCardinality(String), String)" {
+	if len(tables) != 8 || tables["checkpoint_events"]["attributes"] != "Map(LowCardinality(String), String)" {
 		t.Fatalf("parsed DDL = %v", tables)
 	}
 	rec := &recorder{}

@@ -224,6 +224,12 @@ type Reader interface {
 	CommandsOf(ctx context.Context, tenant, flow string, keys []string) ([]CommandRecord, error)
 	// FlowVersions returns, per flow version ever recorded, the earliest time it was loaded.
 	FlowVersions(ctx context.Context) ([]FlowVersion, error)
+	// ChildKeys returns, per parent key, the keys of the instances of flow (a sub-flow) whose
+	// rows carry that parent key (AttrParentKey), sorted. Parents without children are absent.
+	ChildKeys(ctx context.Context, tenant, flow string, parentKeys []string) (map[string][]string, error)
+	// ParentKeys returns, per key of an instance of flow (a sub-flow), the parent key its rows
+	// carry; instances none of whose rows carries one are absent.
+	ParentKeys(ctx context.Context, tenant, flow string, keys []string) (map[string]string, error)
 }
 
 // Store is a transport's writer and reader, with its schema management.

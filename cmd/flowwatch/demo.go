@@ -45,7 +45,7 @@ func parseDemoFlags(args []string, stderr io.Writer) (demo.Config, int) {
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: flowwatch demo [flags]")
 		fmt.Fprintln(stderr, "\nSimulates orders, payments, inventory, ledger and shipping (and sign-ups) emitting OTLP")
-		fmt.Fprintln(stderr, "that matches examples/flows, and retries stuck payments on unblock commands.\n\nflags:")
+		fmt.Fprintln(stderr, "that matches examples/flows, and retries stuck payments and refunds on unblock commands.\n\nflags:")
 		fs.PrintDefaults()
 	}
 	fs.StringVar(&cfg.OTLP, "otlp", "", "OTLP receiver host:port (default 127.0.0.1:4317 for grpc, 127.0.0.1:4318 for http)")
@@ -57,6 +57,10 @@ func parseDemoFlags(args []string, stderr io.Writer) (demo.Config, int) {
 	fs.DurationVar(&cfg.Delay, "delay", cfg.Delay, "maximum random delay of a hop")
 	fs.Float64Var(&cfg.ErrorRate, "error-rate", cfg.ErrorRate, "probability that an order's card authorization fails (stuck at paid)")
 	fs.Float64Var(&cfg.CancelRate, "cancel-rate", cfg.CancelRate, "probability that an order is cancelled")
+	fs.Float64Var(&cfg.CancelAfterPaymentRate, "cancel-after-payment-rate", cfg.CancelAfterPaymentRate, "probability that an order is cancelled once paid (its refund is due)")
+	fs.Float64Var(&cfg.LateRefundRate, "late-refund-rate", cfg.LateRefundRate, "probability that such a refund waits for a retry command")
+	fs.Float64Var(&cfg.LostParcelRate, "lost-parcel-rate", cfg.LostParcelRate, "probability that a parcel is lost in transit (its shipment and order stuck)")
+	fs.DurationVar(&cfg.LostFor, "lost-for", cfg.LostFor, "how long a lost parcel stays lost; 0: for good")
 	fs.Float64Var(&cfg.PaymentShare, "payment-share", cfg.PaymentShare, "chance per order of a stand-alone card payment (payment flow)")
 	fs.Float64Var(&cfg.OnboardingShare, "onboarding-share", cfg.OnboardingShare, "chance per order of a customer sign-up (customer-onboarding flow)")
 	fs.StringVar(&cfg.Tenant, "tenant", cfg.Tenant, "resource attribute tenant.id of every service")

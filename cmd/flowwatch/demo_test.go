@@ -103,7 +103,7 @@ func TestDemoCommandRuns(t *testing.T) {
 			}
 		}
 	}
-	for _, want := range []string{"POST /orders", "POST /payments", "authorize", "reserve", "capture", "ship parcel", "POST /carrier/events"} {
+	for _, want := range []string{"POST /orders", "POST /payments", "authorize", "reserve", "capture", "ship order", "dispatch parcel", "POST /tracking/events", "POST /carrier/events"} {
 		assert.Contains(t, names, want)
 	}
 	assert.Equal(t, 3, logs.LogRecordCount(), "one payment.settled per order")

@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
@@ -34,42 +32,19 @@ func TestOperatorActionsThroughRun(t *testing.T) {
 	svc := &services{t: t, grpcAddr: o.otlpGRPC, httpAddr: o.otlpHTTP}
 
 	// Every command that reaches NATS, by message id.
-	nc, err := nats.Connect(ri.NATS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
 	var mu sync.Mutex
 	got := map[string]int{}
 	var manual []detector.CloudEvent
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go func() {
-		for ctx.Err() == nil {
-			c, err := js.CreateOrUpdateConsumer(ctx, detector.DefaultCommandStream, jetstream.ConsumerConfig{Durable: "ops", FilterSubject: "pay.retry"})
-			if err != nil {
-				time.Sleep(100 * time.Millisecond) // the stream appears with the first command
-				continue
-			}
-			cc, err := c.Consume(func(m jetstream.Msg) {
-				var ce detector.CloudEvent
-				_ = json.Unmarshal(m.Data(), &ce)
-				mu.Lock()
-				got[m.Headers().Get(nats.MsgIdHdr)]++
-				if ce.Trigger == detector.TriggerManual {
-					manual = append(manual, ce)
-				}
-				mu.Unlock()
-				_ = m.Ack()
-			})
-			if err == nil {
-				<-ctx.Done()
-				cc.Stop()
-			}
-			return
+	consumeCommands(ctx, t, ri.NATS, "ops", "pay.retry", func(id string, ce detector.CloudEvent) {
+		mu.Lock()
+		got[id]++
+		if ce.Trigger == detector.TriggerManual {
+			manual = append(manual, ce)
 		}
-	}()
+		mu.Unlock()
+	})
 
 	t0 := time.Now()
 	for _, k := range []string{"X", "Y"} {

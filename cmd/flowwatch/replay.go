@@ -156,6 +156,9 @@ func replay(ctx context.Context, r storage.Reader, set *model.Set, opts replayOp
 			}
 			in, foreign := flowstate.Rebuild(versions, st.Tenant, st.Key, rows, res.owner(st.Tenant, st.Flow))
 			sum.Foreign += foreign
+			if err := replayChildren(ctx, r, set, in, opts.At); err != nil {
+				return sum, err
+			}
 			now := in.Evaluate(opts.At)
 			old := agedStatus(st, opts.At)
 			if string(now.Status) == old {
@@ -179,12 +182,27 @@ func replay(ctx context.Context, r storage.Reader, set *model.Set, opts replayOp
 	return sum, nil
 }
 
+// replayChildren gives a parent its stored children, judged at at by set's definitions: a
+// stored family is re-judged under the new definitions as a whole.
+func replayChildren(ctx context.Context, r storage.Reader, set *model.Set, in *model.Instance, at time.Time) error {
+	var kids []model.Child
+	for _, cf := range model.ChildFlowsOf(set.Versions(in.Flow)) {
+		rows, err := storage.ChildrenEvents(ctx, r, in.Tenant, cf, []string{in.Key}, 0)
+		if err != nil {
+			return fmt.Errorf("read the children of %s/%s/%s: %w", in.Tenant, in.Flow, in.Key, err)
+		}
+		kids = append(kids, flowstate.Children(set.Versions(cf), in.Tenant, rows[in.Key], at)...)
+	}
+	in.SetChildren(kids)
+	return nil
+}
+
 // agedStatus is the stored verdict brought to at: a running instance whose stored expected
 // checkpoint is past its deadline by then is stuck under the definitions that judged it, even
 // if no detector has written that yet (the embedded store is read while the detector is
 // stopped). So only the definitions differ between the old status and the new.
 func agedStatus(st storage.InstanceState, at time.Time) string {
-	if st.Status != string(model.StatusRunning) {
+	if st.Status != string(model.StatusRunning) && st.Status != string(model.StatusCompensating) {
 		return st.Status
 	}
 	doc, err := flowstate.Parse(st)

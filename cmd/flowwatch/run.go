@@ -352,11 +352,14 @@ func allInOne(ctx context.Context, o *runOptions, stdout io.Writer, log *slog.Lo
 
 func printSummary(w io.Writer, d *detector.Detector, dm *demo.Demo) {
 	s := d.Stats()
-	line := fmt.Sprintf("%s  instances: %d running, %d stuck, %d completed, %d failed | alerts sent %d (failed %d) | commands sent %d (failed %d)",
-		time.Now().Format("15:04:05"), s.Running, s.Stuck, s.Completed, s.Failed, s.AlertsSent, s.AlertsFailed, s.CommandsSent, s.CommandsErr)
+	line := fmt.Sprintf("%s  instances: %d running, %d stuck, %d compensating, %d completed, %d failed, %d compensated, %d cancelled"+
+		" | alerts sent %d (failed %d) | commands sent %d (failed %d)",
+		time.Now().Format("15:04:05"), s.Running, s.Stuck, s.Compensating, s.Completed, s.Failed, s.Compensated, s.Cancelled,
+		s.AlertsSent, s.AlertsFailed, s.CommandsSent, s.CommandsErr)
 	if dm != nil {
 		ds := dm.Stats()
-		line += fmt.Sprintf(" | demo: %d orders, %d payment errors, %d retried on command", ds.Orders, ds.PaymentErrors, ds.Retries)
+		line += fmt.Sprintf(" | demo: %d orders, %d payment errors, %d lost parcels, %d late refunds, %d retried on command",
+			ds.Orders, ds.PaymentErrors, ds.LostParcels, ds.LateRefunds, ds.Retries)
 	}
 	fmt.Fprintln(w, line)
 }

@@ -15,8 +15,6 @@ import (
 	"time"
 
 	natsserver "github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/exporters/otlp/otlplog/otlploghttp"
@@ -232,53 +230,23 @@ func TestAllInOne(t *testing.T) {
 
 	// The consumer of unblock commands: on a payment retry it authorizes the payment and the
 	// order ships.
-	nc, err := nats.Connect(ri.NATS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
 	var mu sync.Mutex
 	var commands []detector.CloudEvent
-	consumerReady := make(chan struct{})
 	alertSeen := make(chan struct{}) // the consumer heals only once the alert is seen firing
-	go func() {
-		var cons jetstream.Consumer
-		for ctx.Err() == nil {
-			c, err := js.CreateOrUpdateConsumer(ctx, detector.DefaultCommandStream, jetstream.ConsumerConfig{Durable: "shop", FilterSubject: "pay.retry"})
-			if err == nil {
-				cons = c
-				break
-			}
-			time.Sleep(100 * time.Millisecond) // the stream appears with the first command
-		}
-		close(consumerReady)
-		if cons == nil {
+	consumerReady := consumeCommands(ctx, t, ri.NATS, "shop", "pay.retry", func(_ string, ce detector.CloudEvent) {
+		mu.Lock()
+		commands = append(commands, ce)
+		mu.Unlock()
+		select {
+		case <-alertSeen:
+		case <-ctx.Done():
 			return
 		}
-		cc, err := cons.Consume(func(m jetstream.Msg) {
-			var ce detector.CloudEvent
-			if json.Unmarshal(m.Data(), &ce) == nil {
-				mu.Lock()
-				commands = append(commands, ce)
-				mu.Unlock()
-				select {
-				case <-alertSeen:
-				case <-ctx.Done():
-					return
-				}
-				now := time.Now()
-				svc.span("pay", "authorize", trace.SpanKindClient, now, []attribute.KeyValue{attribute.String("order.id", ce.Data.Key)},
-					withEvent("payment.authorized", now.Add(10*time.Millisecond), attribute.String("order.id", ce.Data.Key)))
-				svc.span("shipping", "ship parcel", trace.SpanKindInternal, now.Add(100*time.Millisecond), []attribute.KeyValue{attribute.String("order.id", ce.Data.Key)})
-			}
-			_ = m.Ack()
-		})
-		if err == nil {
-			<-ctx.Done()
-			cc.Stop()
-		}
-	}()
+		now := time.Now()
+		svc.span("pay", "authorize", trace.SpanKindClient, now, []attribute.KeyValue{attribute.String("order.id", ce.Data.Key)},
+			withEvent("payment.authorized", now.Add(10*time.Millisecond), attribute.String("order.id", ce.Data.Key)))
+		svc.span("shipping", "ship parcel", trace.SpanKindInternal, now.Add(100*time.Millisecond), []attribute.KeyValue{attribute.String("order.id", ce.Data.Key)})
+	})
 
 	t0 := time.Now()
 	// Order A completes: several traces, out of order (shipped first), the placed span twice.

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/flowwatch/flowwatch/detector"
 	"github.com/flowwatch/flowwatch/model"
@@ -68,6 +69,15 @@ func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		active := ""
 		if !f.ActiveFrom.IsZero() {
 			active = ", active from " + f.ActiveFrom.UTC().Format("2006-01-02T15:04:05Z")
+		}
+		if f.Parent != nil {
+			active += ", a sub-flow of " + f.Parent.Flow
+		}
+		if cs := f.ChildFlows(); len(cs) > 0 {
+			active += ", children: " + strings.Join(cs, ", ")
+		}
+		if n := len(f.Compensations); n > 0 {
+			active += fmt.Sprintf(", %d compensation(s)", n)
 		}
 		fmt.Fprintf(stdout, "ok %s version %d: %d checkpoints, key %s%s (%s)\n",
 			f.Name, f.Version, len(f.Checkpoints), f.Key, active, f.Source.Path)

@@ -22,8 +22,8 @@ func TestValidateExitCodes(t *testing.T) {
 	if code := dispatch(context.Background(), []string{"validate", "../../examples/flows"}, &out, &errb); code != 0 {
 		t.Fatalf("examples: exit %d: %s", code, errb.String())
 	}
-	if n := strings.Count(out.String(), "\n"); n != 4 {
-		t.Fatalf("want one line per flow loaded (4), got %d:\n%s", n, out.String())
+	if n := strings.Count(out.String(), "\n"); n != 5 {
+		t.Fatalf("want one line per flow loaded (5), got %d:\n%s", n, out.String())
 	}
 
 	bad := filepath.Join(t.TempDir(), "bad.yaml")

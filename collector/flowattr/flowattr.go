@@ -10,13 +10,18 @@
 //	flow.key_attr   = "payment.order_id"
 //	flow.tenant     = "acme"
 //	flow.aliases    = ["payment.id=p-7"]          (a string slice; absent when there are none)
+//	flow.keep       = ["flow.parent_key=o-42"]    (a string slice; absent when there are none)
+//
+// flow.keep are the attributes the stored row must keep for the flow's judgement, under the
+// name it stores them by: a sub-flow's parent key (the value of its parent.key attribute, as
+// flow.parent_key), the count of children a parent expects (its `expect` attribute).
 //
 // An item that matches several checkpoints (of different flows) gets string slices in parallel
 // instead: element i of flow.name, flow.checkpoint, flow.key, flow.key_attr and flow.tenant
-// belong to match i. flow.aliases then stays one flat string slice whose elements carry the
-// index of their match as a decimal prefix: "1:payment.id=p-7" is an alias of match 1.
+// belong to match i. flow.aliases and flow.keep then stay flat string slices whose elements
+// carry the index of their match as a decimal prefix: "1:payment.id=p-7" is an alias of match 1.
 //
-// In an alias element the attribute name ends at the first '='; a '%' or '=' inside the
+// In an alias or keep element the attribute name ends at the first '='; a '%' or '=' inside the
 // attribute name is written as "%25" or "%3D" so that every name round-trips. Values are
 // written as they are.
 //
@@ -42,6 +47,7 @@ const (
 	AttrKeyAttr    = "flow.key_attr"
 	AttrTenant     = "flow.tenant"
 	AttrAliases    = "flow.aliases"
+	AttrKeep       = "flow.keep"
 )
 
 // Match is one checkpoint (or error note) an item was matched to.
@@ -58,6 +64,8 @@ type Match struct {
 	Tenant string
 	// Aliases are the checkpoint's alias attributes present on the item.
 	Aliases []Alias
+	// Keep are the attributes the row keeps for the flow (Attr: the name it is stored by).
+	Keep []Alias
 }
 
 // IsErrorNote reports whether the match is an error note rather than a checkpoint.
@@ -76,21 +84,14 @@ func Put(attrs pcommon.Map, ms []Match) {
 		Remove(attrs)
 	case 1:
 		m := &ms[0]
-		attrs.EnsureCapacity(attrs.Len() + len(fieldNames) + 1) // one growth, not one per field
+		attrs.EnsureCapacity(attrs.Len() + len(fieldNames) + 2) // one growth, not one per field
 		attrs.PutStr(AttrName, m.Flow)
 		attrs.PutStr(AttrCheckpoint, m.Checkpoint)
 		attrs.PutStr(AttrKey, m.Key)
 		attrs.PutStr(AttrKeyAttr, m.KeyAttr)
 		attrs.PutStr(AttrTenant, m.Tenant)
-		if len(m.Aliases) == 0 {
-			attrs.Remove(AttrAliases)
-			return
-		}
-		s := attrs.PutEmptySlice(AttrAliases)
-		s.EnsureCapacity(len(m.Aliases))
-		for _, a := range m.Aliases {
-			s.AppendEmpty().SetStr(encodeAlias("", a))
-		}
+		putPairs(attrs, AttrAliases, ms, func(m *Match) []Alias { return m.Aliases })
+		putPairs(attrs, AttrKeep, ms, func(m *Match) []Alias { return m.Keep })
 	default:
 		for f, name := range fieldNames {
 			s := attrs.PutEmptySlice(name)
@@ -99,21 +100,32 @@ func Put(attrs pcommon.Map, ms []Match) {
 				s.AppendEmpty().SetStr(ms[i].field(f))
 			}
 		}
-		n := 0
-		for i := range ms {
-			n += len(ms[i].Aliases)
+		putPairs(attrs, AttrAliases, ms, func(m *Match) []Alias { return m.Aliases })
+		putPairs(attrs, AttrKeep, ms, func(m *Match) []Alias { return m.Keep })
+	}
+}
+
+// putPairs writes the attr=value pairs of ms (their aliases or their kept attributes) as the
+// string slice name, each prefixed by the index of its match when there are several matches;
+// without pairs it removes name.
+func putPairs(attrs pcommon.Map, name string, ms []Match, pairs func(*Match) []Alias) {
+	n := 0
+	for i := range ms {
+		n += len(pairs(&ms[i]))
+	}
+	if n == 0 {
+		attrs.Remove(name)
+		return
+	}
+	s := attrs.PutEmptySlice(name)
+	s.EnsureCapacity(n)
+	for i := range ms {
+		prefix := ""
+		if len(ms) > 1 {
+			prefix = strconv.Itoa(i) + ":"
 		}
-		if n == 0 {
-			attrs.Remove(AttrAliases)
-			return
-		}
-		s := attrs.PutEmptySlice(AttrAliases)
-		s.EnsureCapacity(n)
-		for i := range ms {
-			prefix := strconv.Itoa(i) + ":"
-			for _, a := range ms[i].Aliases {
-				s.AppendEmpty().SetStr(encodeAlias(prefix, a))
-			}
+		for _, a := range pairs(&ms[i]) {
+			s.AppendEmpty().SetStr(encodeAlias(prefix, a))
 		}
 	}
 }
@@ -140,7 +152,7 @@ func (m *Match) field(f int) string {
 // merely start with "flow." are the item's own).
 func IsAnnotation(k string) bool {
 	switch k {
-	case AttrName, AttrCheckpoint, AttrKey, AttrKeyAttr, AttrTenant, AttrAliases:
+	case AttrName, AttrCheckpoint, AttrKey, AttrKeyAttr, AttrTenant, AttrAliases, AttrKeep:
 		return true
 	}
 	return false
@@ -170,7 +182,7 @@ func Get(attrs pcommon.Map, dst []Match) []Match {
 	for i := range fields {
 		fields[i] = emptyValue
 	}
-	aliases := emptyValue
+	aliases, keep := emptyValue, emptyValue
 	found := false
 	for k, v := range attrs.All() {
 		switch k {
@@ -186,6 +198,8 @@ func Get(attrs pcommon.Map, dst []Match) []Match {
 			fields[4] = v
 		case AttrAliases:
 			aliases = v
+		case AttrKeep:
+			keep = v
 		}
 	}
 	if !found {
@@ -195,14 +209,8 @@ func Get(attrs pcommon.Map, dst []Match) []Match {
 		m := grow(&dst)
 		m.Flow = fields[0].AsString()
 		m.Checkpoint, m.Key, m.KeyAttr, m.Tenant = str(fields[1]), str(fields[2]), str(fields[3]), str(fields[4])
-		if aliases.Type() == pcommon.ValueTypeSlice {
-			s := aliases.Slice()
-			for i := 0; i < s.Len(); i++ {
-				if a, ok := decodeAlias(s.At(i).Str()); ok {
-					m.Aliases = append(m.Aliases, a)
-				}
-			}
-		}
+		m.Aliases = getPairs(aliases, m.Aliases)
+		m.Keep = getPairs(keep, m.Keep)
 		return dst
 	}
 	names := fields[0].Slice()
@@ -212,25 +220,46 @@ func Get(attrs pcommon.Map, dst []Match) []Match {
 		m.Flow = names.At(i).AsString()
 		m.Checkpoint, m.Key, m.KeyAttr, m.Tenant = strAt(fields[1], i), strAt(fields[2], i), strAt(fields[3], i), strAt(fields[4], i)
 	}
-	if aliases.Type() == pcommon.ValueTypeSlice {
-		s := aliases.Slice()
-		for i := 0; i < s.Len(); i++ {
-			e := s.At(i).Str()
-			colon := strings.IndexByte(e, ':')
-			if colon < 0 {
-				continue
-			}
-			idx, err := strconv.Atoi(e[:colon])
-			if err != nil || idx < 0 || idx >= names.Len() {
-				continue
-			}
-			if a, ok := decodeAlias(e[colon+1:]); ok {
-				m := &dst[base+idx]
-				m.Aliases = append(m.Aliases, a)
-			}
+	getIndexedPairs(aliases, dst[base:], func(m *Match, a Alias) { m.Aliases = append(m.Aliases, a) })
+	getIndexedPairs(keep, dst[base:], func(m *Match, a Alias) { m.Keep = append(m.Keep, a) })
+	return dst
+}
+
+// getPairs appends to dst the attr=value pairs of v, the pairs of an item's only match.
+func getPairs(v pcommon.Value, dst []Alias) []Alias {
+	if v.Type() != pcommon.ValueTypeSlice {
+		return dst
+	}
+	s := v.Slice()
+	for i := 0; i < s.Len(); i++ {
+		if a, ok := decodeAlias(s.At(i).Str()); ok {
+			dst = append(dst, a)
 		}
 	}
 	return dst
+}
+
+// getIndexedPairs gives each pair of v ("i:attr=value") to match i of ms; a pair naming no
+// match is skipped.
+func getIndexedPairs(v pcommon.Value, ms []Match, add func(*Match, Alias)) {
+	if v.Type() != pcommon.ValueTypeSlice {
+		return
+	}
+	s := v.Slice()
+	for i := 0; i < s.Len(); i++ {
+		e := s.At(i).Str()
+		colon := strings.IndexByte(e, ':')
+		if colon < 0 {
+			continue
+		}
+		idx, err := strconv.Atoi(e[:colon])
+		if err != nil || idx < 0 || idx >= len(ms) {
+			continue
+		}
+		if a, ok := decodeAlias(e[colon+1:]); ok {
+			add(&ms[idx], a)
+		}
+	}
 }
 
 // emptyValue stands for an absent field (read only).
@@ -242,7 +271,7 @@ func grow(dst *[]Match) *Match {
 	if n < cap(*dst) {
 		*dst = (*dst)[:n+1]
 		m := &(*dst)[n]
-		*m = Match{Aliases: m.Aliases[:0]}
+		*m = Match{Aliases: m.Aliases[:0], Keep: m.Keep[:0]}
 		return m
 	}
 	*dst = append(*dst, Match{})

@@ -30,6 +30,16 @@ func TestRoundTrip(t *testing.T) {
 			{Flow: "onboarding", Key: "u-3", KeyAttr: "user.id", Tenant: "acme",
 				Aliases: []Alias{{"odd%=name", "=v="}, {"x", ""}}},
 		}},
+		{"a child's parent key and a parent's expected count, kept", []Match{
+			{Flow: "shipment", Checkpoint: "packed", Key: "s-1", KeyAttr: "shipment.id", Tenant: "acme",
+				Keep: []Alias{{"flow.parent_key", "o-1"}}},
+			{Flow: "order", Checkpoint: "shipped", Key: "o-1", KeyAttr: "order.id", Tenant: "acme",
+				Aliases: []Alias{{"x", "y"}}, Keep: []Alias{{"order.parcel_count", "3"}, {"a=b", "c"}}},
+		}},
+		{"one match, kept attributes", []Match{
+			{Flow: "shipment", Checkpoint: "packed", Key: "s-1", KeyAttr: "shipment.id", Tenant: "acme",
+				Keep: []Alias{{"flow.parent_key", "o=1"}}},
+		}},
 		{"several matches, no aliases", []Match{
 			{Flow: "a", Checkpoint: "x", Key: "1", KeyAttr: "k", Tenant: "t"},
 			{Flow: "b", Checkpoint: "y", Key: "2", KeyAttr: "k", Tenant: "t"},

@@ -55,10 +55,11 @@ type Config struct {
 	// A row keeps of its item only what a checkpoint needs, as strings, bounded; every cut is
 	// counted (otelcol_exporter_flow_cut_values, otelcol_exporter_flow_dropped_attributes).
 	//
-	// Attributes names the attributes a row keeps, for flows that read them from the store
-	// (a sub-flow's parent key, a count a parent expects); each is looked up on the item, then
-	// its span (for a span event), its scope and its resource. Default: none — the row's
-	// columns (key, aliases, service, name, status, message) are what a checkpoint needs.
+	// Attributes names more attributes of the item a row keeps (for queries of one's own);
+	// each is looked up on the item, then its span (for a span event), its scope and its
+	// resource. Default: none — the row's columns (key, aliases, service, name, status,
+	// message) and what the processor asks it to keep for its flow (flow.keep: a sub-flow's
+	// parent key, a count of children a parent expects) are what a checkpoint needs.
 	Attributes []string `mapstructure:"attributes"`
 	// MaxMessageBytes cuts an item's status message, exception message or log body.
 	MaxMessageBytes int `mapstructure:"max_message_bytes"`

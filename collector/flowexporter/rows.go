@@ -241,7 +241,7 @@ func (it *item) traceSpan() (traceID, spanID string) {
 func (c *converter) item(it item) {
 	c.matches = flowattr.Get(it.attrs.Item, c.matches[:0])
 	traceID, spanID := it.traceSpan()
-	first := -1
+	first, kept := -1, 0 // kept: how many attributes of the first row Config.Attributes gave
 	var name, message string
 	for i := range c.matches {
 		m := &c.matches[i]
@@ -273,9 +273,26 @@ func (c *converter) item(it item) {
 		if first < 0 {
 			first = c.rows.Len() - 1
 			c.attributes(&it)
+			kept = len(c.rows.Attributes(first))
 		} else {
-			c.rows.CopyAttributes(first)
+			for _, a := range c.rows.Attributes(first)[:kept] {
+				c.rows.AddAttribute(a.Key, a.Value)
+			}
 		}
+		c.keep(m.Keep)
+	}
+}
+
+// keep adds to the last row the attributes its match keeps for the flow's judgement (a
+// child's parent key, a parent's expected count of children). They are identities, never cut:
+// one longer than max_key_bytes, or not valid UTF-8, is left out and counted.
+func (c *converter) keep(attrs []flowattr.Alias) {
+	for _, a := range attrs {
+		if a.Attr == "" || len(a.Attr) > c.lim.key || len(a.Value) > c.lim.key || !storage.ValidUTF8(a.Attr) || !storage.ValidUTF8(a.Value) {
+			c.stats.dropped++
+			continue
+		}
+		c.rows.AddAttribute(a.Attr, a.Value)
 	}
 }
 

@@ -137,8 +137,29 @@ type rule struct {
 	attrs    []attrCond
 	keyAttr  string
 	aliases  []string
+	// keep are the attributes a row of this flow keeps for its judgement.
+	keep []keepAttr
 	// counts is the cell of {flow, checkpoint} in the processor's counters.
 	counts *counterCell
+}
+
+// keepAttr is an attribute an item's row keeps: the value of attribute from, stored as as.
+type keepAttr struct {
+	from, as string
+}
+
+// keepOf are the attributes the rows of a flow version keep for its judgement: a sub-flow's
+// parent key (from its parent.key attribute, as model.AttrParentKey), and the counts of
+// children its children checkpoints expect.
+func keepOf(f *model.Flow) []keepAttr {
+	var out []keepAttr
+	if f.Parent != nil {
+		out = append(out, keepAttr{from: f.Parent.Key, as: model.AttrParentKey})
+	}
+	for _, a := range f.ExpectAttributes() {
+		out = append(out, keepAttr{from: a, as: a})
+	}
+	return out
 }
 
 // flowInfo is what the index knows of a flow name across its versions.
@@ -269,24 +290,30 @@ func newIndex(set *model.Set, cs *counters) *index {
 	for _, f := range set.Flows {
 		fi := infos[f.Name]
 		for _, c := range f.Checkpoints {
-			id := ruleIdentity(f.Name, c)
+			if c.Children != nil {
+				continue // reached by children, not by an item: nothing to match
+			}
+			keep := keepOf(f)
+			id := ruleIdentity(f.Name, c, keep)
 			if compiled[id] {
 				continue
 			}
 			compiled[id] = true
-			idx.add(compileRule(fi, c, cs))
+			r := compileRule(fi, c, cs)
+			r.keep = keep
+			idx.add(r)
 		}
 	}
 	return idx
 }
 
 // ruleIdentity is equal for the checkpoints of two versions that match the same items the
-// same way.
-func ruleIdentity(flow string, c *model.Checkpoint) string {
+// same way, and keep the same attributes of them.
+func ruleIdentity(flow string, c *model.Checkpoint, keep []keepAttr) string {
 	attrs := append([]model.AttrMatch(nil), c.Match.Attributes...)
 	sort.Slice(attrs, func(i, j int) bool { return attrs[i].Key < attrs[j].Key })
-	return fmt.Sprintf("%q %q %q %q %q %q %q %v %q %q", flow, c.Name, c.Match.Service, c.Match.Span, c.Match.Event,
-		c.Match.Kind, c.Match.Status, attrs, c.Key, c.Aliases)
+	return fmt.Sprintf("%q %q %q %q %q %q %q %v %q %q %q", flow, c.Name, c.Match.Service, c.Match.Span, c.Match.Event,
+		c.Match.Kind, c.Match.Status, attrs, c.Key, c.Aliases, keep)
 }
 
 func compileRule(fi *flowInfo, c *model.Checkpoint, cs *counters) *rule {

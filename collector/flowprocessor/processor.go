@@ -291,6 +291,11 @@ func (p *flowProcessor) annotate(idx *index, rs *resourceState, c *chain, hits [
 				m.Aliases = append(m.Aliases, flowattr.Alias{Attr: a, Value: v})
 			}
 		}
+		for _, k := range r.keep {
+			if v, ok := c.str(k.from); ok {
+				m.Keep = append(m.Keep, flowattr.Alias{Attr: k.as, Value: v})
+			}
+		}
 		ms = append(ms, m)
 		r.counts.matched.Add(1)
 	}

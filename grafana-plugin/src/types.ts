@@ -17,7 +17,7 @@ export const QUERY_TYPES: Array<{ value: QueryType; label: string; description: 
   { value: QueryType.Flows, label: 'Flows', description: 'The loaded flow definitions' },
 ];
 
-export const STATUSES = ['running', 'completed', 'failed', 'stuck', 'cancelled'] as const;
+export const STATUSES = ['running', 'completed', 'failed', 'stuck', 'compensating', 'compensated', 'cancelled'] as const;
 export type Status = (typeof STATUSES)[number];
 
 export type SeriesBy = 'status' | 'checkpoint';

@@ -426,3 +426,42 @@ func TestNATSStreamMadeByOthersIsUsed(t *testing.T) {
 	assert.Equal(t, []string{"payments.>", "flowwatch.>"}, st.CachedInfo().Config.Subjects, "the demo leaves others' streams alone")
 	assert.EqualValues(t, 1, d.Stats().Retries)
 }
+
+// An order cancelled once paid whose refund was missed is refunded by a retry command of its
+// checkpoint refunded: it ends compensated.
+func TestRetryCommandRefundsACancelledOrder(t *testing.T) {
+	c := startCollector(t)
+	cfg := baseConfig(c)
+	cfg.Orders = 1
+	cfg.CancelAfterPaymentRate = 1
+	cfg.LateRefundRate = 1
+	cfg.Listen = "127.0.0.1:0"
+	d := running(t, cfg)
+	var order string
+	require.Eventually(t, func() bool {
+		for _, it := range c.collect() {
+			if it.signal == "span" && it.name == "cancel" {
+				order = it.attrs["order.id"]
+			}
+		}
+		return order != "" && d.Stats().LateRefunds == 1
+	}, waitFor, 20*time.Millisecond)
+	refunded := func(it item) bool {
+		return it.signal == "event" && it.name == "refund.completed" && it.attrs["order.id"] == order
+	}
+	require.Zero(t, count(c.collect(), refunded), "a missed refund is not made")
+
+	resp, err := http.Post("http://"+d.Addr()+"/commands", "application/cloudevents+json",
+		bytes.NewReader(command("cmd-r", "order-fulfilment", "refunded", order)))
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusAccepted, resp.StatusCode)
+
+	set := loadFlows(t)
+	require.Eventually(t, func() bool {
+		in := judge(set, c.collect()).instances["order-fulfilment"][order]
+		return in != nil && in.Evaluate(time.Now()).Status == model.StatusCompensated
+	}, waitFor, 20*time.Millisecond, "the refunded order is compensated")
+	assert.Equal(t, 1, count(c.collect(), refunded))
+	assert.EqualValues(t, 1, d.Stats().Retries)
+}

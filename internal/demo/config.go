@@ -25,6 +25,14 @@ const (
 	DefaultDelay      = 2 * time.Second
 	DefaultErrorRate  = 0.05
 	DefaultCancelRate = 0.05
+	// DefaultCancelAfterPaymentRate, DefaultLateRefundRate, DefaultLostParcelRate and
+	// DefaultLostFor shape the families and sagas of the example flows: orders cancelled
+	// once paid (a refund is due), refunds missed until a retry command, parcels lost in
+	// transit until they turn up.
+	DefaultCancelAfterPaymentRate = 0.03
+	DefaultLateRefundRate         = 0.3
+	DefaultLostParcelRate         = 0.02
+	DefaultLostFor                = 3 * time.Minute
 	// DefaultTenant is model.DefaultTenant, the tenant the query API assumes when none is
 	// asked for, so a first look at the demo needs no ?tenant=.
 	DefaultTenant          = model.DefaultTenant
@@ -36,7 +44,8 @@ const (
 	DefaultConsumer = "flowwatch-demo"
 	// CommandStream is the JetStream stream the consumer reads, created when missing.
 	CommandStream = "FLOWWATCH_COMMANDS"
-	// CommandSubject is the subject of payment retries (the example flows' on_stuck action).
+	// CommandSubject is the subject of payment and refund retries (the example flows'
+	// on_stuck actions).
 	CommandSubject = "payments.retry"
 )
 
@@ -74,6 +83,18 @@ type Config struct {
 	ErrorRate float64
 	// CancelRate is the probability that an order is cancelled right after it is placed.
 	CancelRate float64
+	// CancelAfterPaymentRate is the probability that an order is cancelled once paid and
+	// settled instead of shipped: the payments service refunds it (refund.completed, the
+	// order flow's compensation of paid).
+	CancelAfterPaymentRate float64
+	// LateRefundRate is the probability that such a refund is missed until a retry command
+	// of checkpoint refunded comes.
+	LateRefundRate float64
+	// LostParcelRate is the probability that a parcel (a shipment, the order flow's sub-flow)
+	// is lost in transit: nothing is heard of it for LostFor (0: never again), then it is
+	// delivered.
+	LostParcelRate float64
+	LostFor        time.Duration
 	// PaymentShare is the chance, per order started, that a stand-alone card payment
 	// (the payment flow, with declines, retries and abandons) also starts.
 	PaymentShare float64
@@ -106,17 +127,21 @@ type Config struct {
 // DefaultConfig returns the defaults of `flowwatch demo`.
 func DefaultConfig() Config {
 	return Config{
-		Protocol:        ProtocolGRPC,
-		Rate:            DefaultRate,
-		Delay:           DefaultDelay,
-		ErrorRate:       DefaultErrorRate,
-		CancelRate:      DefaultCancelRate,
-		PaymentShare:    DefaultPaymentShare,
-		OnboardingShare: DefaultOnboardingShare,
-		Tenant:          DefaultTenant,
-		Consumer:        DefaultConsumer,
-		ReportEvery:     DefaultReportEvery,
-		ExportInterval:  DefaultExportInterval,
+		Protocol:               ProtocolGRPC,
+		Rate:                   DefaultRate,
+		Delay:                  DefaultDelay,
+		ErrorRate:              DefaultErrorRate,
+		CancelRate:             DefaultCancelRate,
+		CancelAfterPaymentRate: DefaultCancelAfterPaymentRate,
+		LateRefundRate:         DefaultLateRefundRate,
+		LostParcelRate:         DefaultLostParcelRate,
+		LostFor:                DefaultLostFor,
+		PaymentShare:           DefaultPaymentShare,
+		OnboardingShare:        DefaultOnboardingShare,
+		Tenant:                 DefaultTenant,
+		Consumer:               DefaultConsumer,
+		ReportEvery:            DefaultReportEvery,
+		ExportInterval:         DefaultExportInterval,
 	}
 }
 
@@ -154,11 +179,15 @@ func (c *Config) Validate() error {
 	if c.Delay < 0 {
 		errs = append(errs, errors.New("'delay' must not be negative"))
 	}
+	if c.LostFor < 0 {
+		errs = append(errs, errors.New("'lost-for' must not be negative"))
+	}
 	for _, p := range []struct {
 		name string
 		v    float64
 	}{{"drop", c.Drop}, {"error-rate", c.ErrorRate}, {"cancel-rate", c.CancelRate},
-		{"payment-share", c.PaymentShare}, {"onboarding-share", c.OnboardingShare}} {
+		{"cancel-after-payment-rate", c.CancelAfterPaymentRate}, {"late-refund-rate", c.LateRefundRate},
+		{"lost-parcel-rate", c.LostParcelRate}, {"payment-share", c.PaymentShare}, {"onboarding-share", c.OnboardingShare}} {
 		if !(p.v >= 0 && p.v <= 1) {
 			errs = append(errs, fmt.Errorf("'%s' must be a probability in [0, 1], not %v", p.name, p.v))
 		}

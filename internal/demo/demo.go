@@ -51,16 +51,21 @@ type Stats struct {
 	Dropped       int64 // hops lost (--drop)
 	PaymentErrors int64 // card issuer errors (--error-rate)
 	Commands      int64 // well-formed commands received
-	Retries       int64 // commands acted on: payment retried
+	Retries       int64 // commands acted on: payment or refund retried
 	Duplicates    int64 // commands whose id was seen before
 	Ignored       int64 // commands that needed nothing
 	Invalid       int64 // malformed commands rejected
+	Shipments     int64 // parcels dispatched, a shipment each
+	LostParcels   int64 // parcels lost in transit (--lost-parcel-rate)
+	Refunds       int64 // refunds of orders cancelled after payment
+	LateRefunds   int64 // refunds missed until a retry command (--late-refund-rate)
 }
 
 type counters struct {
 	orders, cancelled, delivered, payments, signups, onboarded atomic.Int64
 	dropped, paymentErrors                                     atomic.Int64
 	commands, retries, duplicates, ignored, invalid            atomic.Int64
+	shipments, lostParcels, refunds, lateRefunds               atomic.Int64
 }
 
 // New validates cfg and builds the services' OTLP providers and, when cfg.Listen is set,
@@ -120,15 +125,17 @@ func (d *Demo) Stats() Stats {
 		Dropped: c.dropped.Load(), PaymentErrors: c.paymentErrors.Load(),
 		Commands: c.commands.Load(), Retries: c.retries.Load(), Duplicates: c.duplicates.Load(),
 		Ignored: c.ignored.Load(), Invalid: c.invalid.Load(),
+		Shipments: c.shipments.Load(), LostParcels: c.lostParcels.Load(), Refunds: c.refunds.Load(), LateRefunds: c.lateRefunds.Load(),
 	}
 }
 
 // line is the progress line printed every ReportEvery orders.
 func (s Stats) line() string {
-	return fmt.Sprintf("demo: %d orders (%d delivered, %d cancelled), %d payments, %d sign-ups; "+
-		"faults: %d hops lost, %d card issuer errors; commands: %d received, %d retried, %d duplicate, %d ignored, %d invalid",
-		s.Orders, s.Delivered, s.Cancelled, s.Payments, s.Signups,
-		s.Dropped, s.PaymentErrors, s.Commands, s.Retries, s.Duplicates, s.Ignored, s.Invalid)
+	return fmt.Sprintf("demo: %d orders (%d delivered, %d cancelled), %d shipments, %d refunds, %d payments, %d sign-ups; "+
+		"faults: %d hops lost, %d card issuer errors, %d parcels lost in transit, %d refunds late; "+
+		"commands: %d received, %d retried, %d duplicate, %d ignored, %d invalid",
+		s.Orders, s.Delivered, s.Cancelled, s.Shipments, s.Refunds, s.Payments, s.Signups,
+		s.Dropped, s.PaymentErrors, s.LostParcels, s.LateRefunds, s.Commands, s.Retries, s.Duplicates, s.Ignored, s.Invalid)
 }
 
 func (d *Demo) logf(format string, args ...any) {

@@ -265,7 +265,7 @@ func judge(set *model.Set, items []item) *world {
 		for _, name := range set.Names() {
 			f := set.At(name, now)
 			for _, cp := range f.Checkpoints {
-				if matches(cp.Match, it) {
+				if cp.Children == nil && matches(cp.Match, it) {
 					all = append(all, hit{flow: f, cp: cp, it: it})
 				}
 			}
@@ -284,7 +284,8 @@ func judge(set *model.Set, items []item) *world {
 			w.instances[name][key] = in
 		}
 		in.Apply(model.Event{ID: h.it.id(), Checkpoint: h.cp.Name, Time: h.it.time, Service: h.it.service,
-			Name: h.it.name, TraceID: h.it.traceID, SpanID: h.it.spanID, Status: h.it.status, Message: h.it.message})
+			Name: h.it.name, TraceID: h.it.traceID, SpanID: h.it.spanID, Status: h.it.status, Message: h.it.message,
+			Attributes: kept(h.flow, h.it)})
 		w.hits[name][key] = append(w.hits[name][key], h)
 	}
 	// Pass 1: items keyed directly; they record aliases. Pass 2: items keyed by an alias.
@@ -353,7 +354,40 @@ func judge(set *model.Set, items []item) *world {
 			}
 		}
 	}
+	// Families: each parent is judged with its children, found by the parent key they carry.
+	for _, name := range set.Names() {
+		pl := set.Parent(name)
+		if pl == nil {
+			continue
+		}
+		kids := map[string][]model.Child{}
+		for _, in := range w.instances[name] {
+			if pk := in.ParentKey(); pk != "" {
+				kids[pk] = append(kids[pk], in.Evaluate(now).AsChild())
+			}
+		}
+		for key, in := range w.instances[pl.Flow] {
+			in.SetChildren(kids[key])
+		}
+	}
 	return w
+}
+
+// kept is what the flow processor keeps of an item for its flow: a child's parent key, the
+// counts of children a parent expects.
+func kept(f *model.Flow, it item) map[string]string {
+	out := map[string]string{}
+	if f.Parent != nil {
+		if v, ok := it.attrs[f.Parent.Key]; ok {
+			out[model.AttrParentKey] = v
+		}
+	}
+	for _, a := range f.ExpectAttributes() {
+		if v, ok := it.attrs[a]; ok {
+			out[a] = v
+		}
+	}
+	return out
 }
 
 func (w *world) statuses(flow string) map[model.Status]int {
@@ -379,6 +413,9 @@ func baseConfig(c *collector) demo.Config {
 	cfg.Delay = 0
 	cfg.ErrorRate = 0
 	cfg.CancelRate = 0
+	cfg.CancelAfterPaymentRate = 0
+	cfg.LateRefundRate = 0
+	cfg.LostParcelRate = 0
 	cfg.PaymentShare = 0
 	cfg.OnboardingShare = 0
 	cfg.Seed = 42
@@ -448,6 +485,9 @@ func TestDemoEmitsWhatTheExampleFlowsMatch(t *testing.T) {
 				assert.Equal(t, "payment.authorized", h.it.name)
 			}
 
+			// shipment: every parcel of a delivered order delivered.
+			assert.Equal(t, map[model.Status]int{model.StatusCompleted: int(st.Shipments)}, w.statuses("shipment"))
+			assert.GreaterOrEqual(t, st.Shipments, st.Delivered)
 			// order-fulfilment: every order delivered or cancelled, in order, once each.
 			assert.Len(t, w.instances["order-fulfilment"], 40)
 			assert.Equal(t, map[model.Status]int{model.StatusCompleted: int(st.Delivered), model.StatusFailed: int(st.Cancelled)},
@@ -614,4 +654,37 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// The demo's families and sagas: parcels lost in transit for a while (their shipments, then
+// their orders, wait), orders cancelled once paid and refunded — as the example flows judge it.
+func TestDemoFamiliesAndRefunds(t *testing.T) {
+	set := loadFlows(t)
+	c := startCollector(t)
+	cfg := baseConfig(c)
+	cfg.Orders = 40
+	cfg.CancelAfterPaymentRate = 0.25
+	cfg.LostParcelRate = 0.2
+	cfg.LostFor = 300 * time.Millisecond
+	st := runToEnd(t, cfg)
+	require.Positive(t, st.LostParcels, "seed 42 loses parcels")
+	require.Positive(t, st.Refunds, "seed 42 cancels orders once paid")
+	assert.Equal(t, st.Cancelled, st.Refunds)
+	assert.Equal(t, st.Orders-st.Cancelled, st.Delivered, "a lost parcel turns up, and its order is delivered")
+
+	w := judge(set, c.collect())
+	require.Empty(t, w.problems)
+	assert.Equal(t, map[model.Status]int{model.StatusCompleted: int(st.Shipments)}, w.statuses("shipment"))
+	assert.Equal(t, map[model.Status]int{model.StatusCompleted: int(st.Delivered), model.StatusCompensated: int(st.Refunds)},
+		w.statuses("order-fulfilment"))
+	for key, in := range w.instances["order-fulfilment"] {
+		s := in.Evaluate(time.Now())
+		assert.Empty(t, s.Violations, "order %s: %v", key, w.checkpoints("order-fulfilment", key))
+		if s.Status == model.StatusCompleted {
+			assert.NotEmpty(t, s.Children, "order %s is judged with its shipments", key)
+		}
+	}
+	for key, in := range w.instances["shipment"] {
+		assert.NotEmpty(t, in.ParentKey(), "shipment %s carries its order's key", key)
+	}
 }

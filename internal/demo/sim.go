@@ -50,6 +50,12 @@ type order struct {
 	settledBy, reservedBy trace.SpanContext
 	// awaiting: the payment failed or the payments hop was lost; a retry command heals it.
 	awaiting bool
+	// parcels is how many parcels it ships in, shipments their shipments once dispatched.
+	parcels   int
+	shipments []*parcel
+	// cancelled: cancelled after its payment (it ships nothing); awaitingRefund: its
+	// refund was missed, a retry command makes it.
+	cancelled, awaitingRefund bool
 }
 
 type payment struct {
@@ -264,6 +270,7 @@ func (s *sim) newOrder(id string) *order {
 		currency: s.pick("EUR", "EUR", "USD", "GBP"),
 		items:    1 + s.rng.IntN(5),
 	}
+	o.parcels = 1 + s.rng.IntN(min(o.items, 3))
 	o.amount = float64(500+s.rng.IntN(30000)) / 100
 	s.orders.put(id, o)
 	return o
@@ -292,6 +299,7 @@ func (s *sim) placeOrder() {
 			attribute.Float64("order.total", o.amount),
 			attribute.String("order.currency", o.currency),
 			attribute.Int("order.item_count", o.items),
+			attribute.Int("order.parcel_count", o.parcels),
 		},
 	})
 	dbStart := start.Add(3 * time.Millisecond)
@@ -341,6 +349,11 @@ func (s *sim) messaging(destination, operation, group, orderID string) []attribu
 
 func (s *sim) cancelOrder(o *order) {
 	s.stats.cancelled.Add(1)
+	s.recordCancel(o, "placed")
+}
+
+// recordCancel records the orders service cancelling o, placed or already paid (before).
+func (s *sim) recordCancel(o *order, before string) {
 	orders := s.svc(svcOrders)
 	start := s.begin(&o.journey)
 	end := start.Add(s.between(10*time.Millisecond, 40*time.Millisecond))
@@ -364,7 +377,7 @@ func (s *sim) cancelOrder(o *order) {
 			attribute.String("order.id", o.id),
 			attribute.String("customer.id", o.customer),
 			attribute.String("order.cancel_reason", s.pick("customer_request", "customer_request", "address_unverifiable", "duplicate_order")),
-			attribute.String("order.status_before", "placed"),
+			attribute.String("order.status_before", before),
 			attribute.Float64("order.total", o.amount),
 			attribute.String("order.currency", o.currency),
 			attribute.Int("order.item_count", o.items),
@@ -604,6 +617,11 @@ func (s *sim) settle(o *order) {
 		attribute.String("ledger.book", "sales"))
 	o.advance(end, sc)
 	o.settled, o.settledBy = true, sc
+	if s.cfg.CancelAfterPaymentRate > 0 && s.rng.Float64() < s.cfg.CancelAfterPaymentRate {
+		o.cancelled = true
+		s.hop(&o.journey, s.hopDelay(), func() { s.cancelAfterPayment(o) })
+		return
+	}
 	s.maybeShip(o)
 }
 
@@ -643,7 +661,7 @@ func (s *sim) reserveStock(o *order) {
 
 // maybeShip ships once both the settlement and the reservation are in (an AND-join).
 func (s *sim) maybeShip(o *order) {
-	if o.settled && o.reserved && !o.shipping {
+	if o.settled && o.reserved && !o.shipping && !o.cancelled {
 		o.shipping = true
 		s.hop(&o.journey, s.hopDelay(), func() { s.ship(o) })
 	}
@@ -657,15 +675,13 @@ func (s *sim) ship(o *order) {
 	start := s.begin(&o.journey)
 	end := start.Add(s.between(100*time.Millisecond, 700*time.Millisecond))
 	carrier := s.pick("dhl", "ups", "postnl", "dpd")
-	tracking := fmt.Sprintf("%s%010d", carrier[:2], s.rng.Int64N(1e10))
 	ctx, sc := shipping.record(nil, spanSpec{
-		name: "ship parcel", kind: trace.SpanKindConsumer, start: start, end: end, ok: true,
+		name: "ship order", kind: trace.SpanKindConsumer, start: start, end: end, ok: true,
 		attrs: append(s.messaging("payments.settled", "process", "shipping", o.id),
 			attribute.String("order.id", o.id),
 			attribute.String("shipping.carrier", carrier),
-			attribute.String("shipping.tracking_number", tracking),
 			attribute.String("shipping.method", s.pick("standard", "standard", "express")),
-			attribute.Float64("shipping.parcel.weight_kg", float64(2+s.rng.IntN(200))/10)),
+			attribute.Int("order.parcel_count", o.parcels)),
 		links: []trace.SpanContext{o.settledBy, o.reservedBy},
 	})
 	cStart := start.Add(20 * time.Millisecond)
@@ -679,11 +695,11 @@ func (s *sim) ship(o *order) {
 		},
 	})
 	o.advance(end, sc)
-	s.hop(&o.journey, s.hopDelay()+s.hopDelay(), func() { s.deliver(o, carrier, tracking) })
+	s.shipParcels(o, sc, carrier, end)
 }
 
-// deliver is the carrier's webhook telling shipping the parcel was delivered.
-func (s *sim) deliver(o *order, carrier, tracking string) {
+// deliver is the carrier's webhook telling shipping the order's last parcel was delivered.
+func (s *sim) deliver(o *order, carrier string) {
 	if s.lost() {
 		return
 	}
@@ -699,12 +715,11 @@ func (s *sim) deliver(o *order, carrier, tracking string) {
 			attribute.Int("http.response.status_code", http.StatusNoContent),
 			attribute.String("server.address", "shipping.example.com"),
 			attribute.String("shipping.carrier", carrier),
-			attribute.String("shipping.tracking_number", tracking),
 			attribute.String("order.id", o.id),
 		},
 		events: []eventSpec{{name: "delivered", at: end.Add(-time.Millisecond), attrs: []attribute.KeyValue{
 			attribute.String("order.id", o.id),
-			attribute.String("shipping.tracking_number", tracking),
+			attribute.Int("order.parcel_count", o.parcels),
 			attribute.String("shipping.carrier", carrier),
 			attribute.String("delivery.signed_by", s.pick("recipient", "neighbour", "safe place")),
 		}}},
@@ -908,6 +923,8 @@ func (s *sim) handle(cmd *Command, dedupKey string) Outcome {
 		return Outcome{Status: OutcomeIgnored, Detail: fmt.Sprintf("tenant %q is not this demo's (%q)", cmd.Data.Tenant, s.cfg.Tenant)}
 	}
 	switch {
+	case cmd.Data.Flow == flowOrder && cmd.Data.Checkpoint == checkpointRefunded:
+		return s.handleRefund(key, cmd)
 	case cmd.Data.Flow == flowOrder && cmd.Data.Checkpoint == checkpointPaid:
 		o, ok := s.orders.get(key)
 		if !ok {

@@ -37,10 +37,11 @@ const (
 	svcRisk       = "risk"
 	svcCompliance = "compliance"
 	svcFulfilment = "fulfilment"
+	svcCourier    = "courier"
 )
 
 var serviceNames = []string{svcOrders, svcPayments, svcInventory, svcLedger, svcShipping,
-	svcWeb, svcAccounts, svcKYC, svcRisk, svcCompliance, svcFulfilment}
+	svcWeb, svcAccounts, svcKYC, svcRisk, svcCompliance, svcFulfilment, svcCourier}
 
 // serviceVersions makes the resources look like a real fleet.
 var serviceVersions = map[string]string{

@@ -3,6 +3,8 @@
 package testflows
 
 import (
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -79,4 +81,78 @@ func StuckOrder(t testing.TB) model.State {
 		t.Fatalf("test state is not what the test needs: %+v", st)
 	}
 	return st
+}
+
+// FamilyYAML is the order flow's family: an order whose parcels are shipments (a children
+// checkpoint, complete: all, expecting order.parcel_count of them) and whose payment is
+// refunded when it fails after paying (a compensation).
+const FamilyYAML = `apiVersion: flowwatch/v1
+kind: Flow
+name: order
+version: 1
+key: order.id
+checkpoints:
+  - name: placed
+    start: true
+    match: { service: orders, span: "POST /orders" }
+  - name: paid
+    after: [placed]
+    within: 2m
+    match: { service: payments, event: payment.authorized }
+  - name: shipped
+    after: [paid]
+    within: 10m
+    match: { service: shipping, span: "ship *" }
+  - name: all_delivered
+    after: [shipped]
+    within: 1h
+    children: { flow: shipment, complete: all, expect: order.parcel_count }
+  - name: closed
+    after: [all_delivered]
+    terminal: success
+    match: { service: orders, span: close }
+  - name: cancelled
+    after: [placed]
+    terminal: failure
+    match: { service: orders, span: cancel }
+  - name: refunded
+    compensates: paid
+    within: 30m
+    match: { service: payments, event: refund.completed }
+    on_stuck:
+      - { sink: nats, subject: payments.refund, after: 10s, max_attempts: 2, backoff: 1m }
+---
+apiVersion: flowwatch/v1
+kind: Flow
+name: shipment
+version: 1
+key: shipment.id
+parent: { flow: order, key: order.id }
+checkpoints:
+  - name: packed
+    start: true
+    match: { service: warehouse, span: pack }
+  - name: delivered
+    after: [packed]
+    within: 20m
+    terminal: success
+    match: { service: courier, event: delivered }
+  - name: lost
+    after: [packed]
+    terminal: failure
+    match: { service: courier, event: lost }
+`
+
+// FamilySet loads FamilyYAML, with the checks across flows that Load makes.
+func FamilySet(t testing.TB) *model.Set {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "family.yaml")
+	if err := os.WriteFile(path, []byte(FamilyYAML), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	set, err := model.Load(path)
+	if err != nil {
+		t.Fatalf("load test family: %v", err)
+	}
+	return set
 }

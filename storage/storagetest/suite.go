@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"sort"
 	"strings"
 	"testing"
@@ -426,6 +427,66 @@ func Run(t *testing.T, target Target) {
 	t.Run("States", func(t *testing.T) { states(t, open(t, "suite_states")) })
 	t.Run("StuckCounts", func(t *testing.T) { stuckCounts(t, open(t, "suite_stuck_counts")) })
 	t.Run("Audit", func(t *testing.T) { audit(t, open(t, "suite_audit")) })
+	t.Run("Families", func(t *testing.T) { families(t, open(t, "suite_families")) })
+}
+
+// familyEvents are two orders' shipments: o-1 has s-1 (its start carries the parent key, its
+// delivery does not) and s-2; o-2 has s-3; s-4 carries no parent; another tenant's s-1 belongs
+// to its own o-9; and a row of the parent flow that carries the attribute is not a link of
+// the shipment flow.
+func familyEvents() []storage.CheckpointEvent {
+	ev := func(tenant, flow, key, parent string, at time.Duration) storage.CheckpointEvent {
+		e := storage.CheckpointEvent{Tenant: tenant, Flow: flow, Checkpoint: "packed", Key: key, KeyAttr: "shipment.id",
+			Time: T0.Add(at), TraceID: fmt.Sprintf("%032x", int64(at)+1), Service: "warehouse", Name: "pack", Status: "ok"}
+		if parent != "" {
+			e.Attributes = map[string]string{storage.AttrParentKey: parent}
+		}
+		return e
+	}
+	delivered := ev("acme", "shipment", "s-1", "", 5*time.Minute)
+	delivered.Checkpoint = "delivered"
+	return []storage.CheckpointEvent{
+		ev("acme", "shipment", "s-1", "o-1", 0), delivered,
+		ev("acme", "shipment", "s-2", "o-1", time.Minute),
+		ev("acme", "shipment", "s-3", "o-2", 2*time.Minute),
+		ev("acme", "shipment", "s-4", "", 3*time.Minute),
+		ev("globex", "shipment", "s-1", "o-9", 4*time.Minute),
+		ev("acme", "order", "o-1", "o-0", 6*time.Minute),
+	}
+}
+
+// families: a parent's children and a child's parent, from the rows that carry the parent key.
+func families(t *testing.T, s storage.Store) {
+	ctx := context.Background()
+	if err := s.WriteEvents(ctx, familyEvents()); err != nil {
+		t.Fatal(err)
+	}
+	// Written again (a replayed batch): the links stay one per child.
+	if err := s.WriteEvents(ctx, familyEvents()); err != nil {
+		t.Fatal(err)
+	}
+	kids, err := s.ChildKeys(ctx, "acme", "shipment", []string{"o-1", "o-2", "o-3"})
+	if want := map[string][]string{"o-1": {"s-1", "s-2"}, "o-2": {"s-3"}}; err != nil || !reflect.DeepEqual(kids, want) {
+		t.Fatalf("children = %v, %v; want %v", kids, err, want)
+	}
+	parents, err := s.ParentKeys(ctx, "acme", "shipment", []string{"s-1", "s-3", "s-4", "s-9"})
+	if want := map[string]string{"s-1": "o-1", "s-3": "o-2"}; err != nil || !reflect.DeepEqual(parents, want) {
+		t.Fatalf("parents = %v, %v; want %v", parents, err, want)
+	}
+	if got, err := s.ParentKeys(ctx, "globex", "shipment", []string{"s-1"}); err != nil || len(got) != 1 || got["s-1"] != "o-9" {
+		t.Fatalf("another tenant's parent = %v, %v", got, err)
+	}
+	if got, err := s.ChildKeys(ctx, "acme", "shipment", nil); err != nil || len(got) != 0 {
+		t.Fatalf("no parent asked: %v, %v", got, err)
+	}
+	// The rows of the children, by parent, as InstancesEvents returns them; a batch of one
+	// child a query reads the same.
+	for _, batch := range []int{1, 1000} {
+		rows, err := storage.ChildrenEvents(ctx, s, "acme", "shipment", []string{"o-1", "o-3"}, batch)
+		if err != nil || len(rows) != 1 || len(rows["o-1"]) != 2 || len(rows["o-1"]["s-1"]) != 2 || len(rows["o-1"]["s-2"]) != 1 {
+			t.Fatalf("ChildrenEvents(batch %d) = %v, %v", batch, rows, err)
+		}
+	}
 }
 
 // exactKeys writes one event per tricky key and reads each back by its key, byte for byte,
@@ -530,6 +591,10 @@ func legacyUnsupported(t *testing.T, s storage.Store, unsupported func(*testing.
 	unsupported(t, "StuckCounts", err)
 	_, err = s.FlowVersions(ctx)
 	unsupported(t, "FlowVersions", err)
+	_, err = s.ChildKeys(ctx, "t", "f", []string{"k"})
+	unsupported(t, "ChildKeys", err)
+	_, err = s.ParentKeys(ctx, "t", "f", []string{"k"})
+	unsupported(t, "ParentKeys", err)
 }
 
 // states: a newer verdict replaces an older one; pages and filters of instance states, and

@@ -184,3 +184,38 @@ ORDER BY (flow, version, loaded_at);
 CREATE TABLE IF NOT EXISTS flowwatch.flow_versions ON CLUSTER flowwatch AS flowwatch.flow_versions_local
 ENGINE = Distributed(flowwatch, flowwatch, flow_versions_local, cityHash64(flow));
 
+-- migration 004_families
+-- 004: families — which instances are the children of which (sub-flows).
+--
+-- family_links: one row per child instance: its (tenant, flow, key) and its parent's key (the
+-- parent's flow is the child flow's parent.flow). A materialized view fills it from the child's
+-- checkpoint rows that carry the parent's key (attribute flow.parent_key, which the flow
+-- processor extracts and the exporter stores), so the collector writes nothing more.
+--  * Queries: a parent's children (the API's instance detail, the detector's read-backs of a
+--    parent, replay) by (tenant, flow, parent_key): the primary key; a child's parent (for rows
+--    that do not carry it) by key: the bloom filter.
+--  * ReplacingMergeTree folds the rows of one child into one; readers still take DISTINCT.
+CREATE TABLE IF NOT EXISTS flowwatch.family_links_local ON CLUSTER flowwatch
+(
+    tenant     LowCardinality(String),
+    flow       LowCardinality(String),
+    parent_key String CODEC(ZSTD(1)),
+    key        String CODEC(ZSTD(1)),
+    time       DateTime64(9, 'UTC') CODEC(Delta, ZSTD(1)),
+    INDEX idx_key key TYPE bloom_filter(0.01) GRANULARITY 4
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/flowwatch/family_links_local', '{replica}')
+PARTITION BY toYYYYMM(time)
+ORDER BY (tenant, flow, parent_key, key)
+TTL toDateTime(time) + INTERVAL 30 DAY;
+
+CREATE TABLE IF NOT EXISTS flowwatch.family_links ON CLUSTER flowwatch AS flowwatch.family_links_local
+ENGINE = Distributed(flowwatch, flowwatch, family_links_local, cityHash64(tenant, flow, key));
+
+-- The view reads each insert into the events table (on a cluster: into each shard's local
+-- table, whose rows are sharded like the links, by the child's key).
+CREATE MATERIALIZED VIEW IF NOT EXISTS flowwatch.family_links_mv ON CLUSTER flowwatch TO flowwatch.family_links_local AS
+SELECT tenant, flow, attributes['flow.parent_key'] AS parent_key, key, time
+FROM flowwatch.checkpoint_events_local
+WHERE attributes['flow.parent_key'] != '';
+

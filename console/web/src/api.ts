@@ -11,6 +11,10 @@ export interface Checkpoint {
   service: string;
   key: string;
   aliases?: string[];
+  /** Set on a children checkpoint: reached by the instance's children (a sub-flow). */
+  children?: { flow: string; complete: string; expect?: string };
+  /** Set on a compensation: the checkpoint it undoes. */
+  compensates?: string;
 }
 
 export interface Flow {
@@ -18,6 +22,8 @@ export interface Flow {
   version: number;
   key: string;
   active_from?: string;
+  /** Set on a sub-flow: its parent flow and the attribute holding the parent's key. */
+  parent?: { flow: string; key: string };
   checkpoints: Checkpoint[];
 }
 
@@ -27,6 +33,10 @@ export interface Expected {
   since: string;
   service: string;
   overdue: boolean;
+  /** Set on a compensation, due after a failure: the step it undoes. */
+  compensates?: string;
+  /** Set on a children checkpoint: the child flow that reaches it. */
+  children?: string;
 }
 
 export interface ErrorNote {
@@ -49,7 +59,34 @@ export interface Reason {
   last_checkpoint_at?: string;
   last_error?: ErrorNote;
   trace_ids: string[];
+  compensates?: string;
+  failure?: Failure;
+  children?: ChildrenReport;
   summary: string;
+}
+
+/** What failed an instance: its failure terminal, a failed child, or "@cancel". */
+export interface Failure {
+  checkpoint: string;
+  time: string;
+  child?: { flow: string; key: string; checkpoint: string };
+}
+
+/** How the children of a parent stuck at a children checkpoint fare. */
+export interface ChildrenReport {
+  flow: string;
+  counts: Record<string, number>;
+  stuck: { key: string; checkpoint: string; deadline: string; summary: string }[];
+}
+
+/** One child of a parent instance. */
+export interface Child {
+  flow: string;
+  key: string;
+  status: string;
+  checkpoint?: string;
+  ended_at?: string;
+  summary?: string;
 }
 
 export interface Instance {
@@ -87,6 +124,10 @@ export interface Violation {
 export interface InstanceDetail extends Instance {
   events: Event[];
   violations: Violation[];
+  /** A sub-flow's instance: its parent. */
+  parent?: { flow: string; key: string };
+  /** A parent's children. */
+  children?: Child[];
 }
 
 export interface GraphNode {

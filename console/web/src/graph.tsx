@@ -55,18 +55,22 @@ function subtitle(cp: Checkpoint): string {
   return parts.join(" · ");
 }
 
-type Kind = "start" | "success" | "failure" | "step";
+type Kind = "start" | "success" | "failure" | "children" | "compensation" | "step";
 
 function kindOf(cp: Checkpoint): Kind {
   if (cp.start) return "start";
   if (cp.terminal === "success") return "success";
   if (cp.terminal === "failure") return "failure";
+  if (cp.compensates) return "compensation";
+  if (cp.children) return "children";
   return "step";
 }
 
 function tagOf(cp: Checkpoint): string {
   if (cp.start) return "START";
   if (cp.terminal) return cp.terminal.toUpperCase();
+  if (cp.compensates) return `UNDOES ${cp.compensates.toUpperCase()}`;
+  if (cp.children) return `${cp.children.complete.toUpperCase()} ${cp.children.flow.toUpperCase()}`;
   if (cp.after.length > 1) return cp.join === "any" ? "ANY-JOIN" : "AND-JOIN";
   return "";
 }
@@ -256,6 +260,8 @@ export function GraphLegend() {
       <span class="lg lg-join">join (all / any)</span>
       <span class="lg lg-success">success terminal</span>
       <span class="lg lg-failure">failure terminal</span>
+      <span class="lg lg-children">reached by children</span>
+      <span class="lg lg-compensation">compensation</span>
       <span class="lg lg-stuck">has stuck instances</span>
       <span class="muted">Edges: time between checkpoints (p50 · p95), instances that passed.</span>
     </div>

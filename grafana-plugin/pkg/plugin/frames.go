@@ -61,10 +61,13 @@ func (l links) key() *data.FieldConfig {
 // statusMappings colour statuses the same everywhere.
 func statusConfig() *data.FieldConfig {
 	return &data.FieldConfig{Mappings: data.ValueMappings{data.ValueMapper{
-		"running":   {Text: "running", Color: "blue"},
-		"completed": {Text: "completed", Color: "green"},
-		"failed":    {Text: "failed", Color: "orange"},
-		"stuck":     {Text: "stuck", Color: "red"},
+		"running":      {Text: "running", Color: "blue"},
+		"completed":    {Text: "completed", Color: "green"},
+		"failed":       {Text: "failed", Color: "orange"},
+		"stuck":        {Text: "stuck", Color: "red"},
+		"compensating": {Text: "compensating", Color: "yellow"},
+		"compensated":  {Text: "compensated", Color: "purple"},
+		"cancelled":    {Text: "cancelled", Color: "text"},
 	}}}
 }
 

@@ -32,7 +32,7 @@ const (
 var QueryTypes = []QueryType{QueryInstances, QueryTimeline, QueryGraph, QuerySeries, QueryFlows}
 
 // Statuses are the instance statuses a query may filter on.
-var Statuses = []string{"running", "completed", "failed", "stuck", "cancelled"}
+var Statuses = []string{"running", "completed", "failed", "stuck", "compensating", "compensated", "cancelled"}
 
 // Series groupings.
 const (

@@ -5,6 +5,7 @@ import { api, type Alert, type Command, type Event, type Expected, type Instance
 import { AlertsTable, alertState, CommandsTable } from "../audit-tables";
 import { Card, Empty, ErrorBox, Loading, OutcomeBadge, PageHeader, Service, StatusBadge, Time, TraceLink } from "../components";
 import { ConfirmDialog, type ConfirmSpec } from "../dialogs";
+import { FamilyCard } from "./family";
 import { ago, clock, dur, iso, parseTime, short } from "../format";
 import { href, useConfig, usePoll } from "../hooks";
 
@@ -189,6 +190,8 @@ function ExpectedItem({ x }: { x: Expected }) {
           <span class="cp">{x.checkpoint}</span>
           <Service name={x.service} />
           <span class={`chip ${x.overdue ? "status-error" : "status-unset"}`}>{x.overdue ? "overdue" : "expected"}</span>
+          {x.compensates && <span class="chip st-compensating">compensates {x.compensates}</span>}
+          {x.children && <span class="chip status-unset">by its {x.children} children</span>}
         </div>
         <div class="tl-detail muted small">
           expected since <Time t={x.since} /> · {x.overdue ? `overdue by ${dur(Date.now() - parseTime(x.deadline))}` : `due ${ago(x.deadline)}`}
@@ -236,21 +239,59 @@ function ReasonPanel({ in_ }: { in_: InstanceDetail }) {
   const r = in_.reason;
   if (!r) return null;
   const overdue = Number.isFinite(r.overdue_seconds) ? r.overdue_seconds * 1000 : Date.now() - parseTime(r.deadline);
+  const child = r.failure?.child;
+  if (in_.status !== "stuck" && child) {
+    // Not overdue: failed by a child.
+    return (
+      <section class="reason" data-reason>
+        <div class="reason-head">
+          <span class="reason-icon" aria-hidden="true">!</span>
+          <div>
+            <h2>
+              Failed: child <a href={href(["instance", child.flow, child.key], { tenant: in_.tenant })}>{child.flow} {child.key}</a> reached <span class="cp">{child.checkpoint}</span>
+            </h2>
+            <p class="reason-summary">{r.summary}</p>
+          </div>
+        </div>
+      </section>
+    );
+  }
   return (
     <section class="reason" data-reason>
       <div class="reason-head">
         <span class="reason-icon" aria-hidden="true">!</span>
         <div>
           <h2>
-            Waiting for <span class="cp">{r.checkpoint}</span>
+            Waiting for {r.compensates ? "compensation " : ""}
+            <span class="cp">{r.checkpoint}</span>
+            {r.compensates && (
+              <>
+                {" "}(of <span class="cp">{r.compensates}</span>)
+              </>
+            )}
             {r.service && (
               <>
                 {" "}from <Service name={r.service} />
               </>
-            )}{" "}
-            — overdue by <strong>{dur(overdue)}</strong>
+            )}
+            {r.children && <> from its {r.children.flow} children</>} — overdue by <strong>{dur(overdue)}</strong>
           </h2>
           <p class="reason-summary">{r.summary}</p>
+          {r.children && (
+            <ul class="children-report" data-children-report>
+              <li>
+                {Object.entries(r.children.counts)
+                  .sort()
+                  .map(([s, n]) => `${n} ${s}`)
+                  .join(", ") || "no child yet"}
+              </li>
+              {r.children.stuck.map((k) => (
+                <li>
+                  <a href={href(["instance", r.children!.flow, k.key], { tenant: in_.tenant })}>{k.key}</a> awaits <span class="cp">{k.checkpoint}</span>, due <Time t={k.deadline} rel />
+                </li>
+              ))}
+            </ul>
+          )}
         </div>
       </div>
       <dl class="facts">
@@ -408,6 +449,7 @@ export function InstancePage({ flow, instanceKey: key, params }: { flow: string;
       {d && (
         <>
           <ReasonPanel in_={d.in_} />
+          <FamilyCard in_={d.in_} />
           <Card title="Across traces" class="lanes-card">
             {d.in_.events.length ? <Lanes in_={d.in_} alerts={d.alerts} commands={d.commands} colors={colors} /> : <Empty>No events are stored for this instance any more (they expire by event time).</Empty>}
           </Card>
