@@ -150,6 +150,10 @@ type Detector struct {
 	lags     []time.Duration // deadline → stuck state, pending the write
 	alertRec []storage.AlertRecord
 	cmdRec   []storage.CommandRecord
+	// firstBuf holds an instance's first-reached times while judge judges it (judge is not
+	// reentered, and nothing keeps them): model.Flow.Judge lets them escape, so a buffer on
+	// the stack would be a heap allocation a judgement.
+	firstBuf []time.Time
 
 	// live is set once Start has rebuilt the state (the owner's copy of ready).
 	live bool

@@ -170,9 +170,9 @@ func (d *Detector) judge(in *inst, now time.Time, touched bool, expl *explanatio
 		d.heap.schedule(in, 0)
 		return
 	}
-	var buf [32]time.Time
 	f := d.fams.flow(in)
-	p := d.progress(in, f, buf[:0])
+	p := d.progress(in, f, d.firstBuf[:0])
+	d.firstBuf = p.First[:0]
 	v := f.Judge(p, now)
 	d.childVerdict(in, &v)
 	switch {
