@@ -122,8 +122,9 @@ bench: chdb
 	INGESTBENCH_QUEUE=file $(GO) test -run '^$$' -bench 'IngestPath' -benchtime 1x -count 3 -timeout 20m ./internal/ingestbench/
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./grafana-plugin/pkg/plugin/
 	$(GO) test -run '^$$' -bench DemoOrders -benchtime $(BENCHTIME) ./internal/demo/
-	$(GO) test -run '^$$' -bench 'Tick|Ingest' -benchmem -benchtime 100x ./detector/
-	$(GO) test -run '^$$' -bench OpenInstanceMemory -benchtime 1x ./detector/
+	$(GO) test -run '^$$' -bench 'Tick' -benchmem -benchtime 100x ./detector/
+	$(GO) test -run '^$$' -bench 'StuckStorm|Ingest' -benchmem -benchtime 20x ./detector/
+	$(GO) test -run '^$$' -bench 'Rebuild|OpenInstanceMemory|OpenFamilyMemory' -benchtime 1x -timeout 20m ./detector/
 	$(GO) test -run '^$$' -bench API -benchtime $(BENCHTIME) ./api/
 
 clean:

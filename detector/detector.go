@@ -424,11 +424,16 @@ func (d *Detector) dispatch(now time.Time) {
 	d.dispatchAlerts(now)
 }
 
-// settleReads waits until every queued read-back is answered and applied (deliveries go on).
+// settleReads waits until every read-back that judging needs is answered and applied: the
+// instances to verify (first seen in the middle, restored) and the closed ones to check. The
+// explanations of stuck instances (their last error and traces, not their status) go first to
+// the back of the queue and are not waited for: the loop answers them after Start, as it
+// does those of any tick. Deliveries go on meanwhile.
 func (d *Detector) settleReads(ctx context.Context) error {
+	d.reads.judgingFirst()
 	for {
 		d.dispatchReads(d.cfg.Now())
-		if d.readsInflight == 0 && len(d.reads.order) == 0 {
+		if !d.reads.judging() {
 			return d.flush(ctx)
 		}
 		if d.readsInflight == 0 { // held back after a failed read: try again shortly

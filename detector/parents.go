@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/flowwatch/flowwatch/model"
@@ -24,7 +23,12 @@ import (
 // children still unknown.
 func (d *Detector) resolveParents(ctx context.Context, set *model.Set, events []storage.CheckpointEvent) error {
 	type group struct{ tenant, flow string }
+	type wanted struct {
+		group
+		key string
+	}
 	var want map[group][]string
+	var seen map[wanted]struct{}
 	for pass := 0; pass < 2; pass++ {
 		for i := range events {
 			e := &events[i]
@@ -48,10 +52,11 @@ func (d *Detector) resolveParents(ctx context.Context, set *model.Set, events []
 				continue
 			}
 			if want == nil {
-				want = map[group][]string{}
+				want, seen = map[group][]string{}, map[wanted]struct{}{}
 			}
 			g := group{e.Tenant, e.Flow}
-			if !slices.Contains(want[g], e.Key) {
+			if _, dup := seen[wanted{g, e.Key}]; !dup { // a set: a tick may carry thousands
+				seen[wanted{g, e.Key}] = struct{}{}
 				want[g] = append(want[g], e.Key)
 			}
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/flowwatch/flowwatch/flowstate"
@@ -63,6 +64,33 @@ func (q *readQueue) add(id string, p readPurpose) {
 	}
 	q.pending[id] = p
 	q.order = append(q.order, id)
+}
+
+// judging tells whether a read queued or in flight is needed to judge an instance: anything
+// but an explanation.
+func (q *readQueue) judging() bool {
+	for _, p := range q.pending {
+		if p&^readExplain != 0 {
+			return true
+		}
+	}
+	for _, p := range q.inflight {
+		if p&^readExplain != 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// judgingFirst moves the reads needed to judge an instance ahead of the explanations.
+func (q *readQueue) judgingFirst() {
+	explainOnly := func(id string) int {
+		if q.pending[id]&^readExplain == 0 {
+			return 1
+		}
+		return 0
+	}
+	slices.SortStableFunc(q.order, func(a, b string) int { return explainOnly(a) - explainOnly(b) })
 }
 
 // done takes an id out of flight and returns what it was read for.

@@ -161,6 +161,57 @@ func TestStuckIsWrittenWhileExplanationsWait(t *testing.T) {
 	}
 }
 
+// A restart judges every open instance before it is ready, but does not wait for the
+// explanations of the stuck ones (their last error and traces): those follow from the loop.
+// An instance first seen in the middle is still verified before Start returns.
+func TestStartDoesNotWaitForExplanations(t *testing.T) {
+	f := newFixture(t)
+	f.emit("order-fulfilment", "placed", "o-1", "order.id", 0)
+	f.emit("order-fulfilment", "stock_reserved", "o-1", "order.id", time.Second)
+	f.clk.Set(t0.Add(2*time.Minute + time.Second)) // o-1's payment is overdue at the restart
+	gate := make(chan struct{})
+	cs := &countingStore{Memory: f.store, gate: gate}
+	started := make(chan *Detector, 1)
+	go func() {
+		started <- f.detector(func(c *Config) { c.Store = cs; c.ExplainWait = time.Hour })
+	}()
+	var d *Detector
+	select {
+	case d = <-started:
+	case <-time.After(30 * time.Second): // a deadlock guard, not a measurement
+		close(gate)
+		t.Fatal("Start waited for the explanation of a stuck instance")
+	}
+	in := f.state("order-fulfilment", "o-1")
+	if in.Status != "stuck" || in.Reason == nil || in.Reason.Checkpoint != "paid" || len(in.Reason.TraceIDs) != 0 {
+		t.Fatalf("after Start, before the explanation: %+v", in)
+	}
+	close(gate)
+	if err := d.Settle(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if in := f.state("order-fulfilment", "o-1"); len(in.Reason.TraceIDs) != 2 {
+		t.Fatalf("explained reason = %+v", in.Reason)
+	}
+
+	// Verification is judging: a restart does wait for it.
+	f.emit("order-fulfilment", "placed", "m-1", "order.id", 0, func(e *storage.CheckpointEvent) { e.IngestTime = t0.Add(-90 * 24 * time.Hour) })
+	f.emit("order-fulfilment", "stock_reserved", "m-1", "order.id", time.Second)
+	gate2 := make(chan struct{})
+	cs2 := &countingStore{Memory: f.store, gate: gate2}
+	started2 := make(chan *Detector, 1)
+	go func() {
+		started2 <- f.detector(func(c *Config) { c.Store = cs2; c.ExplainWait = time.Hour })
+	}()
+	select {
+	case <-started2:
+		t.Fatal("Start returned before the instance first seen in the middle was read back")
+	case <-time.After(200 * time.Millisecond): // not started yet: the read is held
+	}
+	close(gate2)
+	<-started2
+}
+
 // When the explanation does not come within ExplainWait, alerts and actions go out with what
 // the detector holds: a slow store never silences an outage.
 func TestExplainWaitBoundsTheDelay(t *testing.T) {

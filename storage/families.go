@@ -63,8 +63,9 @@ func (s *store) ParentKeys(ctx context.Context, tenant, flow string, keys []stri
 }
 
 // ChildrenEvents returns the rows of the children of parents in a child flow: by parent key,
-// what InstancesEvents returns for each of its children (ChildKeys), batch children a query.
-// Parents without children are absent.
+// what InstancesEvents returns for each of its children (ChildKeys). The children of all the
+// parents are read together, batch children a query — never a query a parent. Parents without
+// children are absent.
 func ChildrenEvents(ctx context.Context, r Reader, tenant, flow string, parentKeys []string, batch int) (map[string]map[string][]CheckpointEvent, error) {
 	byParent, err := r.ChildKeys(ctx, tenant, flow, parentKeys)
 	if err != nil {
@@ -73,19 +74,29 @@ func ChildrenEvents(ctx context.Context, r Reader, tenant, flow string, parentKe
 	if batch <= 0 {
 		batch = 1000
 	}
+	var keys []string
+	for _, kids := range byParent {
+		keys = append(keys, kids...)
+	}
+	rows := make(map[string][]CheckpointEvent, len(keys))
+	for start := 0; start < len(keys); start += batch {
+		got, err := r.InstancesEvents(ctx, tenant, flow, keys[start:min(start+batch, len(keys))])
+		if err != nil {
+			return nil, fmt.Errorf("rows of the children of %d instances of %s: %w", len(byParent), tenant, err)
+		}
+		for k, evs := range got {
+			rows[k] = evs
+		}
+	}
 	out := make(map[string]map[string][]CheckpointEvent, len(byParent))
-	for parent, keys := range byParent {
-		rows := make(map[string][]CheckpointEvent, len(keys))
-		for start := 0; start < len(keys); start += batch {
-			got, err := r.InstancesEvents(ctx, tenant, flow, keys[start:min(start+batch, len(keys))])
-			if err != nil {
-				return nil, fmt.Errorf("rows of the children of %s/%s: %w", tenant, parent, err)
-			}
-			for k, evs := range got {
-				rows[k] = evs
+	for parent, kids := range byParent {
+		m := make(map[string][]CheckpointEvent, len(kids))
+		for _, k := range kids {
+			if evs, ok := rows[k]; ok {
+				m[k] = evs
 			}
 		}
-		out[parent] = rows
+		out[parent] = m
 	}
 	return out, nil
 }
