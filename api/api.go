@@ -307,7 +307,10 @@ func (s *server) healthz(w http.ResponseWriter, _ *http.Request) error {
 func (s *server) readyz(w http.ResponseWriter, r *http.Request) error {
 	if s.cfg.Ready != nil {
 		if err := s.cfg.Ready(r.Context()); err != nil {
-			return &httpError{http.StatusServiceUnavailable, "not ready: " + err.Error()}
+			// An answer, not a failure: a probe polls this while a detector rebuilds.
+			s.cfg.Logger.LogAttrs(r.Context(), slog.LevelDebug, "not ready", slog.String("reason", err.Error()))
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "not ready: " + err.Error()})
+			return nil
 		}
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})

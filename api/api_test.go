@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -660,7 +661,9 @@ func TestStoreErrorsAre5xx(t *testing.T) {
 func TestHealthReadyMetrics(t *testing.T) {
 	var ready error
 	reg := prometheus.NewRegistry()
+	var logs strings.Builder
 	f := newFixture(t, func(c *Config) {
+		c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 		c.Ready = func(context.Context) error { return ready }
 		c.Registerer = reg
 		c.Metrics = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
@@ -670,6 +673,9 @@ func TestHealthReadyMetrics(t *testing.T) {
 	ready = errors.New("store not migrated")
 	if msg := get(t, f.h, "/readyz", 503).errorText(t); !strings.Contains(msg, "store not migrated") {
 		t.Errorf("readyz: %q", msg)
+	}
+	if strings.Contains(logs.String(), "level=ERROR") { // a probe polls it during every rebuild
+		t.Errorf("a not-ready answer logged as an error:\n%s", logs.String())
 	}
 	get(t, f.h, "/healthz", 200)
 	get(t, f.h, "/api/v1/nope", 404)
