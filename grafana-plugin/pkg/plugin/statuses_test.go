@@ -1,7 +1,10 @@
 package plugin
 
 import (
+	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -34,6 +37,74 @@ func TestStatusesAreTheModels(t *testing.T) {
 	}
 	if len(Statuses) != len(model.Statuses) {
 		t.Errorf("plugin.Statuses %v, model.Statuses %v", Statuses, model.Statuses)
+	}
+}
+
+// Dashboard panels of counts by status colour every status as the plugin's frames do, so a
+// compensating instance never shows in the colour of a running one.
+func TestDashboardStatusColours(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join(pluginDir, "provisioning", "dashboards", "flowwatch", "*.json"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no dashboards: %v", err)
+	}
+	mapped := statusConfig().Mappings[0].(data.ValueMapper)
+	panels := 0
+	for _, file := range files {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var d struct {
+			Panels []struct {
+				Title   string `json:"title"`
+				Targets []struct {
+					QueryType string `json:"queryType"`
+					By        string `json:"by"`
+				} `json:"targets"`
+				FieldConfig struct {
+					Overrides []struct {
+						Matcher struct {
+							ID      string `json:"id"`
+							Options any    `json:"options"`
+						} `json:"matcher"`
+						Properties []struct {
+							ID    string `json:"id"`
+							Value any    `json:"value"`
+						} `json:"properties"`
+					} `json:"overrides"`
+				} `json:"fieldConfig"`
+			} `json:"panels"`
+		}
+		if err := json.Unmarshal(b, &d); err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		for _, p := range d.Panels {
+			if !slices.ContainsFunc(p.Targets, func(q struct {
+				QueryType string `json:"queryType"`
+				By        string `json:"by"`
+			}) bool {
+				return q.QueryType == string(QuerySeries) && (q.By == "" || q.By == ByStatus)
+			}) {
+				continue
+			}
+			panels++
+			colour := map[string]any{}
+			for _, o := range p.FieldConfig.Overrides {
+				for _, pr := range o.Properties {
+					if v, ok := pr.Value.(map[string]any); ok && o.Matcher.ID == "byName" && pr.ID == "color" {
+						colour[fmt.Sprint(o.Matcher.Options)] = v["fixedColor"]
+					}
+				}
+			}
+			for _, st := range Statuses {
+				if colour[st] != mapped[st].Color {
+					t.Errorf("%s: panel %q colours %s %v, the plugin %q", filepath.Base(file), p.Title, st, colour[st], mapped[st].Color)
+				}
+			}
+		}
+	}
+	if panels == 0 {
+		t.Error("no dashboard panel counts instances by status")
 	}
 }
 
