@@ -119,6 +119,10 @@ type Expected struct {
 	Deadline   Time   `json:"deadline"`
 	// Service owns the checkpoint (its match.service); may be empty.
 	Service string `json:"service"`
+	// Compensates is set on a compensation: the step it undoes.
+	Compensates string `json:"compensates"`
+	// Children is set on a children checkpoint: the child flow that reaches it.
+	Children string `json:"children"`
 }
 
 // ErrorNote is the last error seen on an instance.
@@ -143,15 +147,22 @@ type Reason struct {
 	Summary        string     `json:"summary"`
 }
 
-// Event is one checkpoint (or error note, when Checkpoint is empty) of an instance.
+// Event is one checkpoint of an instance, an error note (Checkpoint empty) or an operator
+// action (Checkpoint "@cancel", "@unblock": see IsOperator).
 type Event struct {
 	Checkpoint string `json:"checkpoint"`
 	Time       Time   `json:"time"`
 	Service    string `json:"service"`
+	Name       string `json:"name"`
 	TraceID    string `json:"trace_id"`
 	SpanID     string `json:"span_id"`
 	Status     string `json:"status"`
+	Message    string `json:"message"`
 }
+
+// IsOperator reports whether the event is an operator's action through the operator API
+// rather than a checkpoint: its checkpoint starts with '@'.
+func (e *Event) IsOperator() bool { return strings.HasPrefix(e.Checkpoint, "@") }
 
 // Violation is a conformance problem of an instance.
 type Violation struct {

@@ -152,10 +152,11 @@ const (
 	rowCheckpoint = "checkpoint"
 	rowError      = "error"
 	rowExpected   = "expected"
+	rowOperator   = "operator"
 )
 
-// timelineFrames are one instance's frames: "timeline" (checkpoints, error notes and
-// expected checkpoints at their deadline, in time order), "violations" and "instance" (the
+// timelineFrames are one instance's frames: "timeline" (checkpoints, error notes, operator
+// actions and expected checkpoints at their deadline, in time order), "violations" and "instance" (the
 // instance as one row of the instances table). A stuck reason is also a notice on the
 // timeline frame.
 func timelineFrames(in *Instance, now time.Time, l links) data.Frames {
@@ -167,8 +168,14 @@ func timelineFrames(in *Instance, now time.Time, l links) data.Frames {
 	for _, e := range in.Events {
 		r := row{t: e.Time.UTC(), kind: rowCheckpoint, checkpoint: e.Checkpoint, service: e.Service,
 			status: e.Status, trace: e.TraceID, span: e.SpanID}
-		if e.Checkpoint == "" {
+		switch {
+		case e.Checkpoint == "":
 			r.kind = rowError
+		case e.IsOperator():
+			r.kind, r.det = rowOperator, e.Name
+			if e.Message != "" {
+				r.det += ": " + e.Message
+			}
 		}
 		rows = append(rows, r)
 	}
@@ -177,6 +184,12 @@ func timelineFrames(in *Instance, now time.Time, l links) data.Frames {
 		if now.After(x.Deadline.Time) {
 			st = "overdue"
 			det = fmt.Sprintf("overdue by %s", now.Sub(x.Deadline.Time).Round(time.Second))
+		}
+		switch {
+		case x.Compensates != "":
+			det = fmt.Sprintf("compensation of %q, %s", x.Compensates, det)
+		case x.Children != "":
+			det = fmt.Sprintf("reached by its %s children, %s", x.Children, det)
 		}
 		r := row{t: x.Deadline.UTC(), kind: rowExpected, checkpoint: x.Checkpoint, service: x.Service, status: st, det: det}
 		if r.service == "" && in.Reason != nil && in.Reason.Checkpoint == x.Checkpoint {

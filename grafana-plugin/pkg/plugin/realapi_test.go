@@ -21,15 +21,21 @@ import (
 
 // seedEvent is one event of a seeded instance, at a time of the day of testNow.
 type seedEvent struct {
-	checkpoint string // empty: an error note
+	checkpoint string // empty: an error note; model.OperatorCancel: an operator's cancel
 	at         string // "15:04"
 	service    string
 	status     string
 	message    string
 }
 
-// seedStore writes instances' events and their evaluated states as the detector does
-// (model.Instance.Evaluate at testNow, flowstate.Row), and returns the flow set:
+// seedInstance is one seeded instance; parent is the parent's key a sub-flow's rows carry.
+type seedInstance struct {
+	tenant, flow, key, parent string
+	events                    []seedEvent
+}
+
+// seedInstances are the instances seedStore writes. Order matters: an instance's trace IDs
+// come from its place in the list.
 //
 //	default/o-1  stuck on paid: placed 10:00, error note 10:01, stock_reserved 10:02 and again 10:03
 //	default/o-2  running: placed 11:52
@@ -37,60 +43,114 @@ type seedEvent struct {
 //	default/o-4  failed: placed 11:10, cancelled 11:20
 //	acme/o-5     stuck on stock_reserved and paid: placed 11:00
 //	default/eu/o-6  running: placed 11:55 (a key with a slash)
-func seedStore(t *testing.T, ctx context.Context, w storage.Writer) *model.Set {
+//
+// trip (a saga with a compensation, refunded undoes paid) and its sub-flow leg:
+//
+//	t-1  stuck on legs_confirmed (due 11:05) through its children: booked 10:00, paid 10:05
+//	     l-1  completed: reserved 10:10, confirmed 10:25
+//	     l-2  stuck on confirmed (due 10:32): reserved 10:12
+//	t-2  compensating (refunded due 12:10): booked 11:00, paid 11:05, aborted 11:40
+//	t-3  compensated: booked 10:30, paid 10:35, aborted 10:50, refunded 11:10
+//	t-4  cancelled by an operator before paying, nothing to undo: booked 11:20, cancel 11:30
+//	t-5  stuck on its compensation (refunded due 10:00): booked 09:00, paid 09:05, aborted 09:30
+//	t-6  compensating after an operator's cancel (refunded due 12:15): booked 11:30, paid 11:35, cancel 11:45
+//	t-7  running past legs_confirmed, its one child done: booked 11:00, paid 11:02
+//	     l-3  completed: reserved 11:05, confirmed 11:15
+var seedInstances = []seedInstance{
+	{"default", "order-fulfilment", "o-1", "", []seedEvent{{"placed", "10:00", "orders", "ok", ""},
+		{"", "10:01", "payments", "error", "card declined"},
+		{"stock_reserved", "10:02", "inventory", "ok", ""}, {"stock_reserved", "10:03", "inventory", "ok", ""}}},
+	{"default", "order-fulfilment", "o-2", "", []seedEvent{{"placed", "11:52", "orders", "ok", ""}}},
+	{"default", "order-fulfilment", "o-3", "", []seedEvent{{"placed", "11:00", "orders", "ok", ""}, {"paid", "11:05", "payments", "ok", ""},
+		{"stock_reserved", "11:06", "inventory", "ok", ""}, {"shipped", "11:30", "shipping", "ok", ""},
+		{"delivered", "11:45", "shipping", "ok", ""}}},
+	{"default", "order-fulfilment", "o-4", "", []seedEvent{{"placed", "11:10", "orders", "ok", ""}, {"cancelled", "11:20", "orders", "ok", ""}}},
+	{"acme", "order-fulfilment", "o-5", "", []seedEvent{{"placed", "11:00", "orders", "ok", ""}}},
+	{"default", "order-fulfilment", "eu/o-6", "", []seedEvent{{"placed", "11:55", "orders", "ok", ""}}},
+
+	{"default", "trip", "t-1", "", []seedEvent{{"booked", "10:00", "trips", "ok", ""}, {"paid", "10:05", "payments", "ok", ""}}},
+	{"default", "leg", "l-1", "t-1", []seedEvent{{"reserved", "10:10", "carriers", "ok", ""}, {"confirmed", "10:25", "carriers", "ok", ""}}},
+	{"default", "leg", "l-2", "t-1", []seedEvent{{"reserved", "10:12", "carriers", "ok", ""}}},
+	{"default", "trip", "t-2", "", []seedEvent{{"booked", "11:00", "trips", "ok", ""}, {"paid", "11:05", "payments", "ok", ""},
+		{"aborted", "11:40", "trips", "ok", ""}}},
+	{"default", "trip", "t-3", "", []seedEvent{{"booked", "10:30", "trips", "ok", ""}, {"paid", "10:35", "payments", "ok", ""},
+		{"aborted", "10:50", "trips", "ok", ""}, {"refunded", "11:10", "payments", "ok", ""}}},
+	{"default", "trip", "t-4", "", []seedEvent{{"booked", "11:20", "trips", "ok", ""}, {model.OperatorCancel, "11:30", "", "", "customer asked"}}},
+	{"default", "trip", "t-5", "", []seedEvent{{"booked", "09:00", "trips", "ok", ""}, {"paid", "09:05", "payments", "ok", ""},
+		{"aborted", "09:30", "trips", "ok", ""}}},
+	{"default", "trip", "t-6", "", []seedEvent{{"booked", "11:30", "trips", "ok", ""}, {"paid", "11:35", "payments", "ok", ""},
+		{model.OperatorCancel, "11:45", "", "", "duplicate booking"}}},
+	{"default", "trip", "t-7", "", []seedEvent{{"booked", "11:00", "trips", "ok", ""}, {"paid", "11:02", "payments", "ok", ""}}},
+	{"default", "leg", "l-3", "t-7", []seedEvent{{"reserved", "11:05", "carriers", "ok", ""}, {"confirmed", "11:15", "carriers", "ok", ""}}},
+}
+
+// seedStore writes the seedInstances' events, then their states evaluated as the detector
+// does (model.Instance.Evaluate at testNow, flowstate.Row; a parent with its children read
+// back from the store), and returns the flow set.
+func seedStore(t *testing.T, ctx context.Context, st storage.Store) *model.Set {
 	t.Helper()
 	set, err := model.Load(filepath.Join("testdata", "flows"))
 	if err != nil {
 		t.Fatalf("load flows: %v", err)
 	}
-	instances := []struct {
-		tenant, key string
-		events      []seedEvent
-	}{
-		{"default", "o-1", []seedEvent{{"placed", "10:00", "orders", "ok", ""},
-			{"", "10:01", "payments", "error", "card declined"},
-			{"stock_reserved", "10:02", "inventory", "ok", ""}, {"stock_reserved", "10:03", "inventory", "ok", ""}}},
-		{"default", "o-2", []seedEvent{{"placed", "11:52", "orders", "ok", ""}}},
-		{"default", "o-3", []seedEvent{{"placed", "11:00", "orders", "ok", ""}, {"paid", "11:05", "payments", "ok", ""},
-			{"stock_reserved", "11:06", "inventory", "ok", ""}, {"shipped", "11:30", "shipping", "ok", ""},
-			{"delivered", "11:45", "shipping", "ok", ""}}},
-		{"default", "o-4", []seedEvent{{"placed", "11:10", "orders", "ok", ""}, {"cancelled", "11:20", "orders", "ok", ""}}},
-		{"acme", "o-5", []seedEvent{{"placed", "11:00", "orders", "ok", ""}}},
-		{"default", "eu/o-6", []seedEvent{{"placed", "11:55", "orders", "ok", ""}}},
-	}
-	const flow = "order-fulfilment"
 	day := testNow.Truncate(24 * time.Hour)
 	var rows []storage.CheckpointEvent
-	var states []storage.InstanceState
-	for n, inst := range instances {
-		in := model.NewInstance(set.Versions(flow), inst.tenant, inst.key)
+	for n, inst := range seedInstances {
+		keyAttr := set.Latest(inst.flow).Key
 		for i, e := range inst.events {
 			hm, err := time.Parse("15:04", e.at)
 			if err != nil {
 				t.Fatal(err)
 			}
 			at := day.Add(time.Duration(hm.Hour())*time.Hour + time.Duration(hm.Minute())*time.Minute)
+			if e.checkpoint == model.OperatorCancel {
+				row := flowstate.OperatorEvent(inst.tenant, inst.flow, inst.key, model.OperatorCancel, "", "ops@example.com", e.message, at)
+				row.IngestTime = at.Add(time.Second)
+				rows = append(rows, row)
+				continue
+			}
 			name := e.checkpoint
 			if name == "" {
 				name = "POST /charge"
 			}
-			row := storage.CheckpointEvent{Tenant: inst.tenant, Flow: flow, Checkpoint: e.checkpoint,
-				Key: inst.key, KeyAttr: "order.id", Time: at, IngestTime: at.Add(time.Second),
+			row := storage.CheckpointEvent{Tenant: inst.tenant, Flow: inst.flow, Checkpoint: e.checkpoint,
+				Key: inst.key, KeyAttr: keyAttr, Time: at, IngestTime: at.Add(time.Second),
 				TraceID: fmt.Sprintf("%032x", n+1), SpanID: fmt.Sprintf("%016x", 100*n+i+1),
 				Service: e.service, Name: name, Status: e.status, Message: e.message}
-			row.EventID = storage.EventID(row.Tenant, flow, row.Checkpoint, row.Key, row.TraceID, row.SpanID, at.UnixNano(), name)
+			if inst.parent != "" {
+				row.Attributes = map[string]string{storage.AttrParentKey: inst.parent}
+			}
+			row.EventID = storage.EventID(row.Tenant, inst.flow, row.Checkpoint, row.Key, row.TraceID, row.SpanID, at.UnixNano(), name)
 			rows = append(rows, row)
-			in.Apply(model.Event{ID: row.EventID, Checkpoint: row.Checkpoint, Time: row.Time, Service: row.Service,
-				Name: row.Name, TraceID: row.TraceID, SpanID: row.SpanID, Status: row.Status, Message: row.Message})
 		}
-		st := flowstate.Row(in.Evaluate(testNow))
-		st.UpdatedAt = testNow
-		states = append(states, st)
 	}
-	if err := w.WriteEvents(ctx, rows); err != nil {
+	if err := st.WriteEvents(ctx, rows); err != nil {
 		t.Fatalf("seed events: %v", err)
 	}
-	if err := w.WriteStates(ctx, states); err != nil {
+	var states []storage.InstanceState
+	for _, inst := range seedInstances {
+		versions := set.Versions(inst.flow)
+		events, err := st.InstanceEvents(ctx, inst.tenant, inst.flow, inst.key)
+		if err != nil {
+			t.Fatalf("read back %s/%s: %v", inst.flow, inst.key, err)
+		}
+		in, _ := flowstate.Rebuild(versions, inst.tenant, inst.key, events, nil)
+		var kids []model.Child
+		for _, cf := range model.ChildFlowsOf(versions) {
+			rows, err := storage.ChildrenEvents(ctx, st, inst.tenant, cf, []string{inst.key}, 0)
+			if err != nil {
+				t.Fatalf("read the children of %s/%s: %v", inst.flow, inst.key, err)
+			}
+			kids = append(kids, flowstate.Children(set.Versions(cf), inst.tenant, rows[inst.key], testNow)...)
+		}
+		if kids != nil {
+			in.SetChildren(kids)
+		}
+		row := flowstate.Row(in.Evaluate(testNow))
+		row.UpdatedAt = testNow
+		states = append(states, row)
+	}
+	if err := st.WriteStates(ctx, states); err != nil {
 		t.Fatalf("seed states: %v", err)
 	}
 	return set
@@ -141,7 +201,19 @@ func TestRealAPI(t *testing.T) {
 		{"graph", QueryGraph, map[string]any{"flow": "order-fulfilment"}, 6},
 		{"series_status", QuerySeries, map[string]any{"flow": "order-fulfilment", "step": "30m"}, -1},
 		{"series_checkpoint", QuerySeries, map[string]any{"flow": "order-fulfilment", "by": "checkpoint", "step": "1h"}, -1},
-		{"flows", QueryFlows, nil, 1},
+		{"flows", QueryFlows, nil, 3},
+		// the saga and its sub-flow
+		{"trip_instances_all", QueryInstances, map[string]any{"flow": "trip"}, 7},
+		{"trip_instances_stuck", QueryInstances, map[string]any{"flow": "trip", "status": "stuck"}, 2},
+		{"instances_compensating", QueryInstances, map[string]any{"status": "compensating"}, 2},
+		{"instances_compensated", QueryInstances, map[string]any{"status": "compensated"}, 1},
+		{"instances_cancelled", QueryInstances, map[string]any{"status": "cancelled"}, 1},
+		{"leg_instances_all", QueryInstances, map[string]any{"flow": "leg"}, 3},
+		{"trip_timeline_family", QueryTimeline, map[string]any{"flow": "trip", "key": "t-1"}, 3},
+		{"trip_timeline_compensation_overdue", QueryTimeline, map[string]any{"flow": "trip", "key": "t-5"}, 4},
+		{"trip_timeline_cancelled_compensating", QueryTimeline, map[string]any{"flow": "trip", "key": "t-6"}, 4},
+		{"trip_graph", QueryGraph, map[string]any{"flow": "trip"}, 6},
+		{"trip_series_status", QuerySeries, map[string]any{"flow": "trip", "step": "3h"}, -1},
 	}
 	var qs []backend.DataQuery
 	for _, tc := range cases {
@@ -164,6 +236,8 @@ func TestRealAPI(t *testing.T) {
 		})
 	}
 	t.Run("graph contract", func(t *testing.T) { checkNodeGraph(t, resp.Responses["graph"].Frames) })
+	t.Run("trip graph contract", func(t *testing.T) { checkNodeGraph(t, resp.Responses["trip_graph"].Frames) })
+	t.Run("sagas and families", func(t *testing.T) { checkSagaFrames(t, resp.Responses) })
 	t.Run("stuck reason", func(t *testing.T) {
 		f := resp.Responses["timeline"].Frames[0]
 		if f.Meta == nil || len(f.Meta.Notices) != 1 {
@@ -184,7 +258,7 @@ func TestRealAPI(t *testing.T) {
 	})
 
 	res := checkHealth(t, c, s)
-	if res.Status != backend.HealthStatusOk || !strings.Contains(res.Message, "1 flow(s): order-fulfilment") {
+	if res.Status != backend.HealthStatusOk || !strings.Contains(res.Message, "3 flow(s): leg, order-fulfilment, trip") {
 		t.Errorf("health: %v %q", res.Status, res.Message)
 	}
 	res = checkHealth(t, c, dsSettings(101, url, "wrong", nil))

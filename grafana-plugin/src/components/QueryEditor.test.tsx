@@ -1,8 +1,10 @@
 import React from 'react';
+import { readFileSync } from 'fs';
+import { join } from 'path';
 import { act, fireEvent, render, screen, waitFor } from '@testing-library/react';
 
 import { DataSource } from '../datasource';
-import { FlowwatchQuery, QueryType } from '../types';
+import { FlowwatchQuery, QueryType, STATUSES } from '../types';
 import { QueryEditor } from './QueryEditor';
 
 const FLOWS = [
@@ -78,6 +80,29 @@ describe('QueryEditor', () => {
     fireEvent.click(screen.getByLabelText('failed'));
     expect(onChange).toHaveBeenLastCalledWith(expect.objectContaining({ status: 'failed' }));
     expect(onRunQuery).toHaveBeenCalledTimes(1);
+  });
+
+  it.each(['compensating', 'compensated', 'cancelled'])('offers the status %s and filters on it at once', async (status) => {
+    const { onChange, onRunQuery, getFlows } = setup({ queryType: QueryType.Instances, flow: 'refund', status: 'stuck' });
+    await flowsLoaded(getFlows);
+    fireEvent.click(screen.getByLabelText(status));
+    expect(onChange).toHaveBeenLastCalledWith(expect.objectContaining({ status, flow: 'refund' }));
+    expect(onRunQuery).toHaveBeenCalledTimes(1);
+  });
+
+  it('offers every status of the backend, and any', async () => {
+    const { getFlows } = setup({ queryType: QueryType.Instances });
+    await flowsLoaded(getFlows);
+    // plugin.Statuses in pkg/plugin/query.go (which a Go test holds to the model's)
+    const backend = readFileSync(join(__dirname, '../../pkg/plugin/query.go'), 'utf8');
+    const list = /var Statuses = \[\]string\{([^}]*)\}/.exec(backend);
+    expect(list).not.toBeNull();
+    const statuses = [...list![1].matchAll(/"([a-z_]+)"/g)].map((m) => m[1]);
+    expect(statuses).toEqual(expect.arrayContaining(['compensating', 'compensated', 'cancelled']));
+    for (const s of ['any', ...statuses]) {
+      expect(screen.getByLabelText(s)).toBeInTheDocument();
+    }
+    expect([...STATUSES].sort()).toEqual([...statuses].sort());
   });
 
   it('takes a key as typed and runs on blur', async () => {
