@@ -27,6 +27,9 @@ type kin struct {
 	expect []expectValue
 	// linked counts the children open here that belong to it.
 	linked int32
+	// reached are the parent's children checkpoints whose reach is recorded in the store (or
+	// queued to be): see recordReach.
+	reached []string
 }
 
 // brood is what a parent knows of its children of one child flow (model.Brood, compactly).

@@ -50,10 +50,13 @@ func (d *Detector) ingest(ctx context.Context, events []storage.CheckpointEvent,
 			}
 			id := string(idBuf)
 			if d.closed[id] != 0 {
-				if !isStart(versions, e.Checkpoint) && !isOperator(e) {
+				if !isStart(versions, e.Checkpoint) && !isOperator(e) && !isChildrenReach(versions, e) {
 					d.reads.add(id, readClosed) // a late checkpoint may change the verdict
 				}
 				continue
+			}
+			if isChildrenReach(versions, e) {
+				continue // the record of a reach opens nothing: its family's judgement wrote it
 			}
 			if in = d.newInst(id, set.At(e.Flow, e.Time)); in == nil {
 				continue
@@ -105,6 +108,10 @@ func (d *Detector) applyEvent(in *inst, e *storage.CheckpointEvent, now time.Tim
 	c := f.Checkpoint(e.Checkpoint)
 	if c == nil {
 		return // not a checkpoint of the pinned version: a violation the read-back reports
+	}
+	if c.Children != nil {
+		d.noteReach(in, c.Name) // its record, read back: the judgement derives the reach
+		return
 	}
 	if c.Start && in.flags&flagUnverified != 0 {
 		// Its start is read now: the detector holds the instance from its beginning. The
@@ -174,6 +181,9 @@ func (d *Detector) judge(in *inst, now time.Time, touched bool, expl *explanatio
 	p := d.progress(in, f, d.firstBuf[:0])
 	d.firstBuf = p.First[:0]
 	v := f.Judge(p, now)
+	if len(p.Broods) > 0 {
+		d.recordReach(in, f, p)
+	}
 	d.childVerdict(in, &v)
 	switch {
 	case v.Closed():
