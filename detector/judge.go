@@ -75,10 +75,18 @@ func (d *Detector) ingest(ctx context.Context, events []storage.CheckpointEvent,
 		}
 		d.applyEvent(in, e, now)
 	}
-	for _, in := range touched {
-		in.flags &^= flagTouched
-		if d.open.get(in.id) == in {
-			d.judge(in, now, true, nil)
+	// Parents last: a parent whose children ended in this round is judged with their ends
+	// counted (its children checkpoint reached, and recorded) even when its own terminal came
+	// in the same round and closes it.
+	for _, parents := range [2]bool{false, true} {
+		for _, in := range touched {
+			if d.fams.flow(in).HasChildren() != parents {
+				continue
+			}
+			in.flags &^= flagTouched
+			if d.open.get(in.id) == in {
+				d.judge(in, now, true, nil)
+			}
 		}
 	}
 	d.judgeParents(now)
