@@ -77,8 +77,8 @@ func signIn(t *testing.T, ctx context.Context) {
 
 // TestConsole drives the console in Debian's Chromium against a real all-in-one fed over OTLP:
 // every page loads with no console error and shows what the API holds, a stuck instance
-// links to its timeline, the operator buttons follow the configuration, and the page says so
-// when the API goes away.
+// links to its timeline, the operator buttons follow the configuration and act through the
+// real operator API, and the page says so when the API goes away.
 func TestConsole(t *testing.T) {
 	shots := *consoleShots
 	if shots == "" {
@@ -136,7 +136,7 @@ func TestConsole(t *testing.T) {
 		t.Errorf("the console logged errors:\n%s", strings.Join(e, "\n"))
 	}
 	c.plainConsole(t, ctx)
-	c.operatorButtons(t, ctx)
+	c.operatorRoundTrip(t, ctx)
 }
 
 // consoleCase is what the parts of TestConsole share: the API, where the screenshots go, and
@@ -330,79 +330,4 @@ func (c *consoleCase) plainConsole(t *testing.T, ctx context.Context) {
 	}
 	down.Store(false)
 	waitFor(t, tab, "the banner to go once the API is back", `!document.querySelector('[data-banner]')`)
-}
-
-// operatorCall is a request of the console to an operator route.
-type operatorCall struct {
-	path, query, auth string
-	body              map[string]string
-}
-
-// operatorButtons drives Cancel and Unblock against a stand-in of the operator routes
-// (DESIGN.md "Operator actions"; the routes themselves are served by the API when it has
-// them): the console posts the contract's path, tenant, body and token, says when an action
-// is refused, and confirms one that is accepted.
-func (c *consoleCase) operatorButtons(t *testing.T, ctx context.Context) {
-	api, _ := url.Parse(c.api)
-	proxy := httputil.NewSingleHostReverseProxy(api)
-	calls := make(chan operatorCall, 4)
-	ops, err := console.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodPost {
-			proxy.ServeHTTP(w, r)
-			return
-		}
-		call := operatorCall{path: r.URL.Path, query: r.URL.RawQuery, auth: r.Header.Get("Authorization")}
-		_ = json.NewDecoder(r.Body).Decode(&call.body)
-		calls <- call
-		w.Header().Set("Content-Type", "application/json")
-		if strings.HasSuffix(r.URL.Path, "/unblock") {
-			w.WriteHeader(http.StatusMethodNotAllowed)
-			_, _ = io.WriteString(w, `{"error":"method POST not allowed; use GET"}`)
-			return
-		}
-		w.WriteHeader(http.StatusAccepted)
-		_, _ = io.WriteString(w, `{"status":"accepted"}`)
-	}), console.Config{OperatorAPI: true, TokenRequired: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(ops)
-	defer srv.Close()
-	step(t, ctx, "open the console with operator actions", chromedp.Navigate(srv.URL+"/#/instance/order-fulfilment/"+stuckAtPaid+"?tenant="+consoleTenant))
-	signIn(t, ctx)
-	next := func(what string) operatorCall {
-		t.Helper()
-		select {
-		case c := <-calls:
-			return c
-		case <-time.After(10 * time.Second):
-			t.Fatalf("no %s request reached the API", what)
-			return operatorCall{}
-		}
-	}
-	prefix := "/api/v1/flows/order-fulfilment/instances/" + stuckAtPaid
-
-	step(t, ctx, "unblock paid", chromedp.Click(chromedp.CSS(`[data-action="unblock"][data-checkpoint="paid"]`)),
-		chromedp.WaitVisible(chromedp.ID("confirm-dialog")),
-		chromedp.SendKeys(chromedp.CSS(`#confirm-dialog input[name=by]`), "alice@ops"),
-		chromedp.Click(chromedp.CSS(`#confirm-dialog [data-confirm]`)))
-	if call := next("unblock"); call.path != prefix+"/unblock" || call.query != "tenant="+consoleTenant || call.auth != "Bearer "+consoleToken ||
-		call.body["checkpoint"] != "paid" || call.body["by"] != "alice@ops" {
-		t.Errorf("unblock sent %+v", call)
-	}
-	waitFor(t, ctx, "the refusal in the dialog", `document.querySelector('#confirm-dialog [role=alert]')?.textContent.includes("405")`)
-	step(t, ctx, "close the dialog", chromedp.Click(chromedp.CSS(`#confirm-dialog [data-dismiss]`)), chromedp.WaitNotPresent(chromedp.ID("confirm-dialog")))
-
-	step(t, ctx, "cancel the instance", chromedp.Click(chromedp.CSS(`[data-action="cancel"]`)),
-		chromedp.WaitVisible(chromedp.ID("confirm-dialog")),
-		chromedp.SendKeys(chromedp.CSS(`#confirm-dialog textarea[name=reason]`), "customer called"))
-	if by := eval[string](t, ctx, `document.querySelector('#confirm-dialog input[name=by]').value`); by != "alice@ops" {
-		t.Errorf("the operator's name is not remembered: %q", by)
-	}
-	step(t, ctx, "confirm the cancel", chromedp.Click(chromedp.CSS(`#confirm-dialog [data-confirm]`)), chromedp.WaitNotPresent(chromedp.ID("confirm-dialog")))
-	if call := next("cancel"); call.path != prefix+"/cancel" || call.query != "tenant="+consoleTenant || call.auth != "Bearer "+consoleToken ||
-		call.body["reason"] != "customer called" || call.body["by"] != "alice@ops" {
-		t.Errorf("cancel sent %+v", call)
-	}
-	waitFor(t, ctx, "the notice of the accepted cancel", `document.querySelector('.notice')?.textContent.includes("Cancel requested")`)
 }
