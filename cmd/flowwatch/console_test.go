@@ -131,6 +131,7 @@ func TestConsole(t *testing.T) {
 	c.flowsPage(t, ctx)
 	c.stuckPage(t, ctx)
 	c.instancePage(t, ctx)
+	c.familyPages(t, ctx)
 	c.auditPage(t, ctx)
 	if e := errs.list(); len(e) > 0 {
 		t.Errorf("the console logged errors:\n%s", strings.Join(e, "\n"))
