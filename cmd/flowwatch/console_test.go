@@ -195,6 +195,15 @@ func (c *consoleCase) flowsPage(t *testing.T, ctx context.Context) {
 	if got := eval[string](t, ctx, `document.querySelector('#flow-order-fulfilment [data-stat="stuck now"] .stat-v').textContent`); got != "2" {
 		t.Errorf("stuck now = %q, want 2", got)
 	}
+	if totals := c.statusTotals(t, ctx, "order-fulfilment"); totals["completed"] == 0 || totals["failed"] == 0 {
+		t.Errorf("the fixture's completed and cancelled orders are not counted: %v", totals)
+	}
+	poll(t, "the failed bundles judged", 30*time.Second, func() bool {
+		return c.bundle(t, "bundle-order", bundleFailed).Status == "compensating" && c.bundle(t, "bundle-order", bundleRefunded).Status == "compensated"
+	})
+	if totals := c.statusTotals(t, ctx, "bundle-order"); totals["compensating"] == 0 || totals["compensated"] == 0 || totals["failed"] == 0 || totals["running"] == 0 {
+		t.Errorf("the fixture's bundle statuses are not all counted: %v", totals)
+	}
 	edges := eval[int](t, ctx, `document.querySelectorAll('[data-flow="order-fulfilment"] .edge-label .lat').length`)
 	if edges < 5 {
 		t.Errorf("%d transitions show p50/p95, want every traveled one (at least 5)", edges)
@@ -331,4 +340,46 @@ func (c *consoleCase) plainConsole(t *testing.T, ctx context.Context) {
 	}
 	down.Store(false)
 	waitFor(t, tab, "the banner to go once the API is back", `!document.querySelector('[data-banner]')`)
+}
+
+// agree polls until the page shows what the API has, both read again each time: the
+// detector may move an instance on between two reads, never for long.
+func agree(t *testing.T, what string, read func() (api, page string)) {
+	t.Helper()
+	var a, p string
+	for end := time.Now().Add(20 * time.Second); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
+		if a, p = read(); a == p {
+			return
+		}
+	}
+	t.Fatalf("%s: the page shows %s, the API has %s", what, p, a)
+}
+
+// statusTotals checks a flow's totals by status over the last hour: every one the page shows
+// is the API's series total, and the page shows every status the API counts.
+func (c *consoleCase) statusTotals(t *testing.T, ctx context.Context, flow string) map[string]int {
+	var want map[string]int
+	agree(t, "the totals by status of "+flow, func() (string, string) {
+		to := time.Now().UnixMilli()
+		var s struct {
+			Series []struct {
+				Name   string      `json:"name"`
+				Points [][]float64 `json:"points"`
+			} `json:"series"`
+		}
+		apiGet(t, c.api, fmt.Sprintf("/api/v1/flows/%s/series?from=%d&to=%d&step=3600000ms&by=status", flow, to-3_600_000, to), &s)
+		want = map[string]int{"running": 0, "completed": 0, "failed": 0}
+		for _, x := range s.Series {
+			n := 0
+			for _, p := range x.Points {
+				n += int(p[1])
+			}
+			if _, main := want[x.Name]; x.Name != "stuck" && (n > 0 || main) {
+				want[x.Name] = n
+			}
+		}
+		shown := eval[map[string]int](t, ctx, `Object.fromEntries([...document.querySelectorAll('#flow-`+flow+` [data-stat]')].filter(s => s.dataset.stat !== "stuck now").map(s => [s.dataset.stat, +s.querySelector('.stat-v').textContent.replace(/\D/g, "")]))`)
+		return jsonOf(want), jsonOf(shown)
+	})
+	return want
 }
