@@ -144,6 +144,7 @@ func (c *consoleCase) operatorRoundTrip(t *testing.T, ctx context.Context) {
 	}
 	waitFor(t, ctx, "the cancel with its reason in the timeline", `[...document.querySelectorAll('li[data-event][data-checkpoint="@cancel"]')].some(li => li.textContent.includes("customer called"))`)
 	waitFor(t, ctx, "the resolved alert on the page", `[...document.querySelectorAll('.alerts-card tr[data-alert] .badge')].some(b => b.textContent === "resolved")`)
+	c.outcomeBadges(t, ctx, "order-fulfilment", stuckAtShipped)
 	step(t, ctx, "the stuck list without the cancelled order", chromedp.Navigate(c.api+"/#/stuck"),
 		chromedp.WaitVisible(chromedp.CSS(`tr[data-key="`+stuckAtPaid+`"]`)))
 	if eval[bool](t, ctx, `!!document.querySelector('tr[data-key="`+stuckAtShipped+`"]')`) {

@@ -11,6 +11,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -233,6 +234,30 @@ func (c *consoleCase) stuckPage(t *testing.T, ctx context.Context) {
 		chromedp.Evaluate[chromedp.Void](`document.querySelector('.filters select[name=checkpoint]').dispatchEvent(new Event('change', {bubbles: true}))`))
 	waitFor(t, ctx, "only the order stuck at shipped", `location.hash.includes("checkpoint=shipped") && !document.querySelector('tr[data-key="`+stuckAtPaid+`"]') && !!document.querySelector('tr[data-key="`+stuckAtShipped+`"]')`)
 	step(t, ctx, "clear the filters", chromedp.Click(chromedp.CSS(`.filters button`)), chromedp.WaitVisible(chromedp.CSS(`tr[data-key="`+stuckAtPaid+`"]`)))
+	// By tenant: the API's stuck instances of the tenant; none of a tenant that has none.
+	stuckKeys := func(tenant string) string {
+		var list struct {
+			Instances []consoleInstance `json:"instances"`
+		}
+		apiGet(t, c.api, "/api/v1/instances?status=stuck&tenant="+tenant, &list)
+		var keys []string
+		for _, in := range list.Instances {
+			keys = append(keys, in.Key)
+		}
+		slices.Sort(keys)
+		return strings.Join(keys, " ")
+	}
+	shownKeys := `[...document.querySelectorAll('tr[data-key]')].map(r => r.dataset.key).sort().join(" ")`
+	step(t, ctx, "filter by tenant nobody", chromedp.SendKeys(chromedp.CSS(`.filters input[name=tenant]`), "nobody\r"))
+	waitFor(t, ctx, "no stuck instance of tenant nobody", `location.hash.includes("tenant=nobody") && !document.querySelector('tr[data-key]') && document.querySelector('.card .empty')?.textContent.includes("No stuck instance matches")`)
+	if keys := stuckKeys("nobody"); keys != "" {
+		t.Errorf("the API has stuck instances of tenant nobody: %s", keys)
+	}
+	step(t, ctx, "filter by tenant "+consoleTenant, chromedp.Click(chromedp.CSS(`.filters button`)), chromedp.WaitVisible(chromedp.CSS(`tr[data-key="`+stuckAtPaid+`"]`)),
+		chromedp.SendKeys(chromedp.CSS(`.filters input[name=tenant]`), consoleTenant+"\r"))
+	waitFor(t, ctx, "the tenant filter", `location.hash.includes("tenant=`+consoleTenant+`")`)
+	agree(t, "the stuck instances of "+consoleTenant, func() (string, string) { return stuckKeys(consoleTenant), eval[string](t, ctx, shownKeys) })
+	step(t, ctx, "clear the tenant", chromedp.Click(chromedp.CSS(`.filters button`)), chromedp.WaitVisible(chromedp.CSS(`tr[data-key="`+stuckAtPaid+`"]`)))
 	// One per page: the API's cursor leads to the other one and back.
 	step(t, ctx, "page by one", chromedp.Navigate(c.api+"/#/stuck?limit=1"))
 	rowKeys := `[...document.querySelectorAll('tr[data-key]')].map(r => r.dataset.key).join(" ")`
@@ -279,6 +304,7 @@ func (c *consoleCase) instancePage(t *testing.T, ctx context.Context) {
 	if !eval[bool](t, ctx, `!!document.querySelector('li[data-expected="paid"].over') && !!document.querySelector('[data-action="unblock"][data-checkpoint="paid"]') && !!document.querySelector('[data-action="cancel"]')`) {
 		t.Error("the overdue checkpoint, its Unblock button or the Cancel button is missing")
 	}
+	c.outcomeBadges(t, ctx, "order-fulfilment", stuckAtPaid)
 	screenshot(t, c.shots, "console-instance.png", run(t, ctx, "screenshot the instance", chromedp.FullScreenshot(100)))
 	step(t, ctx, "ask to cancel, then keep the instance", chromedp.Click(chromedp.CSS(`[data-action="cancel"]`)),
 		chromedp.WaitVisible(chromedp.ID("confirm-dialog")))
@@ -295,6 +321,7 @@ func (c *consoleCase) auditPage(t *testing.T, ctx context.Context) {
 	if keys := eval[string](t, ctx, `[...document.querySelectorAll('tr[data-alert] .key')].map(a => a.textContent).join(" ")`); !strings.Contains(keys, stuckAtPaid) || !strings.Contains(keys, stuckAtShipped) {
 		t.Errorf("the alerts audit lists %q", keys)
 	}
+	c.auditFilters(t, ctx)
 }
 
 // plainConsole puts the same API behind a console with the operator API off and no trace
