@@ -121,7 +121,9 @@ func sendShopFixture(t *testing.T, s *shopTelemetry, now time.Time) {
 		case i%13 == 5: // cancelled by the customer
 			s.span("orders", "cancel", trace.SpanKindInternal, key, at.Add(ms(1000, 4000)), at.Add(ms(4100, 4500)))
 			continue
-		case i == 43: // placed moments ago: payment and stock still on their way
+		case i == 43: // placed moments ago: paid and reserved, its settlement (due in 2m) on its way
+			// Not its payment: that is due 30s after placing, within the test's run.
+			pay(key, at.Add(ms(100, 400)))
 			reserve(key, at.Add(ms(50, 200)))
 			continue
 		}
