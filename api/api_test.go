@@ -722,17 +722,7 @@ func TestStuckOverdueIsRefreshed(t *testing.T) {
 // violations or error details; the instance endpoint evaluates them from the events.
 func TestDetailEvaluatesCompactState(t *testing.T) {
 	onEachStore(t, nil, func(t *testing.T, f *fixture) {
-		ctx := context.Background()
-		var states []storage.InstanceState
-		for _, key := range []string{"o-2", "o-4"} {
-			st, err := f.rw.Instance(ctx, "default", "order", key)
-			if err != nil || st == nil {
-				t.Fatal(st, err)
-			}
-			st.Reason, st.Violations, st.UpdatedAt = flowstate.EmptyReason, flowstate.EmptyViolations, now.Add(time.Second)
-			states = append(states, *st)
-		}
-		if err := f.rw.WriteStates(ctx, states); err != nil {
+		if err := f.rw.WriteStates(context.Background(), compactStates(t, f, "o-2", "o-4")); err != nil {
 			t.Fatal(err)
 		}
 		var in Instance

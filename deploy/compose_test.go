@@ -443,6 +443,7 @@ func TestCompose(t *testing.T) {
 		}
 		ports, errs := checkCollectorConfig(cfg, s.mountTable(), env, resolve)
 		reportErrs(t, "service "+name+": collector config", errs)
+		checkComposeQueueVolume(t, f, name, s, cfg)
 		if s.healthcheckPort() != ports.health {
 			t.Errorf("service %s: healthcheck port %d, health_check listens on %d", name, s.healthcheckPort(), ports.health)
 		}
@@ -602,6 +603,28 @@ func TestCompose(t *testing.T) {
 	}
 
 	checkComposeReachability(t, f)
+}
+
+// checkComposeQueueVolume checks that a collector's persistent queue lives on a named volume
+// the file declares: a restarted or re-created container finds the rows it had queued.
+func checkComposeQueueVolume(t *testing.T, f composeFile, name string, s composeService, cfg []byte) {
+	t.Helper()
+	dirs, err := queueDirectories(cfg)
+	if err != nil {
+		t.Errorf("service %s: %v", name, err)
+		return
+	}
+	for _, dir := range dirs {
+		target, _, ok := s.mountTable().find(dir)
+		if !ok {
+			continue // checkCollectorConfig reports it
+		}
+		i := slices.IndexFunc(s.mounts(), func(m composeMount) bool { return m.target == target })
+		m := s.mounts()[i]
+		if _, declared := f.Volumes[m.source]; m.bind || !declared {
+			t.Errorf("service %s: the queue folder %s is on %s, not a named volume of the file", name, dir, m.source)
+		}
+	}
 }
 
 // configOf reads the file a flowwatch service's --config names, through its bind mounts.

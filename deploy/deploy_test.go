@@ -318,6 +318,26 @@ func checkCollectorConfig(data []byte, mounts mountTable, env map[string]bool, r
 	return ports, errs
 }
 
+// queueDirectories are the folders of the file_storage extensions that hold the flow
+// exporters' sending queues (checkCollectorConfig reports a queue without one).
+func queueDirectories(data []byte) ([]string, error) {
+	var cfg collectorConfig
+	if err := yaml.Unmarshal(data, &cfg); err != nil {
+		return nil, fmt.Errorf("parse collector config: %w", err)
+	}
+	var dirs []string
+	for id, c := range cfg.Exporters {
+		if componentType(id) != "flow" {
+			continue
+		}
+		storage := str(c, "sending_queue", "storage")
+		if dir := str(cfg.Extensions[storage], "directory"); dir != "" {
+			dirs = append(dirs, dir)
+		}
+	}
+	return dirs, nil
+}
+
 // checkDSN checks a ClickHouse DSN of the server transport: clickhouse://[user[:pw]@]host:9000/db.
 func checkDSN(dsn string, resolve hostResolver) error {
 	u, err := url.Parse(dsn)

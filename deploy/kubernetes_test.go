@@ -154,12 +154,14 @@ type k8sContainer struct {
 			Drop []string `yaml:"drop"`
 		} `yaml:"capabilities"`
 	} `yaml:"securityContext"`
-	VolumeMounts []struct {
-		Name      string `yaml:"name"`
-		MountPath string `yaml:"mountPath"`
-		ReadOnly  bool   `yaml:"readOnly"`
-		SubPath   string `yaml:"subPath"`
-	} `yaml:"volumeMounts"`
+	VolumeMounts []k8sVolumeMount `yaml:"volumeMounts"`
+}
+
+type k8sVolumeMount struct {
+	Name      string `yaml:"name"`
+	MountPath string `yaml:"mountPath"`
+	ReadOnly  bool   `yaml:"readOnly"`
+	SubPath   string `yaml:"subPath"`
 }
 
 type keyRef struct {
@@ -757,6 +759,30 @@ func k8sMountTable(m manifests, pod podSpec, c k8sContainer) (mountTable, map[st
 	return mt, files
 }
 
+// checkK8sQueueVolume checks that a collector's persistent queue lives on an emptyDir on disk:
+// it outlives the container (a crash, an OOM kill), which the root file system does not, and
+// a memory-backed one would count the queue against the memory limit it protects.
+func checkK8sQueueVolume(t *testing.T, where string, pod podSpec, c k8sContainer, mt mountTable, cfg []byte) {
+	t.Helper()
+	dirs, err := queueDirectories(cfg)
+	if err != nil {
+		t.Errorf("%s: %v", where, err)
+		return
+	}
+	for _, dir := range dirs {
+		target, _, ok := mt.find(dir)
+		if !ok {
+			continue // checkCollectorConfig reports it
+		}
+		i := slices.IndexFunc(c.VolumeMounts, func(vm k8sVolumeMount) bool { return vm.MountPath == target })
+		vname := c.VolumeMounts[i].Name
+		j := slices.IndexFunc(pod.Volumes, func(v k8sVolume) bool { return v.Name == vname })
+		if j < 0 || pod.Volumes[j].EmptyDir == nil || pod.Volumes[j].EmptyDir.Medium == "Memory" {
+			t.Errorf("%s: the queue folder %s is on volume %s, not an emptyDir on disk", where, dir, vname)
+		}
+	}
+}
+
 // checkK8sFlowwatch checks the flowwatch workloads against the configurations they mount:
 // probes on the configured ports, the detector's shard index from the pod ordinal and
 // replicas equal to the shard count, flows mounted, DSNs and URLs reaching deployed Services.
@@ -802,6 +828,7 @@ func checkK8sFlowwatch(t *testing.T, m manifests, workloads map[*k8sObject]*work
 				}
 				ports, errs := checkCollectorConfig(cfgData, mt, env, resolve)
 				reportErrs(t, where+": collector config", errs)
+				checkK8sQueueVolume(t, where, pod, c, mt, cfgData)
 				for name, p := range map[string]*k8sProbe{"liveness": c.LivenessProbe, "readiness": c.ReadinessProbe} {
 					if got := portNamed(p); got != ports.health {
 						t.Errorf("%s: %s probe on port %d, the health_check extension listens on %d", where, name, got, ports.health)

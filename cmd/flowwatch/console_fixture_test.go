@@ -47,8 +47,13 @@ func newShopTelemetry(t *testing.T, grpcAddr string) *shopTelemetry {
 
 // span records one root span of service from start to end, with order.id, and options.
 func (s *shopTelemetry) span(svc, name string, kind trace.SpanKind, order string, start, end time.Time, opts ...func(trace.Span)) {
+	s.spanWith(svc, name, kind, []attribute.KeyValue{attribute.String("order.id", order)}, start, end, opts...)
+}
+
+// spanWith records one root span of service from start to end, with attrs, and options.
+func (s *shopTelemetry) spanWith(svc, name string, kind trace.SpanKind, attrs []attribute.KeyValue, start, end time.Time, opts ...func(trace.Span)) {
 	_, sp := s.providers[svc].Tracer(svc).Start(context.Background(), name, trace.WithSpanKind(kind), trace.WithTimestamp(start),
-		trace.WithAttributes(attribute.String("order.id", order)))
+		trace.WithAttributes(attrs...))
 	for _, o := range opts {
 		o(sp)
 	}
@@ -71,7 +76,7 @@ func event(name string, at time.Time, order string) func(trace.Span) {
 }
 
 // sendShopFixture sends the last half hour of a shop as of now: completed orders, a few
-// cancelled and running ones, and the two stuck ones.
+// cancelled and running ones, the two stuck ones, and the bundle orders.
 func sendShopFixture(t *testing.T, s *shopTelemetry, now time.Time) {
 	t.Helper()
 	rng := rand.New(rand.NewPCG(16, 2026))
@@ -116,7 +121,9 @@ func sendShopFixture(t *testing.T, s *shopTelemetry, now time.Time) {
 		case i%13 == 5: // cancelled by the customer
 			s.span("orders", "cancel", trace.SpanKindInternal, key, at.Add(ms(1000, 4000)), at.Add(ms(4100, 4500)))
 			continue
-		case i == 43: // placed moments ago: payment and stock still on their way
+		case i == 43: // placed moments ago: paid and reserved, its settlement (due in 2m) on its way
+			// Not its payment: that is due 30s after placing, within the test's run.
+			pay(key, at.Add(ms(100, 400)))
 			reserve(key, at.Add(ms(50, 200)))
 			continue
 		}
@@ -146,5 +153,68 @@ func sendShopFixture(t *testing.T, s *shopTelemetry, now time.Time) {
 	placed(stuckAtShipped, at)
 	reserve(stuckAtShipped, at.Add(300*time.Millisecond))
 	settle(stuckAtShipped, pay(stuckAtShipped, at.Add(200*time.Millisecond)))
+	sendBundles(s, now)
 	s.flush(t)
+}
+
+// The bundle orders of the fixture (flows in testdata/console/bundles.yaml): a family, and
+// the statuses of a failure and its compensation.
+const (
+	// bundleFamily waits for its two items: one packed, one picked.
+	bundleFamily = "bnd-5e0c17"
+	// bundleFailed was charged, then its only item was out of stock: failed by its child, its
+	// refund due.
+	bundleFailed = "bnd-9a44d2"
+	// bundleRefunded was charged, abandoned, and refunded.
+	bundleRefunded = "bnd-c3f801"
+	// bundleEarlyRefund was refunded while nothing had failed: a conformance violation.
+	bundleEarlyRefund = "bnd-77b2e9"
+)
+
+// sendBundles sends the bundle orders of the last few minutes as of now, and one abandoned
+// before it was charged (failed, nothing to refund).
+func sendBundles(s *shopTelemetry, now time.Time) {
+	bundle := func(key string) attribute.KeyValue { return attribute.String("bundle.id", key) }
+	placed := func(key string, items int, at time.Time) {
+		s.spanWith("orders", "POST /bundles", trace.SpanKindServer, []attribute.KeyValue{bundle(key), attribute.Int("bundle.item_count", items)}, at, at.Add(40*time.Millisecond))
+	}
+	onBundle := func(svc, span, event, key string, at time.Time) {
+		s.spanWith(svc, span, trace.SpanKindInternal, []attribute.KeyValue{bundle(key)}, at, at.Add(20*time.Millisecond), func(sp trace.Span) {
+			if event != "" {
+				sp.AddEvent(event, trace.WithTimestamp(at.Add(10*time.Millisecond)))
+			}
+		})
+	}
+	item := func(parent, key, event string, picked, done time.Time) {
+		s.spanWith("inventory", "pick", trace.SpanKindConsumer, []attribute.KeyValue{bundle(parent), attribute.String("item.id", key)}, picked, picked.Add(30*time.Millisecond))
+		if event != "" {
+			s.spanWith("inventory", "pack", trace.SpanKindInternal, []attribute.KeyValue{attribute.String("item.id", key)}, done, done.Add(20*time.Millisecond),
+				func(sp trace.Span) { sp.AddEvent(event, trace.WithTimestamp(done.Add(10*time.Millisecond))) })
+		}
+	}
+	at := now.Add(-6 * time.Minute)
+	placed(bundleFamily, 2, at)
+	onBundle("payments", "capture", "payment.captured", bundleFamily, at.Add(time.Second))
+	item(bundleFamily, bundleFamily+"-1", "item.packed", at.Add(2*time.Second), at.Add(40*time.Second))
+	item(bundleFamily, bundleFamily+"-2", "", at.Add(3*time.Second), time.Time{})
+
+	at = now.Add(-5 * time.Minute)
+	placed(bundleFailed, 1, at)
+	onBundle("payments", "capture", "payment.captured", bundleFailed, at.Add(time.Second))
+	item(bundleFailed, bundleFailed+"-1", "item.out_of_stock", at.Add(2*time.Second), at.Add(30*time.Second))
+
+	at = now.Add(-4 * time.Minute)
+	placed(bundleRefunded, 1, at)
+	onBundle("payments", "capture", "payment.captured", bundleRefunded, at.Add(time.Second))
+	onBundle("orders", "abandon", "", bundleRefunded, at.Add(20*time.Second))
+	onBundle("payments", "refund", "refund.completed", bundleRefunded, at.Add(50*time.Second))
+
+	at = now.Add(-3 * time.Minute)
+	placed(bundleEarlyRefund, 1, at)
+	onBundle("payments", "capture", "payment.captured", bundleEarlyRefund, at.Add(time.Second))
+	onBundle("payments", "refund", "refund.completed", bundleEarlyRefund, at.Add(15*time.Second))
+
+	at = now.Add(-2 * time.Minute)
+	placed("bnd-e41a90", 1, at)
+	onBundle("orders", "abandon", "", "bnd-e41a90", at.Add(10*time.Second))
 }

@@ -11,6 +11,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -77,8 +78,8 @@ func signIn(t *testing.T, ctx context.Context) {
 
 // TestConsole drives the console in Debian's Chromium against a real all-in-one fed over OTLP:
 // every page loads with no console error and shows what the API holds, a stuck instance
-// links to its timeline, the operator buttons follow the configuration, and the page says so
-// when the API goes away.
+// links to its timeline, the operator buttons follow the configuration and act through the
+// real operator API, and the page says so when the API goes away.
 func TestConsole(t *testing.T) {
 	shots := *consoleShots
 	if shots == "" {
@@ -131,12 +132,13 @@ func TestConsole(t *testing.T) {
 	c.flowsPage(t, ctx)
 	c.stuckPage(t, ctx)
 	c.instancePage(t, ctx)
+	c.familyPages(t, ctx)
 	c.auditPage(t, ctx)
 	if e := errs.list(); len(e) > 0 {
 		t.Errorf("the console logged errors:\n%s", strings.Join(e, "\n"))
 	}
 	c.plainConsole(t, ctx)
-	c.operatorButtons(t, ctx)
+	c.operatorRoundTrip(t, ctx)
 }
 
 // consoleCase is what the parts of TestConsole share: the API, where the screenshots go, and
@@ -194,6 +196,15 @@ func (c *consoleCase) flowsPage(t *testing.T, ctx context.Context) {
 	if got := eval[string](t, ctx, `document.querySelector('#flow-order-fulfilment [data-stat="stuck now"] .stat-v').textContent`); got != "2" {
 		t.Errorf("stuck now = %q, want 2", got)
 	}
+	if totals := c.statusTotals(t, ctx, "order-fulfilment"); totals["completed"] == 0 || totals["failed"] == 0 {
+		t.Errorf("the fixture's completed and cancelled orders are not counted: %v", totals)
+	}
+	poll(t, "the failed bundles judged", 30*time.Second, func() bool {
+		return c.bundle(t, "bundle-order", bundleFailed).Status == "compensating" && c.bundle(t, "bundle-order", bundleRefunded).Status == "compensated"
+	})
+	if totals := c.statusTotals(t, ctx, "bundle-order"); totals["compensating"] == 0 || totals["compensated"] == 0 || totals["failed"] == 0 || totals["running"] == 0 {
+		t.Errorf("the fixture's bundle statuses are not all counted: %v", totals)
+	}
 	edges := eval[int](t, ctx, `document.querySelectorAll('[data-flow="order-fulfilment"] .edge-label .lat').length`)
 	if edges < 5 {
 		t.Errorf("%d transitions show p50/p95, want every traveled one (at least 5)", edges)
@@ -223,6 +234,30 @@ func (c *consoleCase) stuckPage(t *testing.T, ctx context.Context) {
 		chromedp.Evaluate[chromedp.Void](`document.querySelector('.filters select[name=checkpoint]').dispatchEvent(new Event('change', {bubbles: true}))`))
 	waitFor(t, ctx, "only the order stuck at shipped", `location.hash.includes("checkpoint=shipped") && !document.querySelector('tr[data-key="`+stuckAtPaid+`"]') && !!document.querySelector('tr[data-key="`+stuckAtShipped+`"]')`)
 	step(t, ctx, "clear the filters", chromedp.Click(chromedp.CSS(`.filters button`)), chromedp.WaitVisible(chromedp.CSS(`tr[data-key="`+stuckAtPaid+`"]`)))
+	// By tenant: the API's stuck instances of the tenant; none of a tenant that has none.
+	stuckKeys := func(tenant string) string {
+		var list struct {
+			Instances []consoleInstance `json:"instances"`
+		}
+		apiGet(t, c.api, "/api/v1/instances?status=stuck&tenant="+tenant, &list)
+		var keys []string
+		for _, in := range list.Instances {
+			keys = append(keys, in.Key)
+		}
+		slices.Sort(keys)
+		return strings.Join(keys, " ")
+	}
+	shownKeys := `[...document.querySelectorAll('tr[data-key]')].map(r => r.dataset.key).sort().join(" ")`
+	step(t, ctx, "filter by tenant nobody", chromedp.SendKeys(chromedp.CSS(`.filters input[name=tenant]`), "nobody\r"))
+	waitFor(t, ctx, "no stuck instance of tenant nobody", `location.hash.includes("tenant=nobody") && !document.querySelector('tr[data-key]') && document.querySelector('.card .empty')?.textContent.includes("No stuck instance matches")`)
+	if keys := stuckKeys("nobody"); keys != "" {
+		t.Errorf("the API has stuck instances of tenant nobody: %s", keys)
+	}
+	step(t, ctx, "filter by tenant "+consoleTenant, chromedp.Click(chromedp.CSS(`.filters button`)), chromedp.WaitVisible(chromedp.CSS(`tr[data-key="`+stuckAtPaid+`"]`)),
+		chromedp.SendKeys(chromedp.CSS(`.filters input[name=tenant]`), consoleTenant+"\r"))
+	waitFor(t, ctx, "the tenant filter", `location.hash.includes("tenant=`+consoleTenant+`")`)
+	agree(t, "the stuck instances of "+consoleTenant, func() (string, string) { return stuckKeys(consoleTenant), eval[string](t, ctx, shownKeys) })
+	step(t, ctx, "clear the tenant", chromedp.Click(chromedp.CSS(`.filters button`)), chromedp.WaitVisible(chromedp.CSS(`tr[data-key="`+stuckAtPaid+`"]`)))
 	// One per page: the API's cursor leads to the other one and back.
 	step(t, ctx, "page by one", chromedp.Navigate(c.api+"/#/stuck?limit=1"))
 	rowKeys := `[...document.querySelectorAll('tr[data-key]')].map(r => r.dataset.key).join(" ")`
@@ -269,6 +304,7 @@ func (c *consoleCase) instancePage(t *testing.T, ctx context.Context) {
 	if !eval[bool](t, ctx, `!!document.querySelector('li[data-expected="paid"].over') && !!document.querySelector('[data-action="unblock"][data-checkpoint="paid"]') && !!document.querySelector('[data-action="cancel"]')`) {
 		t.Error("the overdue checkpoint, its Unblock button or the Cancel button is missing")
 	}
+	c.outcomeBadges(t, ctx, "order-fulfilment", stuckAtPaid)
 	screenshot(t, c.shots, "console-instance.png", run(t, ctx, "screenshot the instance", chromedp.FullScreenshot(100)))
 	step(t, ctx, "ask to cancel, then keep the instance", chromedp.Click(chromedp.CSS(`[data-action="cancel"]`)),
 		chromedp.WaitVisible(chromedp.ID("confirm-dialog")))
@@ -285,6 +321,7 @@ func (c *consoleCase) auditPage(t *testing.T, ctx context.Context) {
 	if keys := eval[string](t, ctx, `[...document.querySelectorAll('tr[data-alert] .key')].map(a => a.textContent).join(" ")`); !strings.Contains(keys, stuckAtPaid) || !strings.Contains(keys, stuckAtShipped) {
 		t.Errorf("the alerts audit lists %q", keys)
 	}
+	c.auditFilters(t, ctx)
 }
 
 // plainConsole puts the same API behind a console with the operator API off and no trace
@@ -332,77 +369,44 @@ func (c *consoleCase) plainConsole(t *testing.T, ctx context.Context) {
 	waitFor(t, tab, "the banner to go once the API is back", `!document.querySelector('[data-banner]')`)
 }
 
-// operatorCall is a request of the console to an operator route.
-type operatorCall struct {
-	path, query, auth string
-	body              map[string]string
+// agree polls until the page shows what the API has, both read again each time: the
+// detector may move an instance on between two reads, never for long.
+func agree(t *testing.T, what string, read func() (api, page string)) {
+	t.Helper()
+	var a, p string
+	for end := time.Now().Add(20 * time.Second); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
+		if a, p = read(); a == p {
+			return
+		}
+	}
+	t.Fatalf("%s: the page shows %s, the API has %s", what, p, a)
 }
 
-// operatorButtons drives Cancel and Unblock against a stand-in of the operator routes
-// (DESIGN.md "Operator actions"; the routes themselves are served by the API when it has
-// them): the console posts the contract's path, tenant, body and token, says when an action
-// is refused, and confirms one that is accepted.
-func (c *consoleCase) operatorButtons(t *testing.T, ctx context.Context) {
-	api, _ := url.Parse(c.api)
-	proxy := httputil.NewSingleHostReverseProxy(api)
-	calls := make(chan operatorCall, 4)
-	ops, err := console.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodPost {
-			proxy.ServeHTTP(w, r)
-			return
+// statusTotals checks a flow's totals by status over the last hour: every one the page shows
+// is the API's series total, and the page shows every status the API counts.
+func (c *consoleCase) statusTotals(t *testing.T, ctx context.Context, flow string) map[string]int {
+	var want map[string]int
+	agree(t, "the totals by status of "+flow, func() (string, string) {
+		to := time.Now().UnixMilli()
+		var s struct {
+			Series []struct {
+				Name   string      `json:"name"`
+				Points [][]float64 `json:"points"`
+			} `json:"series"`
 		}
-		call := operatorCall{path: r.URL.Path, query: r.URL.RawQuery, auth: r.Header.Get("Authorization")}
-		_ = json.NewDecoder(r.Body).Decode(&call.body)
-		calls <- call
-		w.Header().Set("Content-Type", "application/json")
-		if strings.HasSuffix(r.URL.Path, "/unblock") {
-			w.WriteHeader(http.StatusMethodNotAllowed)
-			_, _ = io.WriteString(w, `{"error":"method POST not allowed; use GET"}`)
-			return
+		apiGet(t, c.api, fmt.Sprintf("/api/v1/flows/%s/series?from=%d&to=%d&step=3600000ms&by=status", flow, to-3_600_000, to), &s)
+		want = map[string]int{"running": 0, "completed": 0, "failed": 0}
+		for _, x := range s.Series {
+			n := 0
+			for _, p := range x.Points {
+				n += int(p[1])
+			}
+			if _, main := want[x.Name]; x.Name != "stuck" && (n > 0 || main) {
+				want[x.Name] = n
+			}
 		}
-		w.WriteHeader(http.StatusAccepted)
-		_, _ = io.WriteString(w, `{"status":"accepted"}`)
-	}), console.Config{OperatorAPI: true, TokenRequired: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(ops)
-	defer srv.Close()
-	step(t, ctx, "open the console with operator actions", chromedp.Navigate(srv.URL+"/#/instance/order-fulfilment/"+stuckAtPaid+"?tenant="+consoleTenant))
-	signIn(t, ctx)
-	next := func(what string) operatorCall {
-		t.Helper()
-		select {
-		case c := <-calls:
-			return c
-		case <-time.After(10 * time.Second):
-			t.Fatalf("no %s request reached the API", what)
-			return operatorCall{}
-		}
-	}
-	prefix := "/api/v1/flows/order-fulfilment/instances/" + stuckAtPaid
-
-	step(t, ctx, "unblock paid", chromedp.Click(chromedp.CSS(`[data-action="unblock"][data-checkpoint="paid"]`)),
-		chromedp.WaitVisible(chromedp.ID("confirm-dialog")),
-		chromedp.SendKeys(chromedp.CSS(`#confirm-dialog input[name=by]`), "alice@ops"),
-		chromedp.Click(chromedp.CSS(`#confirm-dialog [data-confirm]`)))
-	if call := next("unblock"); call.path != prefix+"/unblock" || call.query != "tenant="+consoleTenant || call.auth != "Bearer "+consoleToken ||
-		call.body["checkpoint"] != "paid" || call.body["by"] != "alice@ops" {
-		t.Errorf("unblock sent %+v", call)
-	}
-	waitFor(t, ctx, "the refusal in the dialog", `document.querySelector('#confirm-dialog [role=alert]')?.textContent.includes("405")`)
-	step(t, ctx, "close the dialog", chromedp.Click(chromedp.CSS(`#confirm-dialog [data-dismiss]`)), chromedp.WaitNotPresent(chromedp.ID("confirm-dialog")))
-
-	step(t, ctx, "cancel the instance", chromedp.Click(chromedp.CSS(`[data-action="cancel"]`)),
-		chromedp.WaitVisible(chromedp.ID("confirm-dialog")),
-		chromedp.SendKeys(chromedp.CSS(`#confirm-dialog textarea[name=reason]`), "customer called"))
-	if by := eval[string](t, ctx, `document.querySelector('#confirm-dialog input[name=by]').value`); by != "alice@ops" {
-		t.Errorf("the operator's name is not remembered: %q", by)
-	}
-	step(t, ctx, "confirm the cancel", chromedp.Click(chromedp.CSS(`#confirm-dialog [data-confirm]`)), chromedp.WaitNotPresent(chromedp.ID("confirm-dialog")))
-	if call := next("cancel"); call.path != prefix+"/cancel" || call.query != "tenant="+consoleTenant || call.auth != "Bearer "+consoleToken ||
-		call.body["reason"] != "customer called" || call.body["by"] != "alice@ops" {
-		t.Errorf("cancel sent %+v", call)
-	}
-	waitFor(t, ctx, "the notice of the accepted cancel", `document.querySelector('.notice')?.textContent.includes("Cancel requested")`)
+		shown := eval[map[string]int](t, ctx, `Object.fromEntries([...document.querySelectorAll('#flow-`+flow+` [data-stat]')].filter(s => s.dataset.stat !== "stuck now").map(s => [s.dataset.stat, +s.querySelector('.stat-v').textContent.replace(/\D/g, "")]))`)
+		return jsonOf(want), jsonOf(shown)
+	})
+	return want
 }

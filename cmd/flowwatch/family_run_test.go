@@ -27,6 +27,9 @@ type familyInstance struct {
 		Compensates string `json:"compensates"`
 		Failure     *struct {
 			Checkpoint string `json:"checkpoint"`
+			Child      *struct {
+				Flow, Key, Checkpoint string
+			} `json:"child"`
 		} `json:"failure"`
 		Children *struct {
 			Flow   string         `json:"flow"`
@@ -43,6 +46,9 @@ type familyInstance struct {
 	Children []struct {
 		Key, Status string
 	} `json:"children"`
+	Violations []struct {
+		Kind, Checkpoint string
+	} `json:"violations"`
 }
 
 // TestFamiliesThroughRun is the end-to-end test of sub-flows and compensations through

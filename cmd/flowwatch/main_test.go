@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flowwatch/flowwatch/internal/testctx"
 	"github.com/flowwatch/flowwatch/storage"
 )
 
@@ -24,7 +25,17 @@ import (
 func TestMain(m *testing.M) {
 	switch os.Getenv("FLOWWATCH_TEST_CHILD") {
 	case "main":
-		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		sigCtx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		var ctx context.Context = sigCtx
+		if ready := os.Getenv("FLOWWATCH_TEST_READY"); ready != "" {
+			// The file appears when the command first checks its context: signals are
+			// caught and the work is under way.
+			ctx = &testctx.OnFirstCheck{Context: sigCtx, Do: func() {
+				if err := os.WriteFile(ready, nil, 0o600); err != nil {
+					fmt.Fprintln(os.Stderr, "test child: ready file:", err)
+				}
+			}}
+		}
 		code := dispatch(ctx, os.Args[1:], os.Stdout, os.Stderr)
 		stop()
 		os.Exit(code)

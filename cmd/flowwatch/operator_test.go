@@ -7,6 +7,8 @@ import (
 	"io"
 	"net/http"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -20,8 +22,10 @@ import (
 
 // TestOperatorActionsThroughRun: `flowwatch run --operator-api` with a real Alertmanager and
 // NATS JetStream. An operator cancels a stuck order: its alert resolves in Alertmanager and no
-// command follows. An operator unblocks another, whose action was spent: the manual command
-// arrives once on NATS, recorded with trigger manual.
+// command follows — its action's second attempt, due 10s after the first, never comes, while
+// that of an order placed with it (Z) does, and the detector has delivered everything it
+// handed its NATS worker. An operator unblocks another: the manual command arrives once on
+// NATS, recorded with trigger manual.
 func TestOperatorActionsThroughRun(t *testing.T) {
 	am := testsvc.AlertmanagerT(t)
 	ns := testNATS(t)
@@ -31,15 +35,21 @@ func TestOperatorActionsThroughRun(t *testing.T) {
 	defer stop()
 	svc := &services{t: t, grpcAddr: o.otlpGRPC, httpAddr: o.otlpHTTP}
 
-	// Every command that reaches NATS, by message id.
+	// Every command that reaches NATS, by message id and by key.
+	type arrival struct {
+		ce detector.CloudEvent
+		at time.Time
+	}
 	var mu sync.Mutex
 	got := map[string]int{}
+	byKey := map[string][]arrival{}
 	var manual []detector.CloudEvent
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	consumeCommands(ctx, t, ri.NATS, "ops", "pay.retry", func(id string, ce detector.CloudEvent) {
 		mu.Lock()
 		got[id]++
+		byKey[ce.Data.Key] = append(byKey[ce.Data.Key], arrival{ce, time.Now()})
 		if ce.Trigger == detector.TriggerManual {
 			manual = append(manual, ce)
 		}
@@ -47,7 +57,7 @@ func TestOperatorActionsThroughRun(t *testing.T) {
 	})
 
 	t0 := time.Now()
-	for _, k := range []string{"X", "Y"} {
+	for _, k := range []string{"X", "Y", "Z"} {
 		svc.span("shop", "POST /checkout", trace.SpanKindServer, t0, []attribute.KeyValue{attribute.String("order.id", k)})
 	}
 	api := ri.API + "/api/v1"
@@ -86,8 +96,24 @@ func TestOperatorActionsThroughRun(t *testing.T) {
 		return status("X") == "stuck" && status("Y") == "stuck" && amFiring("X") && amFiring("Y")
 	})
 	// paid's action (2 attempts, 10s apart) has been sent once each by now.
-	poll(t, "the first automatic commands", 10*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(got) >= 2 })
+	autoAttempt := func(key string, n int) (detector.CloudEvent, bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, a := range byKey[key] {
+			if a.ce.Trigger != detector.TriggerManual && a.ce.Data.Attempt == n {
+				return a.ce, true
+			}
+		}
+		return detector.CloudEvent{}, false
+	}
+	poll(t, "the first automatic commands", 10*time.Second, func() bool {
+		_, x := autoAttempt("X", 1)
+		_, y := autoAttempt("Y", 1)
+		_, z := autoAttempt("Z", 1)
+		return x && y && z
+	})
 
+	cancelledAt := time.Now()
 	if code, b := call("POST", "/flows/checkout/instances/X/cancel?tenant=shop-eu", `{"reason":"customer called","by":"ann"}`); code != 202 {
 		t.Fatalf("cancel: %d %s", code, b)
 	}
@@ -101,9 +127,32 @@ func TestOperatorActionsThroughRun(t *testing.T) {
 		t.Fatalf("unblock: %d %s", code, b)
 	}
 	poll(t, "the manual command on NATS", 10*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(manual) == 1 })
-	time.Sleep(time.Second) // a second delivery would show now
+
+	// X's second attempt would have been due 10s after its first; Z's is due no earlier than
+	// that (Z's first came no earlier than X's), so once it is on NATS the detector has judged
+	// past X's. Then every command the detector handed its NATS worker has been delivered
+	// (its queue is empty) and has reached the consumer (as many as the detector sent).
+	x1, _ := autoAttempt("X", 1)
+	z1, _ := autoAttempt("Z", 1)
+	if z1.Time.Before(x1.Time) {
+		t.Fatalf("Z's first attempt (%s) came before X's (%s): Z cannot mark X's second", z1.Time, x1.Time)
+	}
+	poll(t, "Z's second automatic attempt", 30*time.Second, func() bool { _, ok := autoAttempt("Z", 2); return ok })
+	poll(t, "every command the detector sent to reach the consumer", 10*time.Second, func() bool {
+		queued, ok1 := metricValue(t, ri.API+"/metrics", `flowwatch_detector_delivery_queue{receiver="nats"}`)
+		sent, ok2 := metricValue(t, ri.API+"/metrics", `flowwatch_detector_commands_total{outcome="sent",sink="nats"}`)
+		mu.Lock()
+		defer mu.Unlock()
+		return ok1 && ok2 && queued == 0 && int(sent) == len(got)
+	})
 	mu.Lock()
 	defer mu.Unlock()
+	if xs := byKey["X"]; len(xs) != 1 || xs[0].ce.Data.Attempt != 1 || !xs[0].at.Before(cancelledAt) {
+		for _, a := range xs {
+			t.Errorf("X, cancelled at %s: command attempt %d (%s) arrived at %s", cancelledAt.Format(time.StampMilli), a.ce.Data.Attempt, a.ce.Trigger, a.at.Format(time.StampMilli))
+		}
+		t.Fatalf("want X's first attempt only, before its cancel")
+	}
 	for id, n := range got {
 		if n != 1 {
 			t.Errorf("command %s arrived %d times", id, n)
@@ -141,4 +190,26 @@ func TestRunTokenFromEnvironment(t *testing.T) {
 	if o, err = parseRunFlags([]string{"--token", "from-flag"}, io.Discard); err != nil || o.token != "from-flag" {
 		t.Fatalf("token = %q, %v", o.token, err)
 	}
+}
+
+// metricValue reads one series of a Prometheus text exposition at url ("name{labels}" as
+// exposed, labels in order), and whether it is there.
+func metricValue(t *testing.T, url, series string) (float64, bool) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("scrape %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("scrape %s: %v", url, err)
+	}
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return f, err == nil
+		}
+	}
+	return 0, false
 }

@@ -130,11 +130,21 @@ func TestValidateInterrupted(t *testing.T) {
 }
 
 // TestValidateStopsOnSIGTERM: `flowwatch validate` on a folder that takes seconds to check
-// stops at SIGTERM with exit 130, at once.
+// stops at SIGTERM with exit 130, at once. The signal goes when the child has begun checking
+// (it first asks its context), far from the end of its work.
 func TestValidateStopsOnSIGTERM(t *testing.T) {
 	dir := chainFiles(t, 400)
+	ready := filepath.Join(t.TempDir(), "ready")
+	t.Setenv("FLOWWATCH_TEST_READY", ready)
 	c := startChild(t, "main", "validate", dir)
-	time.Sleep(time.Second) // well past the child's start; far from the end of its work
+	for end := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, err := os.Stat(ready); err == nil {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatalf("the child did not start validating within 30s:\n%s", c.out.String())
+		}
+	}
 	if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}

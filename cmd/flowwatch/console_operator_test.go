@@ -1,0 +1,162 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// consoleCommand is what the operator test reads of a command's audit record.
+type consoleCommand struct {
+	ID         string `json:"id"`
+	Key        string `json:"key"`
+	Checkpoint string `json:"checkpoint"`
+	Attempt    int    `json:"attempt"`
+	Outcome    string `json:"outcome"`
+	Trigger    string `json:"trigger"`
+}
+
+// apiPost posts a JSON body to the query API with the bearer token and returns the status and
+// the API's error message, if any.
+func apiPost(t *testing.T, base, path, body string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest("POST", base+path, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+consoleToken)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var b bytes.Buffer
+	_, _ = b.ReadFrom(resp.Body)
+	var e struct {
+		Error string `json:"error"`
+	}
+	_ = json.Unmarshal(b.Bytes(), &e)
+	return resp.StatusCode, e.Error
+}
+
+// operatorRoundTrip drives Cancel and Unblock in the console against the real operator routes
+// of `flowwatch run --operator-api` (DESIGN.md "Operator actions"), and checks what comes of
+// them in the API and on the page: an unblock of the order stuck at paid sends a command that
+// the API records with trigger manual and the page lists; an unblock of shipped, which has no
+// on_stuck action, is refused by the API and the dialog says why; a cancel of the order stuck
+// at shipped makes it cancelled in the API and the page, with the operator's reason in its
+// timeline, no more buttons, and its alert resolved.
+func (c *consoleCase) operatorRoundTrip(t *testing.T, ctx context.Context) {
+	page := func(key string) string {
+		return c.api + "/#/instance/order-fulfilment/" + key + "?tenant=" + consoleTenant
+	}
+	instance := func(key string) string { return "/api/v1/flows/order-fulfilment/instances/" + key }
+	commands := func() []consoleCommand {
+		var list struct {
+			Commands []consoleCommand `json:"commands"`
+		}
+		apiGet(t, c.api, "/api/v1/commands?flow=order-fulfilment&tenant="+consoleTenant+"&key="+stuckAtPaid, &list)
+		return list.Commands
+	}
+	before := map[string]bool{}
+	for _, cmd := range commands() {
+		before[cmd.ID] = true
+		if cmd.Trigger != "auto" {
+			t.Fatalf("a %s command before any operator action: %+v", cmd.Trigger, cmd)
+		}
+	}
+
+	// Unblock paid: a command is sent now, recorded with trigger manual, shown on the page.
+	step(t, ctx, "open the order stuck at paid", chromedp.Navigate(page(stuckAtPaid)))
+	signInIfAsked(t, ctx)
+	step(t, ctx, "unblock paid", chromedp.WaitVisible(chromedp.CSS(`[data-action="unblock"][data-checkpoint="paid"]`)),
+		chromedp.Click(chromedp.CSS(`[data-action="unblock"][data-checkpoint="paid"]`)),
+		chromedp.WaitVisible(chromedp.ID("confirm-dialog")),
+		chromedp.SendKeys(chromedp.CSS(`#confirm-dialog input[name=by]`), "alice@ops"),
+		chromedp.Click(chromedp.CSS(`#confirm-dialog [data-confirm]`)),
+		chromedp.WaitNotPresent(chromedp.ID("confirm-dialog")))
+	waitFor(t, ctx, "the notice of the accepted unblock", `document.querySelector('.notice')?.textContent.includes("Unblock of paid requested")`)
+	var manual consoleCommand
+	poll(t, "the manual command in the API", 20*time.Second, func() bool {
+		for _, cmd := range commands() {
+			if !before[cmd.ID] && cmd.Trigger == "manual" {
+				manual = cmd
+				return true
+			}
+		}
+		return false
+	})
+	if manual.Checkpoint != "paid" || manual.Key != stuckAtPaid {
+		t.Errorf("the unblock sent %+v", manual)
+	}
+	row := `document.querySelector('.commands-card tr[data-command="` + manual.ID + `"]')`
+	waitFor(t, ctx, "the manual command on the instance's page", `!!`+row)
+	if got := eval[string](t, ctx, row+`.textContent`); !strings.Contains(got, "#"+strconv.Itoa(manual.Attempt)) || !strings.Contains(got, "paid") {
+		t.Errorf("the manual command's row reads %q, the API has attempt %d for paid", got, manual.Attempt)
+	}
+	step(t, ctx, "open the manual command's payload", chromedp.Click(chromedp.CSS(`.commands-card tr[data-command="`+manual.ID+`"] .payload summary`)),
+		chromedp.WaitVisible(chromedp.CSS(`.commands-card tr[data-command="`+manual.ID+`"] .payload pre`)))
+	if got := eval[string](t, ctx, row+`.querySelector('.payload pre').textContent`); !strings.Contains(got, `"trigger": "manual"`) {
+		t.Errorf("the manual command's payload does not say it was manual: %s", got)
+	}
+	waitFor(t, ctx, "the unblock in the timeline", `[...document.querySelectorAll('li[data-event][data-checkpoint="@unblock"]')].some(li => li.textContent.includes("unblock paid"))`)
+
+	// Unblock shipped: its checkpoint has no on_stuck action; the API refuses, the dialog says
+	// why, and nothing is recorded.
+	step(t, ctx, "open the order stuck at shipped", chromedp.Navigate(page(stuckAtShipped)))
+	step(t, ctx, "unblock shipped", chromedp.WaitVisible(chromedp.CSS(`[data-action="unblock"][data-checkpoint="shipped"]`)),
+		chromedp.Click(chromedp.CSS(`[data-action="unblock"][data-checkpoint="shipped"]`)),
+		chromedp.WaitVisible(chromedp.ID("confirm-dialog")))
+	if by := eval[string](t, ctx, `document.querySelector('#confirm-dialog input[name=by]').value`); by != "alice@ops" {
+		t.Errorf("the operator's name is not remembered: %q", by)
+	}
+	step(t, ctx, "confirm the unblock of shipped", chromedp.Click(chromedp.CSS(`#confirm-dialog [data-confirm]`)))
+	waitFor(t, ctx, "the refusal in the dialog", `!!document.querySelector('#confirm-dialog [role=alert]')`)
+	shown := eval[string](t, ctx, `document.querySelector('#confirm-dialog [role=alert]').textContent`)
+	code, msg := apiPost(t, c.api, instance(stuckAtShipped)+"/unblock?tenant="+consoleTenant, `{"checkpoint":"shipped","by":"alice@ops"}`)
+	if code != http.StatusConflict || msg == "" || !strings.Contains(shown, strconv.Itoa(code)) || !strings.Contains(shown, msg) {
+		t.Errorf("the dialog shows %q; the API answers %d %q", shown, code, msg)
+	}
+	step(t, ctx, "close the dialog", chromedp.Click(chromedp.CSS(`#confirm-dialog [data-dismiss]`)), chromedp.WaitNotPresent(chromedp.ID("confirm-dialog")))
+
+	// Cancel the order stuck at shipped: cancelled in the API and on the page.
+	step(t, ctx, "cancel the instance", chromedp.Click(chromedp.CSS(`[data-action="cancel"]`)),
+		chromedp.WaitVisible(chromedp.ID("confirm-dialog")))
+	if !eval[bool](t, ctx, `document.querySelector('#confirm-dialog [data-confirm]').disabled`) {
+		t.Error("a cancel with no reason can be confirmed")
+	}
+	step(t, ctx, "give the reason and confirm", chromedp.SendKeys(chromedp.CSS(`#confirm-dialog textarea[name=reason]`), "customer called"),
+		chromedp.Click(chromedp.CSS(`#confirm-dialog [data-confirm]`)), chromedp.WaitNotPresent(chromedp.ID("confirm-dialog")))
+	waitFor(t, ctx, "the notice of the accepted cancel", `document.querySelector('.notice')?.textContent.includes("Cancel requested")`)
+	waitFor(t, ctx, "the cancelled status on the page", `!!document.querySelector('.page-head [data-status="cancelled"]')`)
+	var cancelled consoleInstance
+	apiGet(t, c.api, instance(stuckAtShipped)+"?tenant="+consoleTenant, &cancelled)
+	if cancelled.Status != "cancelled" {
+		t.Errorf("the API has the cancelled order %s", cancelled.Status)
+	}
+	if eval[bool](t, ctx, `!!document.querySelector('[data-operator-actions]')`) {
+		t.Error("a cancelled instance still offers operator buttons")
+	}
+	waitFor(t, ctx, "the cancel with its reason in the timeline", `[...document.querySelectorAll('li[data-event][data-checkpoint="@cancel"]')].some(li => li.textContent.includes("customer called"))`)
+	waitFor(t, ctx, "the resolved alert on the page", `[...document.querySelectorAll('.alerts-card tr[data-alert] .badge')].some(b => b.textContent === "resolved")`)
+	c.outcomeBadges(t, ctx, "order-fulfilment", stuckAtShipped)
+	step(t, ctx, "the stuck list without the cancelled order", chromedp.Navigate(c.api+"/#/stuck"),
+		chromedp.WaitVisible(chromedp.CSS(`tr[data-key="`+stuckAtPaid+`"]`)))
+	if eval[bool](t, ctx, `!!document.querySelector('tr[data-key="`+stuckAtShipped+`"]')`) {
+		t.Error("the cancelled order is still listed as stuck")
+	}
+}
+
+// signInIfAsked signs in when the page asks for the token (a tab keeps it per origin).
+func signInIfAsked(t *testing.T, ctx context.Context) {
+	t.Helper()
+	waitFor(t, ctx, "the page or the token dialog", `!!document.querySelector('#token-dialog, .page-head')`)
+	if eval[bool](t, ctx, `!!document.querySelector('#token-dialog')`) {
+		signIn(t, ctx)
+	}
+}
