@@ -148,6 +148,12 @@ func (d *Detector) repin(in *inst, to *model.Flow) {
 		}
 	}
 	in.first, in.version = first, d.fams.pin(in.id, to)
+	if k := d.fam.kins[in.id]; k != nil {
+		// Its children checkpoints' bits are ordinals of the old version: forget them. At
+		// worst a reach is recorded again, under the same id (flowstate.ChildrenReachEvent).
+		k.reached = 0
+		delete(d.fam.reachedMore, in.id)
+	}
 }
 
 func (d *Detector) newInst(id string, f *model.Flow) *inst {

@@ -24,10 +24,9 @@ func (d *Detector) recordReach(in *inst, f *model.Flow, p model.Progress) {
 		return
 	}
 	for _, r := range f.ReachedByChildren(p) {
-		if slices.Contains(k.reached, r.Checkpoint.Name) {
+		if !d.markReached(k, f, r.Checkpoint.Name) {
 			continue
 		}
-		k.reached = append(k.reached, r.Checkpoint.Name)
 		tenant, flow, key := d.fams.split(in.id)
 		d.reachRows = append(d.reachRows, flowstate.ChildrenReachEvent(tenant, flow, key, f.Key, r.Checkpoint.Name, r.Time))
 	}
@@ -36,10 +35,27 @@ func (d *Detector) recordReach(in *inst, f *model.Flow, p model.Progress) {
 // noteReach notes that the row of a parent's children checkpoint is in the store (read back),
 // so that it is not written again.
 func (d *Detector) noteReach(in *inst, checkpoint string) {
-	k := d.kinOf(in.id)
-	if !slices.Contains(k.reached, checkpoint) {
-		k.reached = append(k.reached, checkpoint)
+	d.markReached(d.kinOf(in.id), d.fams.flow(in), checkpoint)
+}
+
+// markReached marks a parent's children checkpoint as recorded; false when it already was.
+func (d *Detector) markReached(k *kin, f *model.Flow, checkpoint string) bool {
+	if i := f.ChildrenOrdinal(checkpoint); i >= 0 && i < 32 {
+		if k.reached&(1<<i) != 0 {
+			return false
+		}
+		k.reached |= 1 << i
+		return true
 	}
+	more := d.fam.reachedMore[k.parent]
+	if slices.Contains(more, checkpoint) {
+		return false
+	}
+	if d.fam.reachedMore == nil {
+		d.fam.reachedMore = map[string][]string{}
+	}
+	d.fam.reachedMore[k.parent] = append(more, checkpoint)
+	return true
 }
 
 // isChildrenReach reports whether a row of a flow is the record of a children checkpoint's

@@ -2,7 +2,11 @@ package detector
 
 import (
 	"context"
+	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -144,5 +148,53 @@ func TestChildrenReachRewrittenUnderTheSameID(t *testing.T) {
 	}
 	if st := f.doc("order", "o-1"); st.Status != "running" || len(st.Expected) != 0 {
 		t.Fatalf("order: %+v", st)
+	}
+}
+
+// A parent's recorded children checkpoints are bits of its kin, by ordinal; past the 32 bits,
+// a map keeps them: each is marked once, whatever its place, and forgotten with its kin.
+func TestReachedMarksPastThirtyTwoChildrenCheckpoints(t *testing.T) {
+	const n = 34
+	var b strings.Builder
+	b.WriteString("apiVersion: flowwatch/v1\nkind: Flow\nname: big\nversion: 1\nkey: big.id\ncheckpoints:\n" +
+		"  - { name: start, start: true, match: { service: s, span: start } }\n")
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&b, "  - { name: kids%02d, after: [start], within: 1h, children: { flow: kid%02d, complete: all } }\n", i, i)
+	}
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&b, "---\napiVersion: flowwatch/v1\nkind: Flow\nname: kid%02d\nversion: 1\nkey: kid.id\n"+
+			"parent: { flow: big, key: big.id }\ncheckpoints:\n"+
+			"  - { name: go, start: true, match: { service: k, span: go } }\n"+
+			"  - { name: done, after: [go], terminal: success, match: { service: k, span: done } }\n", i)
+	}
+	path := filepath.Join(t.TempDir(), "big.yaml")
+	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	set, err := model.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := set.Latest("big")
+	if f.ChildrenOrdinal("kids33") != 33 || f.ChildrenOrdinal("start") != -1 {
+		t.Fatalf("ordinals: kids33 %d, start %d", f.ChildrenOrdinal("kids33"), f.ChildrenOrdinal("start"))
+	}
+	d := &Detector{}
+	d.fam.kins = map[string]*kin{}
+	k := d.kinOf("p")
+	for _, cp := range []string{"kids00", "kids31", "kids32", "kids33"} {
+		if !d.markReached(k, f, cp) {
+			t.Errorf("%s: not marked the first time", cp)
+		}
+		if d.markReached(k, f, cp) {
+			t.Errorf("%s: marked twice", cp)
+		}
+	}
+	if k.reached != 1|1<<31 || len(d.fam.reachedMore["p"]) != 2 {
+		t.Fatalf("bits %b, more %v", k.reached, d.fam.reachedMore)
+	}
+	d.forgetKin("p")
+	if _, ok := d.fam.reachedMore["p"]; ok {
+		t.Fatal("reachedMore outlives the kin")
 	}
 }

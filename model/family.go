@@ -235,6 +235,17 @@ func (f *Flow) ReachedByChildren(p Progress) []Reach {
 	return out
 }
 
+// ChildrenOrdinal returns the place of a children checkpoint among the flow's children
+// checkpoints, in declaration order (0, 1, ...), or -1 when checkpoint is not one.
+func (f *Flow) ChildrenOrdinal(checkpoint string) int {
+	for i, c := range f.childCPs {
+		if c.Name == checkpoint {
+			return i
+		}
+	}
+	return -1
+}
+
 // ChildrenReachName is the name of the row that records a children checkpoint's reach
 // (ReachedByChildren): its checkpoint is the children checkpoint, its name this.
 const ChildrenReachName = "reached by children"
