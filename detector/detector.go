@@ -150,6 +150,9 @@ type Detector struct {
 	lags     []time.Duration // deadline → stuck state, pending the write
 	alertRec []storage.AlertRecord
 	cmdRec   []storage.CommandRecord
+	// reachRows are the rows recording children checkpoints reached (recordReach), pending
+	// the write.
+	reachRows []storage.CheckpointEvent
 	// firstBuf holds an instance's first-reached times while judge judges it (judge is not
 	// reentered, and nothing keeps them): model.Flow.Judge lets them escape, so a buffer on
 	// the stack would be a heap allocation a judgement.
@@ -490,6 +493,14 @@ func (d *Detector) flush(ctx context.Context) error {
 	var errs []error
 	if err := d.flushVersions(ctx); err != nil {
 		errs = append(errs, err)
+	}
+	if len(d.reachRows) > 0 {
+		if err := d.cfg.Store.WriteEvents(ctx, d.reachRows); err != nil {
+			d.m.writeErrors.Inc()
+			errs = append(errs, fmt.Errorf("write %d children checkpoint reaches: %w", len(d.reachRows), err))
+		} else {
+			d.reachRows = d.reachRows[:0]
+		}
 	}
 	if len(d.states) > 0 {
 		rows := d.rowBuf[:0]

@@ -98,7 +98,10 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &fixture{t: t, store: &storagetest.Memory{}, clk: &clock{t: t0}, set: set, am: &recorder{}, nats: &sinkRec{name: "nats"}}
+	clk := &clock{t: t0}
+	// The store ingests on the fixture's clock, as on a real store's: the rows the detector
+	// writes itself (children checkpoints reached) are read back in ingest order.
+	return &fixture{t: t, store: &storagetest.Memory{Now: clk.Now}, clk: clk, set: set, am: &recorder{}, nats: &sinkRec{name: "nats"}}
 }
 
 func (f *fixture) detector(mut ...func(*Config)) *Detector {

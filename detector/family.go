@@ -27,6 +27,11 @@ type kin struct {
 	expect []expectValue
 	// linked counts the children open here that belong to it.
 	linked int32
+	// reached has a bit for each of the parent's children checkpoints (by ordinal,
+	// model.Flow.ChildrenOrdinal) whose reach is recorded in the store or queued to be: see
+	// recordReach. It fills the padding after linked; the rare ordinals past 31 are kept in
+	// families.reachedMore.
+	reached uint32
 }
 
 // brood is what a parent knows of its children of one child flow (model.Brood, compactly).
@@ -85,6 +90,9 @@ type familyState struct {
 	parents map[string]string
 	// cancels: when an operator cancelled an open instance (unix ns).
 	cancels map[string]int64
+	// reachedMore: by parent id, the recorded children checkpoints whose ordinal does not fit
+	// kin.reached (a flow with more than 32 of them); made when first needed.
+	reachedMore map[string][]string
 	// dirty are the parents whose children changed, judged again at the end of the round.
 	dirty []string
 	// quiet are kins with neither a parent nor a child open here, pruned when still quiet
@@ -402,6 +410,7 @@ func (d *Detector) maybeQuiet(k *kin) {
 func (d *Detector) forgetKin(parent string) {
 	if k := d.fam.kins[parent]; k != nil && k.linked == 0 {
 		delete(d.fam.kins, parent)
+		delete(d.fam.reachedMore, parent)
 	}
 }
 
@@ -411,6 +420,7 @@ func (d *Detector) pruneKins(now time.Time) {
 	d.fam.quiet.popOlder(now.Add(-d.cfg.RebuildWindow).UnixNano(), func(e seenEntry) {
 		if k := d.fam.kins[e.id]; k != nil && k.linked == 0 && d.open.get(e.id) == nil {
 			delete(d.fam.kins, e.id)
+			delete(d.fam.reachedMore, e.id)
 		}
 	})
 }

@@ -50,10 +50,13 @@ func (d *Detector) ingest(ctx context.Context, events []storage.CheckpointEvent,
 			}
 			id := string(idBuf)
 			if d.closed[id] != 0 {
-				if !isStart(versions, e.Checkpoint) && !isOperator(e) {
+				if !isStart(versions, e.Checkpoint) && !isOperator(e) && !isChildrenReach(versions, e) {
 					d.reads.add(id, readClosed) // a late checkpoint may change the verdict
 				}
 				continue
+			}
+			if isChildrenReach(versions, e) {
+				continue // the record of a reach opens nothing: its family's judgement wrote it
 			}
 			if in = d.newInst(id, set.At(e.Flow, e.Time)); in == nil {
 				continue
@@ -72,10 +75,18 @@ func (d *Detector) ingest(ctx context.Context, events []storage.CheckpointEvent,
 		}
 		d.applyEvent(in, e, now)
 	}
-	for _, in := range touched {
-		in.flags &^= flagTouched
-		if d.open.get(in.id) == in {
-			d.judge(in, now, true, nil)
+	// Parents last: a parent whose children ended in this round is judged with their ends
+	// counted (its children checkpoint reached, and recorded) even when its own terminal came
+	// in the same round and closes it.
+	for _, parents := range [2]bool{false, true} {
+		for _, in := range touched {
+			if d.fams.flow(in).HasChildren() != parents {
+				continue
+			}
+			in.flags &^= flagTouched
+			if d.open.get(in.id) == in {
+				d.judge(in, now, true, nil)
+			}
 		}
 	}
 	d.judgeParents(now)
@@ -106,6 +117,10 @@ func (d *Detector) applyEvent(in *inst, e *storage.CheckpointEvent, now time.Tim
 	if c == nil {
 		return // not a checkpoint of the pinned version: a violation the read-back reports
 	}
+	if c.Children != nil {
+		d.noteReach(in, c.Name) // its record, read back: the judgement derives the reach
+		return
+	}
 	if c.Start && in.flags&flagUnverified != 0 {
 		// Its start is read now: the detector holds the instance from its beginning. The
 		// version is the one active when it started.
@@ -133,6 +148,12 @@ func (d *Detector) repin(in *inst, to *model.Flow) {
 		}
 	}
 	in.first, in.version = first, d.fams.pin(in.id, to)
+	if k := d.fam.kins[in.id]; k != nil {
+		// Its children checkpoints' bits are ordinals of the old version: forget them. At
+		// worst a reach is recorded again, under the same id (flowstate.ChildrenReachEvent).
+		k.reached = 0
+		delete(d.fam.reachedMore, in.id)
+	}
 }
 
 func (d *Detector) newInst(id string, f *model.Flow) *inst {
@@ -174,6 +195,9 @@ func (d *Detector) judge(in *inst, now time.Time, touched bool, expl *explanatio
 	p := d.progress(in, f, d.firstBuf[:0])
 	d.firstBuf = p.First[:0]
 	v := f.Judge(p, now)
+	if len(p.Broods) > 0 {
+		d.recordReach(in, f, p)
+	}
 	d.childVerdict(in, &v)
 	switch {
 	case v.Closed():

@@ -285,7 +285,11 @@ func (d *Detector) readBack(id string, p readPurpose, rows []storage.CheckpointE
 	}
 	f := d.fams.flow(in)
 	for _, ev := range full.Events() {
-		if c := f.Checkpoint(ev.Checkpoint); c != nil {
+		switch c := f.Checkpoint(ev.Checkpoint); {
+		case c == nil:
+		case c.Children != nil:
+			d.noteReach(in, c.Name) // its record: the judgement derives the reach
+		default:
 			in.reach(c, ev.Time)
 		}
 	}

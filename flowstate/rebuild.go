@@ -97,3 +97,18 @@ func OperatorEvent(tenant, flow, key, action, checkpoint, by, reason string, at 
 	ev.EventID = storage.EventID(tenant, flow, action, key, by, checkpoint, at.UnixNano(), name)
 	return ev
 }
+
+// ReachService is the service name the record of a children checkpoint's reach carries.
+const ReachService = "flowwatch"
+
+// ChildrenReachEvent is the stored row that records that a parent instance reached a children
+// checkpoint at (model.Flow.ReachedByChildren): no item of the parent's reaches it, so without
+// it the views that count rows (graph, series, the instance's events) would not see the
+// reach. keyAttr is the parent flow's key attribute. Its id is deterministic from (tenant,
+// flow, key, checkpoint) alone, so judging the family again (a restart, another tick) never
+// stores a second one. The judgement ignores it (model.Flow.IsChildrenReach).
+func ChildrenReachEvent(tenant, flow, key, keyAttr, checkpoint string, at time.Time) storage.CheckpointEvent {
+	return storage.CheckpointEvent{Tenant: tenant, Flow: flow, Checkpoint: checkpoint, Key: key, KeyAttr: keyAttr,
+		Time: at, Service: ReachService, Name: model.ChildrenReachName, Status: "ok",
+		EventID: storage.EventID(tenant, flow, checkpoint, key, "", "", 0, model.ChildrenReachName)}
+}

@@ -204,6 +204,60 @@ func (f *Flow) reachByChildren(first []time.Time, p *Progress) {
 	}
 }
 
+// Reach is a checkpoint reached, and when.
+type Reach struct {
+	Checkpoint *Checkpoint
+	Time       time.Time
+}
+
+// ReachedByChildren returns the children checkpoints that the children in p completed, in
+// declaration order, each with when it was reached (the later of when its `after` was
+// satisfied and when its children completed it). No item of the instance reaches them, so
+// the detector stores this reach as a row of the instance (ChildrenReachName): a record for
+// the views that count rows (graph, series, events), which Judge and Evaluate ignore — the
+// reach is derived from the children every time, so the row never counts twice nor changes
+// a verdict.
+func (f *Flow) ReachedByChildren(p Progress) []Reach {
+	if !f.HasChildren() || len(p.Broods) == 0 {
+		return nil
+	}
+	first := append([]time.Time(nil), p.First...)
+	for _, c := range f.childCPs {
+		first[c.Index] = time.Time{} // reached by children only, whatever p holds
+	}
+	f.reachByChildren(first, &p)
+	var out []Reach
+	for _, c := range f.childCPs {
+		if !first[c.Index].IsZero() {
+			out = append(out, Reach{Checkpoint: c, Time: first[c.Index]})
+		}
+	}
+	return out
+}
+
+// ChildrenOrdinal returns the place of a children checkpoint among the flow's children
+// checkpoints, in declaration order (0, 1, ...), or -1 when checkpoint is not one.
+func (f *Flow) ChildrenOrdinal(checkpoint string) int {
+	for i, c := range f.childCPs {
+		if c.Name == checkpoint {
+			return i
+		}
+	}
+	return -1
+}
+
+// ChildrenReachName is the name of the row that records a children checkpoint's reach
+// (ReachedByChildren): its checkpoint is the children checkpoint, its name this.
+const ChildrenReachName = "reached by children"
+
+// IsChildrenReach reports whether a row of this flow at checkpoint is the record of a
+// children checkpoint's reach (which Judge and Evaluate ignore) rather than an item: a
+// children checkpoint has no `match`, so nothing else reaches it.
+func (f *Flow) IsChildrenReach(checkpoint string) bool {
+	c := f.byName[checkpoint]
+	return c != nil && c.Children != nil
+}
+
 // childrenComplete tells whether the children of one children checkpoint completed it, and
 // when: `any`, when the first child succeeded; `all` with `expect` N, when the Nth did; `all`
 // without, when the last known child did, every known child having succeeded. Cancelled

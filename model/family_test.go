@@ -372,3 +372,47 @@ func TestAsChild(t *testing.T) {
 		t.Fatalf("stuck: %+v", c)
 	}
 }
+
+// The children checkpoint's reach, derived from the children, is what the detector records as
+// a row of the parent; that row (read back, or replayed) changes nothing of the parent's
+// evaluation: not the reach (a child that comes later still counts), nor a violation, nor
+// the last seen.
+func TestChildrenReachRecordIsIgnoredByTheJudgement(t *testing.T) {
+	set := familySet(t)
+	f := set.Latest("order")
+	kids := []Child{shipment("s-1", StatusCompleted, TerminalSuccess, 20*time.Minute, "delivered")}
+	p := progress(f, shippedOrder)
+	p.Broods = BroodsOf(kids)
+	got := f.ReachedByChildren(p)
+	if len(got) != 1 || got[0].Checkpoint.Name != "all_delivered" || !got[0].Time.Equal(at(20*time.Minute)) {
+		t.Fatalf("reached by children: %+v", got)
+	}
+	if got := f.ReachedByChildren(progress(f, shippedOrder)); got != nil {
+		t.Fatalf("no children, yet reached: %+v", got)
+	}
+	if !f.IsChildrenReach("all_delivered") || f.IsChildrenReach("shipped") || f.IsChildrenReach("@cancel") {
+		t.Fatal("IsChildrenReach")
+	}
+
+	plain, recorded := shippedInstance(set), shippedInstance(set)
+	recorded.Apply(Event{ID: "r", Checkpoint: "all_delivered", Time: at(20 * time.Minute), Service: "flowwatch",
+		Name: ChildrenReachName, Status: "ok"})
+	// A second child, running: `all` is not reached any more, record or not.
+	kids = append(kids, shipment("s-2", StatusRunning, NotTerminal, 0, ""))
+	plain.SetChildren(kids)
+	recorded.SetChildren(kids)
+	now := at(30 * time.Minute)
+	a, b := plain.Evaluate(now), recorded.Evaluate(now)
+	if a.Status != StatusRunning || len(a.Expected) != 1 || a.Expected[0].Checkpoint != "all_delivered" {
+		t.Fatalf("without the record: %+v", a)
+	}
+	if b.Status != a.Status || len(b.Expected) != 1 || b.Expected[0] != a.Expected[0] || len(b.Violations) != 0 ||
+		!b.LastSeen.Equal(a.LastSeen) || b.LastCheckpoint != a.LastCheckpoint {
+		t.Fatalf("the record changed the evaluation:\nwith    %+v\nwithout %+v", b, a)
+	}
+	// And Judge, given a time for the children checkpoint, derives it all the same.
+	p = progress(f, map[string]time.Duration{"placed": 0, "paid": time.Minute, "shipped": 5 * time.Minute, "all_delivered": 6 * time.Minute})
+	if v := f.Judge(p, now); v.Status != StatusRunning || len(v.Expected) != 1 || v.Expected[0].Checkpoint != "all_delivered" {
+		t.Fatalf("a time given for the children checkpoint counted: %+v", v)
+	}
+}

@@ -256,6 +256,16 @@ func (in *Instance) Evaluate(now time.Time) State {
 	st.Version = f.Version
 	st.StartedAt = in.events[0].Time
 	st.LastSeen = in.events[len(in.events)-1].Time
+	// A row at a children checkpoint is the detector's record of its reach (see
+	// ReachedByChildren), not an item: the reach is derived from the children, and the
+	// record changes nothing here.
+	record := func(e *Event) bool { return false }
+	if f.HasChildren() {
+		record = func(e *Event) bool { return f.IsChildrenReach(e.Checkpoint) }
+		for i := len(in.events) - 1; i > 0 && record(&in.events[i]); i-- {
+			st.LastSeen = in.events[i-1].Time
+		}
+	}
 
 	// Pass 1: when each checkpoint was first reached. first[i].IsZero() means never.
 	var firstBuf [32]time.Time
@@ -267,7 +277,7 @@ func (in *Instance) Evaluate(now time.Time) State {
 	}
 	for i := range in.events {
 		e := &in.events[i]
-		if c := f.byName[e.Checkpoint]; c != nil && first[c.Index].IsZero() {
+		if c := f.byName[e.Checkpoint]; c != nil && c.Children == nil && first[c.Index].IsZero() {
 			first[c.Index] = e.Time // events are sorted: the first seen is the earliest
 		}
 	}
@@ -308,7 +318,7 @@ func (in *Instance) Evaluate(now time.Time) State {
 	var compensations []*Event // the first event of each compensation, checked once judged
 	for i := range in.events {
 		e := &in.events[i]
-		if e.IsOperator() {
+		if e.IsOperator() || record(e) {
 			continue
 		}
 		st.addTrace(e.TraceID, len(in.events))

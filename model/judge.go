@@ -56,9 +56,13 @@ func (f *Flow) Judge(p Progress, now time.Time) Verdict {
 	first := p.First
 	if f.HasChildren() {
 		// Children checkpoints are reached by the children, not by items: their times are
-		// derived, on a copy (the caller's slice is left as it is).
+		// derived, on a copy (the caller's slice is left as it is), whatever p holds for them
+		// (a stored record of their reach is no item).
 		var buf [32]time.Time
 		first = append(buf[:0:len(buf)], p.First...)
+		for _, c := range f.childCPs {
+			first[c.Index] = time.Time{}
+		}
 		f.reachByChildren(first, &p)
 	}
 	v := Verdict{Status: StatusRunning}

@@ -203,7 +203,8 @@ type Reader interface {
 	// Instance returns one instance state, or nil when unknown.
 	Instance(ctx context.Context, tenant, flow, key string) (*InstanceState, error)
 	// CheckpointCounts counts, per checkpoint of a flow, the instances that reached it in
-	// [from, to), and the stuck instances expecting it.
+	// [from, to), and the stuck instances expecting it. Operator actions (rows at the
+	// reserved names starting with '@') are no checkpoint: neither counts nor Series show them.
 	CheckpointCounts(ctx context.Context, tenant, flow string, from, to time.Time) ([]CheckpointCount, error)
 	// Transitions measures the given edges (source→target) of a flow over instances that
 	// reached the source in [from, to): count and p50/p95 of the time between them.

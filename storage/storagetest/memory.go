@@ -530,7 +530,7 @@ func (s *Memory) CheckpointCounts(_ context.Context, tenant, flow string, from, 
 	}
 	reached := map[[3]string]bool{}
 	for _, e := range s.events {
-		if ofFlow(tenant, flow, e.Tenant, e.Flow) && e.Checkpoint != "" && !e.Time.Before(from) && e.Time.Before(to) {
+		if ofFlow(tenant, flow, e.Tenant, e.Flow) && isCheckpoint(&e) && !e.Time.Before(from) && e.Time.Before(to) {
 			if k := [3]string{e.Checkpoint, e.Tenant, e.Key}; !reached[k] {
 				reached[k] = true
 				get(e.Checkpoint).Count++
@@ -550,6 +550,12 @@ func (s *Memory) CheckpointCounts(_ context.Context, tenant, flow string, from, 
 	}
 	slices.SortFunc(out, func(a, b storage.CheckpointCount) int { return strings.Compare(a.Checkpoint, b.Checkpoint) })
 	return out, nil
+}
+
+// isCheckpoint reports whether a row reached a checkpoint: it is neither an error note (no
+// checkpoint) nor an operator's action (a reserved name starting with '@').
+func isCheckpoint(e *storage.CheckpointEvent) bool {
+	return e.Checkpoint != "" && !strings.HasPrefix(e.Checkpoint, "@")
 }
 
 // Transitions measures edges over instances (alias-keyed events resolved to their instance)
@@ -651,7 +657,7 @@ func (s *Memory) Series(_ context.Context, tenant, flow, by string, from, to tim
 	}
 	if by == "checkpoint" {
 		for _, e := range s.events {
-			if ofFlow(tenant, flow, e.Tenant, e.Flow) && e.Checkpoint != "" {
+			if ofFlow(tenant, flow, e.Tenant, e.Flow) && isCheckpoint(&e) {
 				add(e.Checkpoint, e.Time)
 			}
 		}
