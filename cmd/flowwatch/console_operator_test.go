@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
@@ -27,21 +26,12 @@ type consoleCommand struct {
 // the API's error message, if any.
 func apiPost(t *testing.T, base, path, body string) (int, string) {
 	t.Helper()
-	req, _ := http.NewRequest("POST", base+path, strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+consoleToken)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var b bytes.Buffer
-	_, _ = b.ReadFrom(resp.Body)
+	code, b := apiCall(t, "POST", base+path, consoleToken, body)
 	var e struct {
 		Error string `json:"error"`
 	}
-	_ = json.Unmarshal(b.Bytes(), &e)
-	return resp.StatusCode, e.Error
+	_ = json.Unmarshal(b, &e)
+	return code, e.Error
 }
 
 // operatorRoundTrip drives Cancel and Unblock in the console against the real operator routes

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -61,19 +60,7 @@ func TestOperatorActionsThroughRun(t *testing.T) {
 		svc.span("shop", "POST /checkout", trace.SpanKindServer, t0, []attribute.KeyValue{attribute.String("order.id", k)})
 	}
 	api := ri.API + "/api/v1"
-	call := func(method, path, body string) (int, []byte) {
-		req, _ := http.NewRequest(method, api+path, bytes.NewReader([]byte(body)))
-		req.Header.Set("Authorization", "Bearer op-token")
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var b bytes.Buffer
-		_, _ = b.ReadFrom(resp.Body)
-		return resp.StatusCode, b.Bytes()
-	}
+	call := func(method, path, body string) (int, []byte) { return apiCall(t, method, api+path, "op-token", body) }
 	status := func(key string) string {
 		_, b := call("GET", "/flows/checkout/instances/"+key+"?tenant=shop-eu", "")
 		var in struct{ Status string }
@@ -212,4 +199,26 @@ func metricValue(t *testing.T, url, series string) (float64, bool) {
 		}
 	}
 	return 0, false
+}
+
+// apiCall makes a request of the query API with a bearer token and a JSON body, and returns
+// the status and the answer.
+func apiCall(t *testing.T, method, url, token, body string) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: read the answer: %v", method, url, err)
+	}
+	return resp.StatusCode, b
 }
