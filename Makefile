@@ -71,6 +71,7 @@ fuzz:
 	cd storage && GOWORK=off $(call fuzz-one,FuzzEventBatchUnmarshal,50000) .
 	cd storage && GOWORK=off $(call fuzz-one,FuzzBinRows,50000) .
 	$(call fuzz-one,FuzzAppendString,80000) ./flowstate/
+	$(call fuzz-one,FuzzAppendTime,50000) ./flowstate/
 
 ## lint: gofmt, go vet and a tidy go.mod in every module
 lint:

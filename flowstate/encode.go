@@ -175,9 +175,35 @@ func appendViolations(b []byte, vs []model.Violation) []byte {
 
 // appendTime appends t in UTC as encoding/json writes a time.Time (RFC 3339 with nanoseconds).
 func appendTime(b []byte, t time.Time) []byte {
-	b = append(b, '"')
-	b = UTC(t).AppendFormat(b, time.RFC3339Nano)
-	return append(b, '"')
+	t = UTC(t)
+	y, mo, d := t.Date()
+	if y < 0 || y > 9999 { // the generic layout writes these years as it does
+		b = append(b, '"')
+		b = t.AppendFormat(b, time.RFC3339Nano)
+		return append(b, '"')
+	}
+	// What AppendFormat(RFC3339Nano) writes for a UTC time, without reading a layout: the
+	// detector writes a few times in every state it writes.
+	h, mi, sec := t.Clock()
+	b = append(b, '"',
+		byte('0'+y/1000), byte('0'+y/100%10), byte('0'+y/10%10), byte('0'+y%10), '-',
+		byte('0'+int(mo)/10), byte('0'+int(mo)%10), '-', byte('0'+d/10), byte('0'+d%10), 'T',
+		byte('0'+h/10), byte('0'+h%10), ':', byte('0'+mi/10), byte('0'+mi%10), ':',
+		byte('0'+sec/10), byte('0'+sec%10))
+	if ns := t.Nanosecond(); ns != 0 {
+		var frac [9]byte
+		for i := 8; i >= 0; i-- {
+			frac[i] = byte('0' + ns%10)
+			ns /= 10
+		}
+		n := 9
+		for frac[n-1] == '0' { // RFC3339Nano trims trailing zeros
+			n--
+		}
+		b = append(b, '.')
+		b = append(b, frac[:n]...)
+	}
+	return append(b, 'Z', '"')
 }
 
 // appendFloat appends f as encoding/json writes a float64.
