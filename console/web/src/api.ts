@@ -15,6 +15,14 @@ export interface Checkpoint {
   children?: { flow: string; complete: string; expect?: string };
   /** Set on a compensation: the checkpoint it undoes. */
   compensates?: string;
+  /** Its on_stuck actions (what an unblock sends); absent when it has none. */
+  on_stuck?: StuckAction[];
+}
+
+/** An on_stuck action: the sink a command goes to, and its subject (empty when none). */
+export interface StuckAction {
+  sink: string;
+  subject: string;
 }
 
 export interface Flow {

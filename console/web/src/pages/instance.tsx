@@ -1,7 +1,7 @@
 // Instance: one instance's story across its traces — events, what it waits for and by when,
 // violations, why it is stuck, and the alerts and commands sent for it.
 import { useState } from "preact/hooks";
-import { api, type Alert, type Command, type Event, type Expected, type InstanceDetail } from "../api";
+import { api, type Alert, type Command, type Event, type Expected, type Flow, type InstanceDetail, type StuckAction } from "../api";
 import { AlertsTable, alertState, CommandsTable } from "../audit-tables";
 import { Card, Empty, ErrorBox, Loading, OutcomeBadge, PageHeader, Service, StatusBadge, Time, TraceLink } from "../components";
 import { ConfirmDialog, type ConfirmSpec } from "../dialogs";
@@ -344,35 +344,65 @@ function AuditTables({ alerts, commands }: { alerts: Alert[]; commands: Command[
   );
 }
 
-function Actions({ in_, onAsk }: { in_: InstanceDetail; onAsk: (s: ConfirmSpec) => void }) {
+/** stuckActions are the on_stuck actions of a checkpoint of the instance's flow version; empty
+ * when it has none, undefined while the flows are not known. */
+function stuckActions(flows: Flow[] | undefined, in_: InstanceDetail, checkpoint: string): StuckAction[] | undefined {
+  if (!flows) return undefined;
+  const f = flows.find((f) => f.name === in_.flow && f.version === in_.version);
+  return f?.checkpoints.find((c) => c.name === checkpoint)?.on_stuck ?? [];
+}
+
+function sinks(actions: StuckAction[]): string {
+  return actions.map((a) => (a.subject ? `${a.sink} ${a.subject}` : a.sink)).join(", ");
+}
+
+/** UnblockButton offers the unblock of an overdue checkpoint that has on_stuck actions, and
+ * says so of one that has none (the API would refuse it: there is nothing to send). */
+function UnblockButton({ in_, x, actions, onAsk }: { in_: InstanceDetail; x: Expected; actions: StuckAction[]; onAsk: (s: ConfirmSpec) => void }) {
+  if (actions.length === 0) {
+    return (
+      <span class="muted small no-unblock" data-no-unblock={x.checkpoint} title={`${x.checkpoint} has no on_stuck action: an unblock would have nothing to send`}>
+        {x.checkpoint}: no on_stuck action
+      </span>
+    );
+  }
+  return (
+    <button
+      type="button"
+      class="btn"
+      data-action="unblock"
+      data-checkpoint={x.checkpoint}
+      onClick={() =>
+        onAsk({
+          title: `Unblock ${x.checkpoint}?`,
+          body: (
+            <p>
+              Sends the next attempt of <b>{x.checkpoint}</b>'s <code>on_stuck</code> action{actions.length === 1 ? "" : "s"} (to {sinks(actions)}) now for <b>{in_.key}</b> ({in_.flow}, tenant {in_.tenant}), recorded as a manual trigger.
+            </p>
+          ),
+          confirm: `Unblock ${x.checkpoint}`,
+          run: (by) => api.unblock(in_.flow, in_.key, in_.tenant, x.checkpoint, by),
+          done: `Unblock of ${x.checkpoint} requested; the command shows below once sent.`,
+        })
+      }
+    >
+      Unblock {x.checkpoint}…
+    </button>
+  );
+}
+
+function Actions({ in_, flows, onAsk }: { in_: InstanceDetail; flows: Flow[] | undefined; onAsk: (s: ConfirmSpec) => void }) {
   const cfg = useConfig();
   if (!cfg.operator_api || closed.has(in_.status)) return null;
-  const overdue: Expected[] = in_.expected.filter((x) => x.overdue);
   return (
     <div class="actions" data-operator-actions>
-      {overdue.map((x) => (
-        <button
-          type="button"
-          class="btn"
-          data-action="unblock"
-          data-checkpoint={x.checkpoint}
-          onClick={() =>
-            onAsk({
-              title: `Unblock ${x.checkpoint}?`,
-              body: (
-                <p>
-                  Sends the next attempt of <b>{x.checkpoint}</b>'s <code>on_stuck</code> action now for <b>{in_.key}</b> ({in_.flow}, tenant {in_.tenant}), recorded as a manual trigger.
-                </p>
-              ),
-              confirm: `Unblock ${x.checkpoint}`,
-              run: (by) => api.unblock(in_.flow, in_.key, in_.tenant, x.checkpoint, by),
-              done: `Unblock of ${x.checkpoint} requested; the command shows below once sent.`,
-            })
-          }
-        >
-          Unblock {x.checkpoint}…
-        </button>
-      ))}
+      {in_.expected
+        .filter((x) => x.overdue)
+        .map((x) => {
+          // Nothing is offered while the flows are not known.
+          const actions = stuckActions(flows, in_, x.checkpoint);
+          return actions && <UnblockButton in_={in_} x={x} actions={actions} onAsk={onAsk} />;
+        })}
       <button
         type="button"
         class="btn danger-outline"
@@ -415,6 +445,8 @@ export function InstancePage({ flow, instanceKey: key, params }: { flow: string;
     },
     [flow, key, tenant],
   );
+  // The flow definitions say which overdue checkpoint has an on_stuck action to unblock.
+  const flows = usePoll((s) => api.flows(s), ["flows"]);
   const d = poll.data;
   const colors = traceColorMap(d?.in_.events ?? []);
   const traces = colors.size;
@@ -437,7 +469,7 @@ export function InstancePage({ flow, instanceKey: key, params }: { flow: string;
           )
         }
       >
-        {d && <Actions in_={d.in_} onAsk={(s) => { setNotice(""); setAsk(s); }} />}
+        {d && <Actions in_={d.in_} flows={flows.data} onAsk={(s) => { setNotice(""); setAsk(s); }} />}
       </PageHeader>
       {notice && (
         <div class="notice" role="status">
