@@ -94,6 +94,13 @@ func (c *consoleCase) operatorRoundTrip(t *testing.T, ctx context.Context) {
 	if got := eval[string](t, ctx, row+`.querySelector('.payload pre').textContent`); !strings.Contains(got, `"trigger": "manual"`) {
 		t.Errorf("the manual command's payload does not say it was manual: %s", got)
 	}
+	// Manual and automatic commands are told apart, on the instance's page and in the audit.
+	c.commandTriggers(t, ctx, ".commands-card", commands)
+	waitFor(t, ctx, "the manual command in the timeline", `[...document.querySelectorAll('li[data-action-entry="command"]')].some(li => li.textContent.includes("Manual unblock command #`+strconv.Itoa(manual.Attempt)+` for paid") && !!li.querySelector('[data-trigger="manual"]'))`)
+	step(t, ctx, "the audit of the order stuck at paid", chromedp.Navigate(c.api+"/#/audit?key="+stuckAtPaid),
+		chromedp.WaitVisible(chromedp.CSS(`tr[data-command="`+manual.ID+`"]`)))
+	c.commandTriggers(t, ctx, ".card", commands)
+	step(t, ctx, "back to the order stuck at paid", chromedp.Navigate(page(stuckAtPaid)), chromedp.WaitVisible(chromedp.CSS(`.commands-card tr[data-command="`+manual.ID+`"]`)))
 	waitFor(t, ctx, "the unblock in the timeline", `[...document.querySelectorAll('li[data-event][data-checkpoint="@unblock"]')].some(li => li.textContent.includes("unblock paid"))`)
 
 	// Shipped has no on_stuck action: the API refuses its unblock, so the page offers none and
@@ -158,6 +165,20 @@ func (c *consoleCase) operatorRoundTrip(t *testing.T, ctx context.Context) {
 	if eval[bool](t, ctx, `!!document.querySelector('tr[data-key="`+stuckAtShipped+`"]')`) {
 		t.Error("the cancelled order is still listed as stuck")
 	}
+}
+
+// commandTriggers checks that each command row under the selector shows the trigger the API
+// has for it: manual for an operator's unblock, auto for the others.
+func (c *consoleCase) commandTriggers(t *testing.T, ctx context.Context, sel string, commands func() []consoleCommand) {
+	t.Helper()
+	agree(t, "the triggers of the commands in "+sel, func() (string, string) {
+		want := map[string]string{}
+		for _, cmd := range commands() {
+			want[cmd.ID] = cmd.Trigger
+		}
+		shown := eval[map[string]string](t, ctx, `Object.fromEntries([...document.querySelectorAll('`+sel+` tr[data-command]')].map(r => [r.dataset.command, r.querySelector('[data-trigger]')?.dataset.trigger ?? ""]))`)
+		return jsonOf(want), jsonOf(shown)
+	})
 }
 
 // signInIfAsked signs in when the page asks for the token (a tab keeps it per origin).

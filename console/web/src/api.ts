@@ -188,6 +188,8 @@ export interface Command {
   sink: string;
   subject: string;
   outcome: string;
+  /** manual when an operator's unblock sent it, else auto. */
+  trigger: "auto" | "manual";
   error: string;
   payload: unknown;
 }

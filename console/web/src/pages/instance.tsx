@@ -2,7 +2,7 @@
 // violations, why it is stuck, and the alerts and commands sent for it.
 import { useState } from "preact/hooks";
 import { api, type Alert, type Command, type Event, type Expected, type Flow, type InstanceDetail, type StuckAction } from "../api";
-import { AlertsTable, alertState, CommandsTable } from "../audit-tables";
+import { AlertsTable, alertState, CommandsTable, TriggerChip } from "../audit-tables";
 import { Card, Empty, ErrorBox, Loading, OutcomeBadge, PageHeader, Service, StatusBadge, Time, TraceLink } from "../components";
 import { ConfirmDialog, type ConfirmSpec } from "../dialogs";
 import { FamilyCard } from "./family";
@@ -31,7 +31,11 @@ function isError(e: Event): boolean {
 function Lanes({ in_, alerts, commands, colors }: { in_: InstanceDetail; alerts: Alert[]; commands: Command[]; colors: Map<string, string> }) {
   const events = in_.events;
   const sent = [
-    ...commands.map((c) => ({ t: parseTime(c.time), label: `command #${c.attempt}`, title: `unblock command #${c.attempt} for ${c.checkpoint} to ${c.sink}: ${c.outcome}` })),
+    ...commands.map((c) => ({
+      t: parseTime(c.time),
+      label: `${c.trigger === "manual" ? "manual " : ""}command #${c.attempt}`,
+      title: `${c.trigger === "manual" ? "manual (operator's) " : ""}unblock command #${c.attempt} for ${c.checkpoint} to ${c.sink}: ${c.outcome}`,
+    })),
     ...alerts.map((a) => ({ t: parseTime(a.time), label: `alert ${a.state}`, title: `alert ${a.state} for ${a.checkpoint} to ${a.sink}` })),
   ].filter((x) => !Number.isNaN(x.t));
   const times = [...events.map((e) => parseTime(e.time)), ...sent.map((x) => x.t)].filter((t) => !Number.isNaN(t));
@@ -157,7 +161,7 @@ function EventItem({ e, start, color }: { e: Event; start: number; color?: strin
   );
 }
 
-function ActionItem({ t, start, title, detail, outcome, kind }: { t: number; start: number; title: string; detail: string; outcome: string; kind: string }) {
+function ActionItem({ t, start, title, detail, outcome, kind, command }: { t: number; start: number; title: string; detail: string; outcome: string; kind: string; command?: Command }) {
   return (
     <li class={`tl-item action ${kind}`} data-action-entry={kind}>
       <span class="tl-dot" />
@@ -168,6 +172,7 @@ function ActionItem({ t, start, title, detail, outcome, kind }: { t: number; sta
       <div class="tl-main">
         <div class="tl-title">
           <span class="action-title">{title}</span>
+          {command && <TriggerChip c={command} />}
           <OutcomeBadge value={outcome} />
         </div>
         <div class="tl-detail muted small">{detail}</div>
@@ -216,7 +221,8 @@ function Timeline({ in_, alerts, commands, colors }: { in_: InstanceDetail; aler
             kind="command"
             t={x.t}
             start={start}
-            title={`Unblock command #${x.command.attempt} for ${x.command.checkpoint}`}
+            title={`${x.command.trigger === "manual" ? "Manual unblock" : "Unblock"} command #${x.command.attempt} for ${x.command.checkpoint}`}
+            command={x.command}
             detail={`to ${x.command.sink}${x.command.subject ? ` ${x.command.subject}` : ""}${x.command.error ? ` — ${x.command.error}` : ""}`}
             outcome={x.command.outcome}
           />
