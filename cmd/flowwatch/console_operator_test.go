@@ -37,10 +37,11 @@ func apiPost(t *testing.T, base, path, body string) (int, string) {
 // operatorRoundTrip drives Cancel and Unblock in the console against the real operator routes
 // of `flowwatch run --operator-api` (DESIGN.md "Operator actions"), and checks what comes of
 // them in the API and on the page: an unblock of the order stuck at paid sends a command that
-// the API records with trigger manual and the page lists; shipped, which has no on_stuck
+// the API records with trigger manual, and the instance page and the audit show as manual
+// (the others as auto), with who asked for it in the timeline; shipped, which has no on_stuck
 // action (the API refuses its unblock), is offered no unblock; a cancel of the order stuck
-// at shipped makes it cancelled in the API and the page, with the operator's reason in its
-// timeline, no more buttons, and its alert resolved.
+// at shipped makes it cancelled in the API and the page, with the operator's name and reason
+// in its events and timeline, no more buttons, and its alert resolved.
 func (c *consoleCase) operatorRoundTrip(t *testing.T, ctx context.Context) {
 	page := func(key string) string {
 		return c.api + "/#/instance/order-fulfilment/" + key + "?tenant=" + consoleTenant
@@ -101,7 +102,7 @@ func (c *consoleCase) operatorRoundTrip(t *testing.T, ctx context.Context) {
 		chromedp.WaitVisible(chromedp.CSS(`tr[data-command="`+manual.ID+`"]`)))
 	c.commandTriggers(t, ctx, ".card", commands)
 	step(t, ctx, "back to the order stuck at paid", chromedp.Navigate(page(stuckAtPaid)), chromedp.WaitVisible(chromedp.CSS(`.commands-card tr[data-command="`+manual.ID+`"]`)))
-	waitFor(t, ctx, "the unblock in the timeline", `[...document.querySelectorAll('li[data-event][data-checkpoint="@unblock"]')].some(li => li.textContent.includes("unblock paid"))`)
+	waitFor(t, ctx, "the unblock and who asked for it in the timeline", `[...document.querySelectorAll('li[data-event][data-checkpoint="@unblock"]')].some(li => li.textContent.includes("unblock paid by alice@ops"))`)
 
 	// Shipped has no on_stuck action: the API refuses its unblock, so the page offers none and
 	// says why; the flow document says so too.
@@ -157,7 +158,17 @@ func (c *consoleCase) operatorRoundTrip(t *testing.T, ctx context.Context) {
 	if eval[bool](t, ctx, `!!document.querySelector('[data-operator-actions]')`) {
 		t.Error("a cancelled instance still offers operator buttons")
 	}
-	waitFor(t, ctx, "the cancel with its reason in the timeline", `[...document.querySelectorAll('li[data-event][data-checkpoint="@cancel"]')].some(li => li.textContent.includes("customer called"))`)
+	// Who cancelled, and why: in the API's events and in the timeline.
+	var cancels []string
+	for _, e := range cancelled.Events {
+		if e.Checkpoint == "@cancel" {
+			cancels = append(cancels, e.By+": "+e.Message)
+		}
+	}
+	if len(cancels) != 1 || cancels[0] != "alice@ops: customer called" {
+		t.Errorf("the cancel events in the API: %q, want alice@ops: customer called", cancels)
+	}
+	waitFor(t, ctx, "the cancel with who and why in the timeline", `[...document.querySelectorAll('li[data-event][data-checkpoint="@cancel"]')].some(li => li.textContent.includes("cancelled by alice@ops: customer called"))`)
 	waitFor(t, ctx, "the resolved alert on the page", `[...document.querySelectorAll('.alerts-card tr[data-alert] .badge')].some(b => b.textContent === "resolved")`)
 	c.outcomeBadges(t, ctx, "order-fulfilment", stuckAtShipped)
 	step(t, ctx, "the stuck list without the cancelled order", chromedp.Navigate(c.api+"/#/stuck"),

@@ -118,7 +118,10 @@ export interface Event {
   trace_id: string;
   span_id: string;
   status: string;
+  /** The span's status message; on an operator's action, the reason given. */
   message: string;
+  /** Set on an operator's action (checkpoint "@cancel" or "@unblock"): who took it. */
+  by?: string;
 }
 
 export interface Violation {

@@ -26,6 +26,19 @@ function isError(e: Event): boolean {
   return e.status === "error" || e.checkpoint === "";
 }
 
+/** isOperator tells an operator's action (checkpoint "@cancel" or "@unblock"): no flow can
+ * declare a checkpoint starting with "@". */
+function isOperator(e: Event): boolean {
+  return e.checkpoint.startsWith("@");
+}
+
+/** operatorText says what an operator did, who, and why: "cancelled by alice@ops: customer
+ * called", "unblock paid by alice@ops". */
+function operatorText(e: Event): string {
+  const what = e.checkpoint === "@cancel" ? "cancelled" : e.name || e.checkpoint.slice(1);
+  return `${what} by ${e.by || "an operator"}${e.message ? `: ${e.message}` : ""}`;
+}
+
 /** Lanes draws the instance over time, one lane per trace: how the business process hopped
  * from trace to trace, and where its deadlines fall. */
 function Lanes({ in_, alerts, commands, colors }: { in_: InstanceDetail; alerts: Alert[]; commands: Command[]; colors: Map<string, string> }) {
@@ -77,9 +90,9 @@ function Lanes({ in_, alerts, commands, colors }: { in_: InstanceDetail; alerts:
                 <span
                   class={`mark${isError(e) ? " err" : ""}${(parseTime(e.time) - t0) / (t1 - t0) > 0.8 ? " flip" : ""}`}
                   style={{ left: pos(parseTime(e.time)), borderColor: colors.get(tid) ?? "#94a3b8" }}
-                  title={`${e.checkpoint || e.name} · ${e.service} · ${iso(e.time)}`}
+                  title={`${isOperator(e) ? operatorText(e) : e.checkpoint || e.name} · ${e.service} · ${iso(e.time)}`}
                 >
-                  <span class="mark-label">{e.checkpoint || `⚠ ${e.name || "error"}`}</span>
+                  <span class="mark-label">{isOperator(e) ? `${e.checkpoint.slice(1)} by ${e.by || "an operator"}` : e.checkpoint || `⚠ ${e.name || "error"}`}</span>
                 </span>
               ))}
           </div>
@@ -134,7 +147,29 @@ function StatusChip({ status }: { status: string }) {
   return <span class={`chip status-${status}`}>{status}</span>;
 }
 
+/** OperatorItem is an operator's action in the timeline: what was done, by whom, and why. */
+function OperatorItem({ e, start }: { e: Event; start: number }) {
+  return (
+    <li class="tl-item operator" data-checkpoint={e.checkpoint} data-event data-operator-by={e.by ?? ""}>
+      <span class="tl-dot" />
+      <div class="tl-time">
+        <Time t={e.time} millis />
+        <div class="muted small">{Number.isNaN(start) ? "" : `+${dur(parseTime(e.time) - start)}`}</div>
+      </div>
+      <div class="tl-main">
+        <div class="tl-title">
+          <span class="chip operator-chip">operator</span>
+          <span class="operator-action">{operatorText(e)}</span>
+        </div>
+        <div class="tl-detail muted small">recorded through the operator API</div>
+      </div>
+      <div class="tl-trace" />
+    </li>
+  );
+}
+
 function EventItem({ e, start, color }: { e: Event; start: number; color?: string }) {
+  if (isOperator(e)) return <OperatorItem e={e} start={start} />;
   return (
     <li class={`tl-item${isError(e) ? " err" : ""}`} data-checkpoint={e.checkpoint} data-event>
       <span class="tl-dot" style={{ background: isError(e) ? undefined : (color ?? "#94a3b8") }} />
