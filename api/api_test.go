@@ -234,6 +234,14 @@ func TestFlows(t *testing.T) {
 	if c := out.Flows[0].Checkpoints[6]; c.Terminal != "failure" || c.Within != "" {
 		t.Errorf("cancelled = %+v", c)
 	}
+	// The on_stuck actions an unblock sends: paid has one, a checkpoint without any has none.
+	if got := paid.OnStuck; len(got) != 1 || got[0] != (StuckAction{Sink: "nats", Subject: "payments.retry"}) {
+		t.Errorf("paid's on_stuck = %+v", got)
+	}
+	if a := get(t, f.h, "/api/v1/flows", 200); strings.Count(string(a.body), `"on_stuck"`) != 1 ||
+		!strings.Contains(string(a.body), `"on_stuck":[{"sink":"nats","subject":"payments.retry"}]`) {
+		t.Errorf("only paid has on_stuck actions: %s", a.body)
+	}
 
 	empty := New(Config{Reader: f.store, Registerer: prometheus.NewRegistry()})
 	if a := get(t, empty, "/api/v1/flows", 200); strings.TrimSpace(string(a.body)) != `{"flows":[]}` {

@@ -59,6 +59,16 @@ type Checkpoint struct {
 	Children *Children `json:"children,omitempty"`
 	// Compensates is set on a compensation: the checkpoint it undoes.
 	Compensates string `json:"compensates,omitempty"`
+	// OnStuck are the checkpoint's on_stuck actions (where an unblock sends its command);
+	// absent when it has none, and then an operator's unblock of it is refused.
+	OnStuck []StuckAction `json:"on_stuck,omitempty"`
+}
+
+// StuckAction is one on_stuck action of a checkpoint: the sink it sends to, and the
+// sink-specific subject (empty when the action names none).
+type StuckAction struct {
+	Sink    string `json:"sink"`
+	Subject string `json:"subject"`
 }
 
 // FlowList is the answer of GET /api/v1/flows.
@@ -170,6 +180,9 @@ func FlowFromModel(f *model.Flow) Flow {
 		}
 		if c.Compensates != nil {
 			cp.Compensates = c.Compensates.Name
+		}
+		for _, a := range c.OnStuck {
+			cp.OnStuck = append(cp.OnStuck, StuckAction{Sink: a.Sink, Subject: a.Subject})
 		}
 		out.Checkpoints = append(out.Checkpoints, cp)
 	}

@@ -362,6 +362,8 @@ func testOpenAPIResponsesValidate(t *testing.T, f *fixture) {
 	} {
 		s.validate(t, http.MethodPost, p.target, doBody(t, f.h, http.MethodPost, p.target, p.body, auth...))
 	}
+	// The instance detail with the operator events just recorded (each names its operator).
+	s.validate(t, http.MethodGet, "/api/v1/flows/order/instances/o-2", do(t, f.h, http.MethodGet, "/api/v1/flows/order/instances/o-2", auth...))
 	// 401 on every /api/ operation.
 	for key := range s.operations() {
 		method, path, _ := strings.Cut(key, " ")

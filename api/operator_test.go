@@ -91,6 +91,21 @@ func TestOperatorActionsRecordEvents(t *testing.T) {
 		if in.Reason == nil || in.Reason.LastError == nil || in.Reason.LastError.Service == flowstate.OperatorService {
 			t.Fatalf("reason = %+v", in.Reason)
 		}
+		// Each operator event names who took it (and a cancel why); no other event names anyone.
+		by := map[string]Event{}
+		for _, e := range in.Events {
+			if strings.HasPrefix(e.Checkpoint, "@") {
+				by[e.Checkpoint] = e
+			} else if e.By != "" {
+				t.Errorf("a checkpoint event names an operator: %+v", e)
+			}
+		}
+		if e := by[model.OperatorCancel]; e.By != "bob" || e.Message != "customer asked" {
+			t.Errorf("the cancel in the detail = %+v", e)
+		}
+		if e := by[model.OperatorUnblock]; e.By != "ann" || e.Name != "unblock paid" {
+			t.Errorf("the unblock in the detail = %+v", e)
+		}
 	})
 }
 

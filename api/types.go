@@ -10,6 +10,7 @@ package api
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/flowwatch/flowwatch/flowstate"
@@ -145,7 +146,8 @@ type ErrorNote struct {
 }
 
 // Event is one stored checkpoint event (or error note, with an empty checkpoint) of an
-// instance.
+// instance. An operator's action (checkpoint "@cancel" or "@unblock") is an event too: By
+// names the operator who took it, and Message holds the reason given.
 type Event struct {
 	Checkpoint string    `json:"checkpoint"`
 	Time       time.Time `json:"time"`
@@ -155,6 +157,7 @@ type Event struct {
 	SpanID     string    `json:"span_id"`
 	Status     string    `json:"status"`
 	Message    string    `json:"message"`
+	By         string    `json:"by,omitempty"`
 }
 
 // Violation is a conformance problem of one event of an instance.
@@ -256,11 +259,19 @@ func violationsFrom(vs []flowstate.Violation) []Violation {
 	return out
 }
 
-// EventFromStorage converts a stored checkpoint event.
+// EventFromStorage converts a stored checkpoint event; an operator event names its operator.
 func EventFromStorage(e storage.CheckpointEvent) Event {
-	return Event{Checkpoint: e.Checkpoint, Time: utc(e.Time), Service: e.Service, Name: e.Name,
+	out := Event{Checkpoint: e.Checkpoint, Time: utc(e.Time), Service: e.Service, Name: e.Name,
 		TraceID: e.TraceID, SpanID: e.SpanID, Status: e.Status, Message: e.Message}
+	if isOperator(e.Checkpoint) {
+		out.By = e.Attributes[flowstate.AttrOperatorBy]
+	}
+	return out
 }
+
+// isOperator tells an operator event's checkpoint (model.OperatorCancel, model.OperatorUnblock)
+// from a flow's: no flow can declare a name starting with "@".
+func isOperator(checkpoint string) bool { return strings.HasPrefix(checkpoint, "@") }
 
 // InstanceFromModel converts an evaluated state to the API document (without events; the
 // violations are included when there are any).

@@ -37,10 +37,11 @@ func apiPost(t *testing.T, base, path, body string) (int, string) {
 // operatorRoundTrip drives Cancel and Unblock in the console against the real operator routes
 // of `flowwatch run --operator-api` (DESIGN.md "Operator actions"), and checks what comes of
 // them in the API and on the page: an unblock of the order stuck at paid sends a command that
-// the API records with trigger manual and the page lists; an unblock of shipped, which has no
-// on_stuck action, is refused by the API and the dialog says why; a cancel of the order stuck
-// at shipped makes it cancelled in the API and the page, with the operator's reason in its
-// timeline, no more buttons, and its alert resolved.
+// the API records with trigger manual, and the instance page and the audit show as manual
+// (the others as auto), with who asked for it in the timeline; shipped, which has no on_stuck
+// action (the API refuses its unblock), is offered no unblock; a cancel of the order stuck
+// at shipped makes it cancelled in the API and the page, with the operator's name and reason
+// in its events and timeline, no more buttons, and its alert resolved.
 func (c *consoleCase) operatorRoundTrip(t *testing.T, ctx context.Context) {
 	page := func(key string) string {
 		return c.api + "/#/instance/order-fulfilment/" + key + "?tenant=" + consoleTenant
@@ -94,29 +95,54 @@ func (c *consoleCase) operatorRoundTrip(t *testing.T, ctx context.Context) {
 	if got := eval[string](t, ctx, row+`.querySelector('.payload pre').textContent`); !strings.Contains(got, `"trigger": "manual"`) {
 		t.Errorf("the manual command's payload does not say it was manual: %s", got)
 	}
-	waitFor(t, ctx, "the unblock in the timeline", `[...document.querySelectorAll('li[data-event][data-checkpoint="@unblock"]')].some(li => li.textContent.includes("unblock paid"))`)
+	// Manual and automatic commands are told apart, on the instance's page and in the audit.
+	c.commandTriggers(t, ctx, ".commands-card", commands)
+	waitFor(t, ctx, "the manual command in the timeline", `[...document.querySelectorAll('li[data-action-entry="command"]')].some(li => li.textContent.includes("Manual unblock command #`+strconv.Itoa(manual.Attempt)+` for paid") && !!li.querySelector('[data-trigger="manual"]'))`)
+	step(t, ctx, "the audit of the order stuck at paid", chromedp.Navigate(c.api+"/#/audit?key="+stuckAtPaid),
+		chromedp.WaitVisible(chromedp.CSS(`tr[data-command="`+manual.ID+`"]`)))
+	c.commandTriggers(t, ctx, ".card", commands)
+	step(t, ctx, "back to the order stuck at paid", chromedp.Navigate(page(stuckAtPaid)), chromedp.WaitVisible(chromedp.CSS(`.commands-card tr[data-command="`+manual.ID+`"]`)))
+	waitFor(t, ctx, "the unblock and who asked for it in the timeline", `[...document.querySelectorAll('li[data-event][data-checkpoint="@unblock"]')].some(li => li.textContent.includes("unblock paid by alice@ops"))`)
 
-	// Unblock shipped: its checkpoint has no on_stuck action; the API refuses, the dialog says
-	// why, and nothing is recorded.
+	// Shipped has no on_stuck action: the API refuses its unblock, so the page offers none and
+	// says why; the flow document says so too.
 	step(t, ctx, "open the order stuck at shipped", chromedp.Navigate(page(stuckAtShipped)))
-	step(t, ctx, "unblock shipped", chromedp.WaitVisible(chromedp.CSS(`[data-action="unblock"][data-checkpoint="shipped"]`)),
-		chromedp.Click(chromedp.CSS(`[data-action="unblock"][data-checkpoint="shipped"]`)),
+	waitFor(t, ctx, "shipped without an unblock", `!!document.querySelector('[data-no-unblock="shipped"]')`)
+	if eval[bool](t, ctx, `!!document.querySelector('[data-action="unblock"]')`) {
+		t.Error("the page offers an unblock of shipped, which has no on_stuck action")
+	}
+	code, msg := apiPost(t, c.api, instance(stuckAtShipped)+"/unblock?tenant="+consoleTenant, `{"checkpoint":"shipped","by":"alice@ops"}`)
+	if code != http.StatusConflict || !strings.Contains(msg, "no on_stuck action") {
+		t.Errorf("the API answers the unblock of shipped %d %q, want 409: no on_stuck action", code, msg)
+	}
+	var flows struct {
+		Flows []struct {
+			Name        string `json:"name"`
+			Checkpoints []struct {
+				Name    string            `json:"name"`
+				OnStuck []json.RawMessage `json:"on_stuck"`
+			} `json:"checkpoints"`
+		} `json:"flows"`
+	}
+	apiGet(t, c.api, "/api/v1/flows", &flows)
+	withActions := map[string]int{}
+	for _, f := range flows.Flows {
+		for _, cp := range f.Checkpoints {
+			if f.Name == "order-fulfilment" && len(cp.OnStuck) > 0 {
+				withActions[cp.Name] = len(cp.OnStuck)
+			}
+		}
+	}
+	if len(withActions) != 1 || withActions["paid"] != 1 {
+		t.Errorf("the checkpoints with on_stuck actions in the API: %v, want paid only", withActions)
+	}
+
+	// Cancel the order stuck at shipped: cancelled in the API and on the page.
+	step(t, ctx, "cancel the instance", chromedp.WaitVisible(chromedp.CSS(`[data-action="cancel"]`)), chromedp.Click(chromedp.CSS(`[data-action="cancel"]`)),
 		chromedp.WaitVisible(chromedp.ID("confirm-dialog")))
 	if by := eval[string](t, ctx, `document.querySelector('#confirm-dialog input[name=by]').value`); by != "alice@ops" {
 		t.Errorf("the operator's name is not remembered: %q", by)
 	}
-	step(t, ctx, "confirm the unblock of shipped", chromedp.Click(chromedp.CSS(`#confirm-dialog [data-confirm]`)))
-	waitFor(t, ctx, "the refusal in the dialog", `!!document.querySelector('#confirm-dialog [role=alert]')`)
-	shown := eval[string](t, ctx, `document.querySelector('#confirm-dialog [role=alert]').textContent`)
-	code, msg := apiPost(t, c.api, instance(stuckAtShipped)+"/unblock?tenant="+consoleTenant, `{"checkpoint":"shipped","by":"alice@ops"}`)
-	if code != http.StatusConflict || msg == "" || !strings.Contains(shown, strconv.Itoa(code)) || !strings.Contains(shown, msg) {
-		t.Errorf("the dialog shows %q; the API answers %d %q", shown, code, msg)
-	}
-	step(t, ctx, "close the dialog", chromedp.Click(chromedp.CSS(`#confirm-dialog [data-dismiss]`)), chromedp.WaitNotPresent(chromedp.ID("confirm-dialog")))
-
-	// Cancel the order stuck at shipped: cancelled in the API and on the page.
-	step(t, ctx, "cancel the instance", chromedp.Click(chromedp.CSS(`[data-action="cancel"]`)),
-		chromedp.WaitVisible(chromedp.ID("confirm-dialog")))
 	if !eval[bool](t, ctx, `document.querySelector('#confirm-dialog [data-confirm]').disabled`) {
 		t.Error("a cancel with no reason can be confirmed")
 	}
@@ -132,7 +158,17 @@ func (c *consoleCase) operatorRoundTrip(t *testing.T, ctx context.Context) {
 	if eval[bool](t, ctx, `!!document.querySelector('[data-operator-actions]')`) {
 		t.Error("a cancelled instance still offers operator buttons")
 	}
-	waitFor(t, ctx, "the cancel with its reason in the timeline", `[...document.querySelectorAll('li[data-event][data-checkpoint="@cancel"]')].some(li => li.textContent.includes("customer called"))`)
+	// Who cancelled, and why: in the API's events and in the timeline.
+	var cancels []string
+	for _, e := range cancelled.Events {
+		if e.Checkpoint == "@cancel" {
+			cancels = append(cancels, e.By+": "+e.Message)
+		}
+	}
+	if len(cancels) != 1 || cancels[0] != "alice@ops: customer called" {
+		t.Errorf("the cancel events in the API: %q, want alice@ops: customer called", cancels)
+	}
+	waitFor(t, ctx, "the cancel with who and why in the timeline", `[...document.querySelectorAll('li[data-event][data-checkpoint="@cancel"]')].some(li => li.textContent.includes("cancelled by alice@ops: customer called"))`)
 	waitFor(t, ctx, "the resolved alert on the page", `[...document.querySelectorAll('.alerts-card tr[data-alert] .badge')].some(b => b.textContent === "resolved")`)
 	c.outcomeBadges(t, ctx, "order-fulfilment", stuckAtShipped)
 	step(t, ctx, "the stuck list without the cancelled order", chromedp.Navigate(c.api+"/#/stuck"),
@@ -140,6 +176,20 @@ func (c *consoleCase) operatorRoundTrip(t *testing.T, ctx context.Context) {
 	if eval[bool](t, ctx, `!!document.querySelector('tr[data-key="`+stuckAtShipped+`"]')`) {
 		t.Error("the cancelled order is still listed as stuck")
 	}
+}
+
+// commandTriggers checks that each command row under the selector shows the trigger the API
+// has for it: manual for an operator's unblock, auto for the others.
+func (c *consoleCase) commandTriggers(t *testing.T, ctx context.Context, sel string, commands func() []consoleCommand) {
+	t.Helper()
+	agree(t, "the triggers of the commands in "+sel, func() (string, string) {
+		want := map[string]string{}
+		for _, cmd := range commands() {
+			want[cmd.ID] = cmd.Trigger
+		}
+		shown := eval[map[string]string](t, ctx, `Object.fromEntries([...document.querySelectorAll('`+sel+` tr[data-command]')].map(r => [r.dataset.command, r.querySelector('[data-trigger]')?.dataset.trigger ?? ""]))`)
+		return jsonOf(want), jsonOf(shown)
+	})
 }
 
 // signInIfAsked signs in when the page asks for the token (a tab keeps it per origin).

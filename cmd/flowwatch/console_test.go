@@ -60,6 +60,8 @@ type consoleInstance struct {
 	Events []struct {
 		Checkpoint string `json:"checkpoint"`
 		TraceID    string `json:"trace_id"`
+		Message    string `json:"message"`
+		By         string `json:"by"`
 	} `json:"events"`
 }
 

@@ -15,6 +15,14 @@ export interface Checkpoint {
   children?: { flow: string; complete: string; expect?: string };
   /** Set on a compensation: the checkpoint it undoes. */
   compensates?: string;
+  /** Its on_stuck actions (what an unblock sends); absent when it has none. */
+  on_stuck?: StuckAction[];
+}
+
+/** An on_stuck action: the sink a command goes to, and its subject (empty when none). */
+export interface StuckAction {
+  sink: string;
+  subject: string;
 }
 
 export interface Flow {
@@ -110,7 +118,10 @@ export interface Event {
   trace_id: string;
   span_id: string;
   status: string;
+  /** The span's status message; on an operator's action, the reason given. */
   message: string;
+  /** Set on an operator's action (checkpoint "@cancel" or "@unblock"): who took it. */
+  by?: string;
 }
 
 export interface Violation {
@@ -180,6 +191,8 @@ export interface Command {
   sink: string;
   subject: string;
   outcome: string;
+  /** manual when an operator's unblock sent it, else auto. */
+  trigger: "auto" | "manual";
   error: string;
   payload: unknown;
 }

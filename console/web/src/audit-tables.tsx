@@ -28,6 +28,20 @@ function InstanceCell({ flow, key_, tenant }: { flow: string; key_: string; tena
   );
 }
 
+/** TriggerChip tells a command an operator's unblock sent (manual) from one flowwatch sent of
+ * itself (auto). */
+export function TriggerChip({ c }: { c: Command }) {
+  return c.trigger === "manual" ? (
+    <span class="chip trigger-manual" data-trigger="manual" title="sent at an operator's request (unblock)">
+      manual
+    </span>
+  ) : (
+    <span class="chip" data-trigger={c.trigger || "auto"} title="sent by flowwatch when the checkpoint was overdue">
+      {c.trigger || "auto"}
+    </span>
+  );
+}
+
 /** alertState is what became of an alert notification: failed, or the state it told. */
 export function alertState(a: Alert): string {
   return a.error ? "failed" : a.state;
@@ -42,6 +56,7 @@ export function CommandsTable({ rows, instances }: { rows: Command[]; instances:
           {instances && <th>Instance</th>}
           <th>Checkpoint</th>
           <th>Attempt</th>
+          <th>Trigger</th>
           <th>Sink · subject</th>
           <th>Outcome</th>
         </tr>
@@ -59,6 +74,9 @@ export function CommandsTable({ rows, instances }: { rows: Command[]; instances:
             )}
             <td class="cp">{c.checkpoint}</td>
             <td>#{c.attempt}</td>
+            <td>
+              <TriggerChip c={c} />
+            </td>
             <td>
               {c.sink}
               {c.subject && <div class="muted small mono">{c.subject}</div>}

@@ -1,8 +1,8 @@
 // Instance: one instance's story across its traces — events, what it waits for and by when,
 // violations, why it is stuck, and the alerts and commands sent for it.
 import { useState } from "preact/hooks";
-import { api, type Alert, type Command, type Event, type Expected, type InstanceDetail } from "../api";
-import { AlertsTable, alertState, CommandsTable } from "../audit-tables";
+import { api, type Alert, type Command, type Event, type Expected, type Flow, type InstanceDetail, type StuckAction } from "../api";
+import { AlertsTable, alertState, CommandsTable, TriggerChip } from "../audit-tables";
 import { Card, Empty, ErrorBox, Loading, OutcomeBadge, PageHeader, Service, StatusBadge, Time, TraceLink } from "../components";
 import { ConfirmDialog, type ConfirmSpec } from "../dialogs";
 import { FamilyCard } from "./family";
@@ -26,12 +26,29 @@ function isError(e: Event): boolean {
   return e.status === "error" || e.checkpoint === "";
 }
 
+/** isOperator tells an operator's action (checkpoint "@cancel" or "@unblock"): no flow can
+ * declare a checkpoint starting with "@". */
+function isOperator(e: Event): boolean {
+  return e.checkpoint.startsWith("@");
+}
+
+/** operatorText says what an operator did, who, and why: "cancelled by alice@ops: customer
+ * called", "unblock paid by alice@ops". */
+function operatorText(e: Event): string {
+  const what = e.checkpoint === "@cancel" ? "cancelled" : e.name || e.checkpoint.slice(1);
+  return `${what} by ${e.by || "an operator"}${e.message ? `: ${e.message}` : ""}`;
+}
+
 /** Lanes draws the instance over time, one lane per trace: how the business process hopped
  * from trace to trace, and where its deadlines fall. */
 function Lanes({ in_, alerts, commands, colors }: { in_: InstanceDetail; alerts: Alert[]; commands: Command[]; colors: Map<string, string> }) {
   const events = in_.events;
   const sent = [
-    ...commands.map((c) => ({ t: parseTime(c.time), label: `command #${c.attempt}`, title: `unblock command #${c.attempt} for ${c.checkpoint} to ${c.sink}: ${c.outcome}` })),
+    ...commands.map((c) => ({
+      t: parseTime(c.time),
+      label: `${c.trigger === "manual" ? "manual " : ""}command #${c.attempt}`,
+      title: `${c.trigger === "manual" ? "manual (operator's) " : ""}unblock command #${c.attempt} for ${c.checkpoint} to ${c.sink}: ${c.outcome}`,
+    })),
     ...alerts.map((a) => ({ t: parseTime(a.time), label: `alert ${a.state}`, title: `alert ${a.state} for ${a.checkpoint} to ${a.sink}` })),
   ].filter((x) => !Number.isNaN(x.t));
   const times = [...events.map((e) => parseTime(e.time)), ...sent.map((x) => x.t)].filter((t) => !Number.isNaN(t));
@@ -73,9 +90,9 @@ function Lanes({ in_, alerts, commands, colors }: { in_: InstanceDetail; alerts:
                 <span
                   class={`mark${isError(e) ? " err" : ""}${(parseTime(e.time) - t0) / (t1 - t0) > 0.8 ? " flip" : ""}`}
                   style={{ left: pos(parseTime(e.time)), borderColor: colors.get(tid) ?? "#94a3b8" }}
-                  title={`${e.checkpoint || e.name} · ${e.service} · ${iso(e.time)}`}
+                  title={`${isOperator(e) ? operatorText(e) : e.checkpoint || e.name} · ${e.service} · ${iso(e.time)}`}
                 >
-                  <span class="mark-label">{e.checkpoint || `⚠ ${e.name || "error"}`}</span>
+                  <span class="mark-label">{isOperator(e) ? `${e.checkpoint.slice(1)} by ${e.by || "an operator"}` : e.checkpoint || `⚠ ${e.name || "error"}`}</span>
                 </span>
               ))}
           </div>
@@ -130,7 +147,29 @@ function StatusChip({ status }: { status: string }) {
   return <span class={`chip status-${status}`}>{status}</span>;
 }
 
+/** OperatorItem is an operator's action in the timeline: what was done, by whom, and why. */
+function OperatorItem({ e, start }: { e: Event; start: number }) {
+  return (
+    <li class="tl-item operator" data-checkpoint={e.checkpoint} data-event data-operator-by={e.by ?? ""}>
+      <span class="tl-dot" />
+      <div class="tl-time">
+        <Time t={e.time} millis />
+        <div class="muted small">{Number.isNaN(start) ? "" : `+${dur(parseTime(e.time) - start)}`}</div>
+      </div>
+      <div class="tl-main">
+        <div class="tl-title">
+          <span class="chip operator-chip">operator</span>
+          <span class="operator-action">{operatorText(e)}</span>
+        </div>
+        <div class="tl-detail muted small">recorded through the operator API</div>
+      </div>
+      <div class="tl-trace" />
+    </li>
+  );
+}
+
 function EventItem({ e, start, color }: { e: Event; start: number; color?: string }) {
+  if (isOperator(e)) return <OperatorItem e={e} start={start} />;
   return (
     <li class={`tl-item${isError(e) ? " err" : ""}`} data-checkpoint={e.checkpoint} data-event>
       <span class="tl-dot" style={{ background: isError(e) ? undefined : (color ?? "#94a3b8") }} />
@@ -157,7 +196,7 @@ function EventItem({ e, start, color }: { e: Event; start: number; color?: strin
   );
 }
 
-function ActionItem({ t, start, title, detail, outcome, kind }: { t: number; start: number; title: string; detail: string; outcome: string; kind: string }) {
+function ActionItem({ t, start, title, detail, outcome, kind, command }: { t: number; start: number; title: string; detail: string; outcome: string; kind: string; command?: Command }) {
   return (
     <li class={`tl-item action ${kind}`} data-action-entry={kind}>
       <span class="tl-dot" />
@@ -168,6 +207,7 @@ function ActionItem({ t, start, title, detail, outcome, kind }: { t: number; sta
       <div class="tl-main">
         <div class="tl-title">
           <span class="action-title">{title}</span>
+          {command && <TriggerChip c={command} />}
           <OutcomeBadge value={outcome} />
         </div>
         <div class="tl-detail muted small">{detail}</div>
@@ -216,7 +256,8 @@ function Timeline({ in_, alerts, commands, colors }: { in_: InstanceDetail; aler
             kind="command"
             t={x.t}
             start={start}
-            title={`Unblock command #${x.command.attempt} for ${x.command.checkpoint}`}
+            title={`${x.command.trigger === "manual" ? "Manual unblock" : "Unblock"} command #${x.command.attempt} for ${x.command.checkpoint}`}
+            command={x.command}
             detail={`to ${x.command.sink}${x.command.subject ? ` ${x.command.subject}` : ""}${x.command.error ? ` — ${x.command.error}` : ""}`}
             outcome={x.command.outcome}
           />
@@ -344,35 +385,65 @@ function AuditTables({ alerts, commands }: { alerts: Alert[]; commands: Command[
   );
 }
 
-function Actions({ in_, onAsk }: { in_: InstanceDetail; onAsk: (s: ConfirmSpec) => void }) {
+/** stuckActions are the on_stuck actions of a checkpoint of the instance's flow version; empty
+ * when it has none, undefined while the flows are not known. */
+function stuckActions(flows: Flow[] | undefined, in_: InstanceDetail, checkpoint: string): StuckAction[] | undefined {
+  if (!flows) return undefined;
+  const f = flows.find((f) => f.name === in_.flow && f.version === in_.version);
+  return f?.checkpoints.find((c) => c.name === checkpoint)?.on_stuck ?? [];
+}
+
+function sinks(actions: StuckAction[]): string {
+  return actions.map((a) => (a.subject ? `${a.sink} ${a.subject}` : a.sink)).join(", ");
+}
+
+/** UnblockButton offers the unblock of an overdue checkpoint that has on_stuck actions, and
+ * says so of one that has none (the API would refuse it: there is nothing to send). */
+function UnblockButton({ in_, x, actions, onAsk }: { in_: InstanceDetail; x: Expected; actions: StuckAction[]; onAsk: (s: ConfirmSpec) => void }) {
+  if (actions.length === 0) {
+    return (
+      <span class="muted small no-unblock" data-no-unblock={x.checkpoint} title={`${x.checkpoint} has no on_stuck action: an unblock would have nothing to send`}>
+        {x.checkpoint}: no on_stuck action
+      </span>
+    );
+  }
+  return (
+    <button
+      type="button"
+      class="btn"
+      data-action="unblock"
+      data-checkpoint={x.checkpoint}
+      onClick={() =>
+        onAsk({
+          title: `Unblock ${x.checkpoint}?`,
+          body: (
+            <p>
+              Sends the next attempt of <b>{x.checkpoint}</b>'s <code>on_stuck</code> action{actions.length === 1 ? "" : "s"} (to {sinks(actions)}) now for <b>{in_.key}</b> ({in_.flow}, tenant {in_.tenant}), recorded as a manual trigger.
+            </p>
+          ),
+          confirm: `Unblock ${x.checkpoint}`,
+          run: (by) => api.unblock(in_.flow, in_.key, in_.tenant, x.checkpoint, by),
+          done: `Unblock of ${x.checkpoint} requested; the command shows below once sent.`,
+        })
+      }
+    >
+      Unblock {x.checkpoint}…
+    </button>
+  );
+}
+
+function Actions({ in_, flows, onAsk }: { in_: InstanceDetail; flows: Flow[] | undefined; onAsk: (s: ConfirmSpec) => void }) {
   const cfg = useConfig();
   if (!cfg.operator_api || closed.has(in_.status)) return null;
-  const overdue: Expected[] = in_.expected.filter((x) => x.overdue);
   return (
     <div class="actions" data-operator-actions>
-      {overdue.map((x) => (
-        <button
-          type="button"
-          class="btn"
-          data-action="unblock"
-          data-checkpoint={x.checkpoint}
-          onClick={() =>
-            onAsk({
-              title: `Unblock ${x.checkpoint}?`,
-              body: (
-                <p>
-                  Sends the next attempt of <b>{x.checkpoint}</b>'s <code>on_stuck</code> action now for <b>{in_.key}</b> ({in_.flow}, tenant {in_.tenant}), recorded as a manual trigger.
-                </p>
-              ),
-              confirm: `Unblock ${x.checkpoint}`,
-              run: (by) => api.unblock(in_.flow, in_.key, in_.tenant, x.checkpoint, by),
-              done: `Unblock of ${x.checkpoint} requested; the command shows below once sent.`,
-            })
-          }
-        >
-          Unblock {x.checkpoint}…
-        </button>
-      ))}
+      {in_.expected
+        .filter((x) => x.overdue)
+        .map((x) => {
+          // Nothing is offered while the flows are not known.
+          const actions = stuckActions(flows, in_, x.checkpoint);
+          return actions && <UnblockButton in_={in_} x={x} actions={actions} onAsk={onAsk} />;
+        })}
       <button
         type="button"
         class="btn danger-outline"
@@ -415,6 +486,8 @@ export function InstancePage({ flow, instanceKey: key, params }: { flow: string;
     },
     [flow, key, tenant],
   );
+  // The flow definitions say which overdue checkpoint has an on_stuck action to unblock.
+  const flows = usePoll((s) => api.flows(s), ["flows"]);
   const d = poll.data;
   const colors = traceColorMap(d?.in_.events ?? []);
   const traces = colors.size;
@@ -437,7 +510,7 @@ export function InstancePage({ flow, instanceKey: key, params }: { flow: string;
           )
         }
       >
-        {d && <Actions in_={d.in_} onAsk={(s) => { setNotice(""); setAsk(s); }} />}
+        {d && <Actions in_={d.in_} flows={flows.data} onAsk={(s) => { setNotice(""); setAsk(s); }} />}
       </PageHeader>
       {notice && (
         <div class="notice" role="status">
