@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -381,5 +382,53 @@ func TestParentReasonFollowsItsChildren(t *testing.T) {
 	r = f.doc("order", "o-1").Reason
 	if r == nil || r.Children == nil || r.Children.Counts["stuck"] != 1 || len(r.Children.Stuck) != 1 || r.Children.Stuck[0].Key != "s-1" {
 		t.Fatalf("at 71m: %+v", r)
+	}
+}
+
+// parentLookups counts the children whose parents the detector asks the store for.
+type parentLookups struct {
+	Store
+	mu   sync.Mutex
+	keys int
+}
+
+func (s *parentLookups) ParentKeys(ctx context.Context, tenant, flow string, keys []string) (map[string]string, error) {
+	s.mu.Lock()
+	s.keys += len(keys)
+	s.mu.Unlock()
+	return s.Store.ParentKeys(ctx, tenant, flow, keys)
+}
+
+// A child's rows read together with its start (a rebuild reads them so by the thousand) find
+// its parent in that start, even a row ingested before it: none is asked of the store. A child
+// whose start is not among them still is.
+func TestChildrenRowsReadWithTheirStartNeedNoLookup(t *testing.T) {
+	f := familyFixture(t)
+	f.order("o-1", 2, shippedAt)
+	f.shipment("s-1", "", "delivered", 4*time.Minute) // ingested before its start
+	f.shipment("s-1", "o-1", "packed", 3*time.Minute)
+	f.shipment("s-2", "o-1", "packed", 3*time.Minute)
+	f.shipment("s-2", "", "delivered", 5*time.Minute)
+	lookups := &parentLookups{Store: f.store}
+	d := f.detector(func(c *Config) { c.Store = lookups })
+	f.tick(d, 6*time.Minute)
+	if lookups.keys != 0 {
+		t.Fatalf("asked the store for the parents of %d children read with their starts", lookups.keys)
+	}
+	for _, s := range []string{"s-1", "s-2"} {
+		if st := f.doc("shipment", s); st.Status != "completed" {
+			t.Fatalf("%s: %+v", s, st)
+		}
+	}
+	if st := f.doc("order", "o-1"); st.Status != "running" || len(st.Expected) != 0 || len(f.reachRows("o-1")) != 1 {
+		t.Fatalf("o-1 with both parcels delivered, all_delivered reached (%d rows): %+v", len(f.reachRows("o-1")), st)
+	}
+	// A late row of a child whose start this read does not hold is looked up.
+	f.clk.Set(t0.Add(30 * time.Minute))
+	d2 := f.detector(func(c *Config) { c.Store = lookups; c.RebuildWindow = 5 * time.Minute })
+	f.shipment("s-1", "", "delivered", 31*time.Minute)
+	f.tick(d2, 32*time.Minute)
+	if lookups.keys == 0 {
+		t.Fatal("a child without its start in the read was not looked up")
 	}
 }

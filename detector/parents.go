@@ -29,6 +29,9 @@ func (d *Detector) resolveParents(ctx context.Context, set *model.Set, events []
 	}
 	var want map[group][]string
 	var seen map[wanted]struct{}
+	// inRows: the parent keys that this shard's children's starts among the rows carry ("" for
+	// none): their other rows in the same read need no lookup (a rebuild reads thousands).
+	var inRows map[wanted]string
 	for pass := 0; pass < 2; pass++ {
 		for i := range events {
 			e := &events[i]
@@ -40,15 +43,27 @@ func (d *Detector) resolveParents(ctx context.Context, set *model.Set, events []
 				if pk := e.Attributes[model.AttrParentKey]; pk != "" {
 					if ShardOf(e.Tenant, pl.Flow, pk, d.cfg.Shards) != d.cfg.Shard {
 						d.cacheParent(e.Tenant, e.Flow, e.Key, pk)
+					} else {
+						inRows = noteInRows(inRows, wanted{group{e.Tenant, e.Flow}, e.Key}, pk)
 					}
-				} else if isStart(set.Versions(e.Flow), e.Checkpoint) && ShardOf(e.Tenant, e.Flow, e.Key, d.cfg.Shards) != d.cfg.Shard {
-					if _, known := d.fam.parents[parentCacheKey(e.Tenant, e.Flow, e.Key)]; !known {
-						d.cacheParent(e.Tenant, e.Flow, e.Key, "")
+				} else if isStart(set.Versions(e.Flow), e.Checkpoint) {
+					if ShardOf(e.Tenant, e.Flow, e.Key, d.cfg.Shards) != d.cfg.Shard {
+						if _, known := d.fam.parents[parentCacheKey(e.Tenant, e.Flow, e.Key)]; !known {
+							d.cacheParent(e.Tenant, e.Flow, e.Key, "")
+						}
+					} else if _, known := inRows[wanted{group{e.Tenant, e.Flow}, e.Key}]; !known {
+						inRows = noteInRows(inRows, wanted{group{e.Tenant, e.Flow}, e.Key}, "")
 					}
 				}
 				continue
 			}
 			if _, ok := d.parentOf(e, nil); ok {
+				continue
+			}
+			if pk, ok := inRows[wanted{group{e.Tenant, e.Flow}, e.Key}]; ok {
+				// Its start is among these rows: what the store would answer. Cached, so that
+				// a row of it read before its start finds it too.
+				d.cacheParent(e.Tenant, e.Flow, e.Key, pk)
 				continue
 			}
 			if want == nil {
@@ -108,4 +123,12 @@ func (d *Detector) shardOf(e *storage.CheckpointEvent, set *model.Set, now time.
 		return "", "", ShardOf(e.Tenant, e.Flow, e.Key, d.cfg.Shards) == d.cfg.Shard
 	}
 	return pl.Flow, pk, ShardOf(e.Tenant, pl.Flow, pk, d.cfg.Shards) == d.cfg.Shard
+}
+
+func noteInRows[K comparable](m map[K]string, k K, parent string) map[K]string {
+	if m == nil {
+		m = map[K]string{}
+	}
+	m[k] = parent
+	return m
 }
