@@ -196,7 +196,7 @@ func (d *Detector) judge(in *inst, now time.Time, touched bool, expl *explanatio
 	d.firstBuf = p.First[:0]
 	v := f.Judge(p, now)
 	if len(p.Broods) > 0 {
-		d.recordReach(in, f, p)
+		d.recordReach(in, f, p, v.Closed())
 	}
 	d.childVerdict(in, &v)
 	switch {

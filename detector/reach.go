@@ -17,13 +17,19 @@ import (
 // judgement derives the reach from the children every time (model.Flow.IsChildrenReach).
 
 // recordReach queues the row of every children checkpoint that the parent's children
-// completed and whose row is not known as written yet.
-func (d *Detector) recordReach(in *inst, f *model.Flow, p model.Progress) {
+// completed, once that reach is settled, and whose row is not known as written yet. A reach
+// is settled when the parent moved past it (a checkpoint after it reached) or closes: until
+// then a child still to come, a failed one or a raised expected count may take it back or
+// move it, and a row written then would tell a reach that did not hold.
+func (d *Detector) recordReach(in *inst, f *model.Flow, p model.Progress, closing bool) {
 	k := d.fam.kins[in.id]
 	if k == nil {
 		return
 	}
 	for _, r := range f.ReachedByChildren(p) {
+		if !closing && !f.PassedBy(r.Checkpoint, p.First) {
+			continue
+		}
 		if !d.markReached(k, f, r.Checkpoint.Name) {
 			continue
 		}
@@ -58,9 +64,13 @@ func (d *Detector) markReached(k *kin, f *model.Flow, checkpoint string) bool {
 	return true
 }
 
-// isChildrenReach reports whether a row of a flow is the record of a children checkpoint's
-// reach in one of its versions.
+// isChildrenReach reports whether a row is the record of a children checkpoint's reach
+// (flowstate.ChildrenReachEvent), by its marks and a children checkpoint of its flow in one
+// of its versions: an item of a version where that checkpoint is an ordinary one is an item.
 func isChildrenReach(versions []*model.Flow, e *storage.CheckpointEvent) bool {
+	if e.Service != flowstate.ReachService || e.Name != model.ChildrenReachName {
+		return false
+	}
 	for _, f := range versions {
 		if f.IsChildrenReach(e.Checkpoint) {
 			return true

@@ -54,8 +54,9 @@ func (f *fixture) reachRows(key string) []storage.CheckpointEvent {
 }
 
 // A parent whose children complete its children checkpoint gets one row recording the reach,
-// at the reach's time; judged again, read back and after a restart, no second one is written,
-// and the row changes nothing of the judgement.
+// at the reach's time, once the reach is settled (the parent moved past it, or closed);
+// judged again, read back and after a restart, no second one is written, and the row changes
+// nothing of the judgement.
 func TestChildrenReachIsRecordedOnce(t *testing.T) {
 	f := familyFixture(t)
 	counter := &reachCounter{Store: f.store}
@@ -71,6 +72,17 @@ func TestChildrenReachIsRecordedOnce(t *testing.T) {
 	}
 	f.shipment("s-2", "o-1", "delivered", 7*time.Minute)
 	f.tick(d, 8*time.Minute)
+	if st := f.doc("order", "o-1"); st.Status != "running" || len(st.Expected) != 0 {
+		t.Fatalf("all_delivered reached: %+v", st)
+	}
+	if rows := f.reachRows("o-1"); len(rows) != 0 {
+		t.Fatalf("recorded before the order moved past all_delivered: %+v", rows)
+	}
+	f.order("o-1", 0, map[string]time.Duration{"closed": 9 * time.Minute})
+	f.tick(d, 10*time.Minute)
+	if st := f.doc("order", "o-1"); st.Status != "completed" {
+		t.Fatalf("closed: %+v", st)
+	}
 	rows := f.reachRows("o-1")
 	if len(rows) != 1 {
 		t.Fatalf("%d rows at all_delivered, want 1", len(rows))
@@ -81,10 +93,10 @@ func TestChildrenReachIsRecordedOnce(t *testing.T) {
 		r.Status != "ok" || r.KeyAttr != "order.id" {
 		t.Fatalf("row %+v, want %+v", r, want)
 	}
-	// Read back by the next ticks: the judgement stays what the children say.
-	for _, at := range []time.Duration{9 * time.Minute, 10 * time.Minute, 2 * time.Hour} {
+	// Read back by the next ticks: nothing changes.
+	for _, at := range []time.Duration{11 * time.Minute, 2 * time.Hour} {
 		f.tick(d, at)
-		if st := f.doc("order", "o-1"); st.Status != "running" || len(st.Expected) != 0 || st.LastCheckpoint != "shipped" {
+		if st := f.doc("order", "o-1"); st.Status != "completed" || len(st.Violations) != 0 {
 			t.Fatalf("at %s: %+v", at, st)
 		}
 	}
@@ -96,16 +108,8 @@ func TestChildrenReachIsRecordedOnce(t *testing.T) {
 	// A restart rebuilds the family from its rows, the record among them: nothing new.
 	d2 := f.detector(useCounter)
 	f.tick(d2, 2*time.Hour+time.Minute)
-	if n := counter.written(); n != 1 {
-		t.Fatalf("after a restart: %d reach rows written, want 1", n)
-	}
-	f.order("o-1", 0, map[string]time.Duration{"closed": 2*time.Hour + 2*time.Minute})
-	f.tick(d2, 2*time.Hour+3*time.Minute)
-	if st := f.doc("order", "o-1"); st.Status != "completed" {
-		t.Fatalf("closed: %+v", st)
-	}
 	if rows := f.reachRows("o-1"); len(rows) != 1 || counter.written() != 1 {
-		t.Fatalf("%d rows, %d written, want 1 and 1", len(rows), counter.written())
+		t.Fatalf("after a restart: %d rows, %d written, want 1 and 1", len(rows), counter.written())
 	}
 	// The graph's counts see it, once.
 	counts, err := f.store.CheckpointCounts(context.Background(), "acme", "order", t0, t0.Add(3*time.Hour))
@@ -116,6 +120,38 @@ func TestChildrenReachIsRecordedOnce(t *testing.T) {
 		if c.Checkpoint == "all_delivered" && c.Count != 1 {
 			t.Fatalf("all_delivered counted %d", c.Count)
 		}
+	}
+}
+
+// A reach that does not hold yet is not recorded: `all` without an expected count is taken
+// back by a child that comes after the others completed; the record, once the order moves
+// on, is of the reach that held, at its time.
+func TestChildrenReachTakenBackIsNotRecorded(t *testing.T) {
+	f := familyFixture(t)
+	d := f.detector()
+	f.order("o-1", 0, shippedAt) // no parcel count: all = every known child
+	f.shipment("s-1", "o-1", "packed", 3*time.Minute)
+	f.shipment("s-1", "o-1", "delivered", 5*time.Minute)
+	f.tick(d, 6*time.Minute)
+	f.shipment("s-2", "o-1", "packed", 7*time.Minute)
+	f.tick(d, 8*time.Minute)
+	if st := f.doc("order", "o-1"); len(st.Expected) != 1 || st.Expected[0].Checkpoint != "all_delivered" {
+		t.Fatalf("a second parcel on its way: %+v", st)
+	}
+	counts, err := f.store.CheckpointCounts(context.Background(), "acme", "order", t0, t0.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range counts {
+		if c.Checkpoint == "all_delivered" && c.Count != 0 {
+			t.Fatalf("the graph counts o-1 at all_delivered (%d) while it still expects it", c.Count)
+		}
+	}
+	f.shipment("s-2", "o-1", "delivered", 9*time.Minute)
+	f.order("o-1", 0, map[string]time.Duration{"closed": 11 * time.Minute})
+	f.tick(d, 12*time.Minute)
+	if rows := f.reachRows("o-1"); len(rows) != 1 || !rows[0].Time.Equal(t0.Add(9*time.Minute)) {
+		t.Fatalf("reach rows %+v, want one at 9m", rows)
 	}
 }
 
@@ -138,15 +174,16 @@ func TestChildrenReachRewrittenUnderTheSameID(t *testing.T) {
 	f.order("o-1", 1, shippedAt)
 	f.shipment("s-1", "o-1", "packed", 3*time.Minute)
 	f.shipment("s-1", "o-1", "delivered", 5*time.Minute)
-	f.tick(d, 6*time.Minute)
-	f.tick(d2, 7*time.Minute)
+	f.order("o-1", 0, map[string]time.Duration{"closed": 6 * time.Minute})
+	f.tick(d, 7*time.Minute)
+	f.tick(d2, 8*time.Minute)
 	if n := blind.written(); n != 1 {
 		t.Fatalf("the second detector wrote %d records, want 1", n)
 	}
 	if rows := f.reachRows("o-1"); len(rows) != 1 || !rows[0].Time.Equal(t0.Add(5*time.Minute)) {
 		t.Fatalf("rows at all_delivered: %+v", rows)
 	}
-	if st := f.doc("order", "o-1"); st.Status != "running" || len(st.Expected) != 0 {
+	if st := f.doc("order", "o-1"); st.Status != "completed" {
 		t.Fatalf("order: %+v", st)
 	}
 }

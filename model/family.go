@@ -235,6 +235,17 @@ func (f *Flow) ReachedByChildren(p Progress) []Reach {
 	return out
 }
 
+// PassedBy tells whether the instance whose first-reached times are first (by checkpoint
+// index, zero for never) reached a checkpoint that comes after c.
+func (f *Flow) PassedBy(c *Checkpoint, first []time.Time) bool {
+	for _, n := range f.Checkpoints {
+		if n.Index < len(first) && !first[n.Index].IsZero() && slices.Contains(n.After, c.Name) {
+			return true
+		}
+	}
+	return false
+}
+
 // ChildrenOrdinal returns the place of a children checkpoint among the flow's children
 // checkpoints, in declaration order (0, 1, ...), or -1 when checkpoint is not one.
 func (f *Flow) ChildrenOrdinal(checkpoint string) int {
