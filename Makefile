@@ -70,7 +70,7 @@ fuzz:
 	cd model && GOWORK=off $(call fuzz-one,FuzzParse,10000) .
 	cd storage && GOWORK=off $(call fuzz-one,FuzzEventBatchUnmarshal,50000) .
 	cd storage && GOWORK=off $(call fuzz-one,FuzzBinRows,50000) .
-	$(call fuzz-one,FuzzAppendString,80000) ./flowstate/
+	cd storage && GOWORK=off $(call fuzz-one,FuzzAppendJSONString,80000) .
 	$(call fuzz-one,FuzzAppendTime,50000) ./flowstate/
 
 ## lint: gofmt, go vet and a tidy go.mod in every module

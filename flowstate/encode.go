@@ -4,9 +4,9 @@ import (
 	"sort"
 	"strconv"
 	"time"
-	"unicode/utf8"
 
 	"github.com/flowwatch/flowwatch/model"
+	"github.com/flowwatch/flowwatch/storage"
 )
 
 // The detector writes the expected and reason documents of every state it writes, thousands
@@ -21,22 +21,22 @@ func appendExpected(b []byte, xs []model.Expected) []byte {
 			b = append(b, ',')
 		}
 		b = append(b, `{"checkpoint":`...)
-		b = appendString(b, x.Checkpoint)
+		b = storage.AppendJSONString(b, x.Checkpoint)
 		b = append(b, `,"deadline":`...)
 		b = appendTime(b, x.Deadline)
 		b = append(b, `,"since":`...)
 		b = appendTime(b, x.Since)
 		b = append(b, `,"service":`...)
-		b = appendString(b, x.Service)
+		b = storage.AppendJSONString(b, x.Service)
 		b = append(b, `,"overdue":`...)
 		b = strconv.AppendBool(b, x.Overdue)
 		if x.Compensates != "" {
 			b = append(b, `,"compensates":`...)
-			b = appendString(b, x.Compensates)
+			b = storage.AppendJSONString(b, x.Compensates)
 		}
 		if x.Children != "" {
 			b = append(b, `,"children":`...)
-			b = appendString(b, x.Children)
+			b = storage.AppendJSONString(b, x.Children)
 		}
 		b = append(b, '}')
 	}
@@ -46,34 +46,34 @@ func appendExpected(b []byte, xs []model.Expected) []byte {
 // appendReason appends the JSON of ReasonOf(r), r not nil.
 func appendReason(b []byte, r *model.Reason) []byte {
 	b = append(b, `{"checkpoint":`...)
-	b = appendString(b, r.Checkpoint)
+	b = storage.AppendJSONString(b, r.Checkpoint)
 	b = append(b, `,"since":`...)
 	b = appendTime(b, r.Since)
 	b = append(b, `,"deadline":`...)
 	b = appendTime(b, r.Deadline)
 	b = append(b, `,"overdue":`...)
-	b = appendString(b, r.Overdue.String())
+	b = storage.AppendJSONString(b, r.Overdue.String())
 	b = append(b, `,"overdue_seconds":`...)
 	b = appendFloat(b, r.Overdue.Seconds())
 	b = append(b, `,"service":`...)
-	b = appendString(b, r.Service)
+	b = storage.AppendJSONString(b, r.Service)
 	b = append(b, `,"last_checkpoint":`...)
-	b = appendString(b, r.LastCheckpoint)
+	b = storage.AppendJSONString(b, r.LastCheckpoint)
 	if !r.LastCheckpointAt.IsZero() {
 		b = append(b, `,"last_checkpoint_at":`...)
 		b = appendTime(b, r.LastCheckpointAt)
 	}
 	if e := r.LastError; e != nil {
 		b = append(b, `,"last_error":{"service":`...)
-		b = appendString(b, e.Service)
+		b = storage.AppendJSONString(b, e.Service)
 		b = append(b, `,"name":`...)
-		b = appendString(b, e.Name)
+		b = storage.AppendJSONString(b, e.Name)
 		b = append(b, `,"message":`...)
-		b = appendString(b, e.Message)
+		b = storage.AppendJSONString(b, e.Message)
 		b = append(b, `,"trace_id":`...)
-		b = appendString(b, e.TraceID)
+		b = storage.AppendJSONString(b, e.TraceID)
 		b = append(b, `,"span_id":`...)
-		b = appendString(b, e.SpanID)
+		b = storage.AppendJSONString(b, e.SpanID)
 		b = append(b, `,"time":`...)
 		b = appendTime(b, e.Time)
 		b = append(b, '}')
@@ -83,25 +83,25 @@ func appendReason(b []byte, r *model.Reason) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendString(b, t)
+		b = storage.AppendJSONString(b, t)
 	}
 	b = append(b, ']')
 	if r.Compensates != "" {
 		b = append(b, `,"compensates":`...)
-		b = appendString(b, r.Compensates)
+		b = storage.AppendJSONString(b, r.Compensates)
 	}
 	if f := r.Failure; f != nil {
 		b = append(b, `,"failure":{"checkpoint":`...)
-		b = appendString(b, f.Checkpoint)
+		b = storage.AppendJSONString(b, f.Checkpoint)
 		b = append(b, `,"time":`...)
 		b = appendTime(b, f.Time)
 		if c := f.Child; c != nil {
 			b = append(b, `,"child":{"flow":`...)
-			b = appendString(b, c.Flow)
+			b = storage.AppendJSONString(b, c.Flow)
 			b = append(b, `,"key":`...)
-			b = appendString(b, c.Key)
+			b = storage.AppendJSONString(b, c.Key)
 			b = append(b, `,"checkpoint":`...)
-			b = appendString(b, c.Checkpoint)
+			b = storage.AppendJSONString(b, c.Checkpoint)
 			b = append(b, '}')
 		}
 		b = append(b, '}')
@@ -110,7 +110,7 @@ func appendReason(b []byte, r *model.Reason) []byte {
 		b = appendChildren(b, ch)
 	}
 	b = append(b, `,"summary":`...)
-	b = appendString(b, r.Summary)
+	b = storage.AppendJSONString(b, r.Summary)
 	return append(b, '}')
 }
 
@@ -118,7 +118,7 @@ func appendReason(b []byte, r *model.Reason) []byte {
 // encoding/json writes a map) and its stuck children.
 func appendChildren(b []byte, ch *model.ChildrenReport) []byte {
 	b = append(b, `,"children":{"flow":`...)
-	b = appendString(b, ch.Flow)
+	b = storage.AppendJSONString(b, ch.Flow)
 	b = append(b, `,"counts":{`...)
 	statuses := make([]string, 0, len(ch.Counts))
 	for s := range ch.Counts {
@@ -129,7 +129,7 @@ func appendChildren(b []byte, ch *model.ChildrenReport) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendString(b, s)
+		b = storage.AppendJSONString(b, s)
 		b = append(b, ':')
 		b = strconv.AppendInt(b, int64(ch.Counts[model.Status(s)]), 10)
 	}
@@ -139,13 +139,13 @@ func appendChildren(b []byte, ch *model.ChildrenReport) []byte {
 			b = append(b, ',')
 		}
 		b = append(b, `{"key":`...)
-		b = appendString(b, k.Key)
+		b = storage.AppendJSONString(b, k.Key)
 		b = append(b, `,"checkpoint":`...)
-		b = appendString(b, k.Checkpoint)
+		b = storage.AppendJSONString(b, k.Checkpoint)
 		b = append(b, `,"deadline":`...)
 		b = appendTime(b, k.Deadline)
 		b = append(b, `,"summary":`...)
-		b = appendString(b, k.Summary)
+		b = storage.AppendJSONString(b, k.Summary)
 		b = append(b, '}')
 	}
 	return append(b, "]}"...)
@@ -159,15 +159,15 @@ func appendViolations(b []byte, vs []model.Violation) []byte {
 			b = append(b, ',')
 		}
 		b = append(b, `{"kind":`...)
-		b = appendString(b, string(v.Kind))
+		b = storage.AppendJSONString(b, string(v.Kind))
 		b = append(b, `,"checkpoint":`...)
-		b = appendString(b, v.Checkpoint)
+		b = storage.AppendJSONString(b, v.Checkpoint)
 		b = append(b, `,"time":`...)
 		b = appendTime(b, v.Time)
 		b = append(b, `,"event_id":`...)
-		b = appendString(b, v.EventID)
+		b = storage.AppendJSONString(b, v.EventID)
 		b = append(b, `,"detail":`...)
-		b = appendString(b, v.Detail())
+		b = storage.AppendJSONString(b, v.Detail())
 		b = append(b, '}')
 	}
 	return append(b, ']')
@@ -226,59 +226,4 @@ func appendFloat(b []byte, f float64) []byte {
 		}
 	}
 	return b
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendString appends s as a JSON string, escaped as encoding/json escapes it by default
-// (HTML characters and U+2028/U+2029 included; invalid UTF-8 becomes U+FFFD).
-func appendString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		if c := s[i]; c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\b':
-				b = append(b, '\\', 'b')
-			case '\f':
-				b = append(b, '\\', 'f')
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }

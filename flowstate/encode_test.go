@@ -7,6 +7,7 @@ import (
 
 	"github.com/flowwatch/flowwatch/internal/testflows"
 	"github.com/flowwatch/flowwatch/model"
+	"github.com/flowwatch/flowwatch/storage"
 )
 
 // The hand-written encoders write exactly what encoding/json writes for the same documents.
@@ -29,7 +30,7 @@ func TestEncodersMatchEncodingJSON(t *testing.T) {
 	odd := []string{"", "plain", `quo"te\back`, "tab\tnl\nret\r\x00\x1f\x7f", "<a>&amp;", "é ü 日本",
 		"u-\xff\xfe", "\xe2\x80\xa8 \xe2\x80\xa9", "\xed\xa0\x80", "a\u2028b", "\b\f"}
 	for _, s := range odd {
-		check("string "+s, appendString(nil, s), s)
+		check("string "+s, storage.AppendJSONString(nil, s), s)
 		r := *st.Reason
 		r.Summary, r.Service, r.Checkpoint = s, s, s
 		r.LastError = &model.ErrorNote{Service: s, Name: s, Message: s, Time: time.Unix(0, 123).In(time.FixedZone("X", 3600))}
@@ -58,18 +59,6 @@ func TestEncodersMatchEncodingJSON(t *testing.T) {
 		r.Overdue = d
 		check("overdue "+d.String(), appendReason(nil, &r), ReasonOf(&r))
 	}
-}
-
-func FuzzAppendString(f *testing.F) {
-	for _, s := range []string{"", "a", "<\u2028>", "\xff", "\"\\"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		want, _ := json.Marshal(s)
-		if got := appendString(nil, s); string(got) != string(want) {
-			t.Fatalf("%q: got %s want %s", s, got, want)
-		}
-	})
 }
 
 // appendTime writes what encoding/json writes for the time in UTC (RFC3339Nano), whatever

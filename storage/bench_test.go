@@ -205,7 +205,7 @@ func (e jsonEmbedded) insertEvents(ctx context.Context, table string, b *EventBa
 		buf = strconv.AppendUint(buf, r.ID, 10)
 		for _, s := range [...]string{r.Tenant, r.Flow, r.Checkpoint, r.Key, r.KeyAttr} {
 			buf = append(buf, ',')
-			buf = appendJSONString(buf, s)
+			buf = AppendJSONString(buf, s)
 		}
 		ingest := r.IngestTime
 		if ingest == 0 {
@@ -217,16 +217,16 @@ func (e jsonEmbedded) insertEvents(ctx context.Context, table string, b *EventBa
 		buf = strconv.AppendInt(buf, ingest, 10)
 		for _, s := range [...]string{r.TraceID, r.SpanID, r.Service, r.Name, r.Status, r.Message} {
 			buf = append(buf, ',')
-			buf = appendJSONString(buf, s)
+			buf = AppendJSONString(buf, s)
 		}
 		buf = append(buf, ",{"...)
 		for j, a := range b.Attributes(i) {
 			if j > 0 {
 				buf = append(buf, ',')
 			}
-			buf = appendJSONString(buf, a.Key)
+			buf = AppendJSONString(buf, a.Key)
 			buf = append(buf, ':')
-			buf = appendJSONString(buf, a.Value)
+			buf = AppendJSONString(buf, a.Value)
 		}
 		buf = append(buf, "}]\n"...)
 	}

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 )
 
 // OpenEmbedded opens the embedded store: the ClickHouse engine running in this process (chDB),
@@ -85,50 +84,6 @@ func (e *embedded) insertAliases(ctx context.Context, table string, aliases []Al
 	return e.sess.insert(ctx, "INSERT INTO "+table+" ("+strings.Join(aliasColumns, ", ")+")", "Native", w.buf)
 }
 
-const hexDigits = "0123456789abcdef"
-
-// appendJSONString appends s as a JSON string; invalid UTF-8 becomes U+FFFD.
-func appendJSONString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
-}
-
 func (e *embedded) insert(ctx context.Context, table string, cols []string, rs [][]any) error {
 	w := nativePool.Get().(*nativeWriter)
 	defer nativePool.Put(w)
@@ -150,7 +105,7 @@ func (e *embedded) insert(ctx context.Context, table string, cols []string, rs [
 			}
 			switch x := v.(type) {
 			case string:
-				b = appendJSONString(b, x)
+				b = AppendJSONString(b, x)
 			case uint32:
 				b = strconv.AppendUint(b, uint64(x), 10)
 			case uint64:
